@@ -1,0 +1,903 @@
+//! The typed cache: [`Cache<K, V>`] and its [`CacheBuilder`].
+//!
+//! The engine is `quick_cache` (the fastest of the peers measured here); this
+//! module adds what it lacks: TTL and TTI under a [`Clock`], refresh-ahead,
+//! single-flight loads, tags, Redis-glob revocation, listeners, stats and
+//! tracing. A hit is one `quick_cache` lookup, a clock read when the cache
+//! expires entries, and a bump of a thread-owned counter.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use quick_cache::sync::Cache as Engine;
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
+
+use crate::clock::Clock;
+use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
+use crate::flight::{Flight, Flights, Join};
+use crate::key::{DisplayKey, KeyPart, render_with};
+use crate::pattern::{Pattern, PatternError};
+use crate::registry::{self, ErasedCache};
+use crate::stats::{Counter, Counters, Stats};
+
+/// An `expires_at` that never comes.
+const NEVER: u64 = u64::MAX;
+
+/// The default bound on entries.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// What a key type needs.
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {}
+impl<T: Hash + Eq + Clone + Send + Sync + 'static> CacheKey for T {}
+
+/// What a value type needs.
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+
+#[derive(Clone)]
+struct Entry<V> {
+    value: V,
+    expires_at: u64,
+    loaded_at: u64,
+    meta: Option<Arc<Meta>>,
+}
+
+/// The rarely used parts of an entry, kept out of line.
+struct Meta {
+    accessed: AtomicU64,
+    tags: Box<[String]>,
+}
+
+/// Collects evicted entries so events fire after the engine's lock is released.
+#[derive(Clone, Copy, Default)]
+struct EvictLog;
+
+impl<K, V> Lifecycle<K, Entry<V>> for EvictLog {
+    type RequestState = Vec<(K, Entry<V>)>;
+    fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Entry<V>) {
+        state.push((key, val));
+    }
+}
+
+type Map<K, V> = Engine<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+
+pub(crate) struct Inner<K, V> {
+    name: Arc<str>,
+    map: Map<K, V>,
+    ttl_ms: u64,
+    tti_ms: u64,
+    refresh_ms: u64,
+    clock: Clock,
+    counters: Counters,
+    listeners: Listeners<K>,
+    flights: Flights<K, V>,
+    tag_index: Mutex<HashMap<String, HashSet<K>>>,
+    render: fn(&K, &mut String),
+    store_if: Option<fn(&V) -> bool>,
+    tags: Option<fn(&K) -> Vec<String>>,
+    capacity: usize,
+}
+
+/// A bounded, concurrent, typed cache. Cloning it clones a handle.
+///
+/// ```
+/// use cache_core::Cache;
+/// use std::time::Duration;
+///
+/// let users: Cache<u64, String> = Cache::builder()
+///     .name("users")
+///     .ttl(Duration::from_secs(60))
+///     .build();
+/// let name = users.get_or_insert_with(7, || "ada".to_string());
+/// assert_eq!(users.get(&7).as_deref(), Some("ada"));
+/// # let _ = name;
+/// ```
+pub struct Cache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.inner.name)
+            .field("capacity", &self.inner.capacity)
+            .field("entries", &self.inner.map.len())
+            .finish()
+    }
+}
+
+/// Configures and builds a [`Cache`].
+pub struct CacheBuilder<K, V> {
+    name: String,
+    capacity: usize,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    refresh: Option<Duration>,
+    clock: Clock,
+    render: fn(&K, &mut String),
+    store_if: Option<fn(&V) -> bool>,
+    tags: Option<fn(&K) -> Vec<String>>,
+    register: bool,
+}
+
+impl<K: CacheKey + KeyPart, V: CacheValue> CacheBuilder<K, V> {
+    /// A builder whose keys read as their [`KeyPart`] text.
+    pub fn new() -> Self {
+        Self::with_render(|k, out| k.write_key(out))
+    }
+}
+
+impl<K: CacheKey + KeyPart, V: CacheValue> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
+    /// A builder whose keys read as `render` writes them.
+    pub fn with_render(render: fn(&K, &mut String)) -> Self {
+        CacheBuilder {
+            name: "cache".into(),
+            capacity: DEFAULT_CAPACITY,
+            ttl: None,
+            tti: None,
+            refresh: None,
+            clock: Clock::System,
+            render,
+            store_if: None,
+            tags: None,
+            register: false,
+        }
+    }
+
+    /// The cache's name, used in traces, stats and the registry.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The bound on entries (default [`DEFAULT_CAPACITY`]).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Entries expire this long after they are stored.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Entries expire after this long without a hit.
+    pub fn tti(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Refresh-ahead: an entry older than this is still returned, and
+    /// [`Cache::get_or_refresh`] hands out one ticket to recompute it.
+    pub fn refresh_after(mut self, age: Duration) -> Self {
+        self.refresh = Some(age);
+        self
+    }
+
+    /// The time source (default the coarse system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Loaded values are stored only when this returns true.
+    pub fn store_if(mut self, pred: fn(&V) -> bool) -> Self {
+        self.store_if = Some(pred);
+        self
+    }
+
+    /// Tags computed from the key for each loaded value.
+    pub fn tags(mut self, tags: fn(&K) -> Vec<String>) -> Self {
+        self.tags = Some(tags);
+        self
+    }
+
+    /// Makes the cache reachable by name through [`crate::registry()`].
+    pub fn register(mut self, yes: bool) -> Self {
+        self.register = yes;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache<K, V> {
+        let cap = self.capacity;
+        let opts = OptionsBuilder::new()
+            .estimated_items_capacity(cap)
+            .weight_capacity(cap as u64)
+            .build()
+            .expect("capacity options are valid");
+        let map = Engine::with_options(opts, UnitWeighter, DefaultHashBuilder::default(), EvictLog);
+        let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
+        let inner = Arc::new(Inner {
+            name: self.name.into(),
+            map,
+            ttl_ms: ms(self.ttl),
+            tti_ms: ms(self.tti),
+            refresh_ms: ms(self.refresh),
+            clock: self.clock,
+            counters: Counters::default(),
+            listeners: Listeners::default(),
+            flights: Flights::new(),
+            tag_index: Mutex::new(HashMap::new()),
+            render: self.render,
+            store_if: self.store_if,
+            tags: self.tags,
+            capacity: cap,
+        });
+        if self.register {
+            let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
+            registry::registry().register(&inner.name, weak);
+        }
+        Cache { inner }
+    }
+}
+
+impl<K: CacheKey + KeyPart, V: CacheValue> Cache<K, V> {
+    /// A builder for a cache whose keys read as their [`KeyPart`] text.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::new()
+    }
+
+    /// An unnamed cache bounded to `capacity` entries, without expiry.
+    pub fn new(capacity: usize) -> Self {
+        Self::builder().capacity(capacity).build()
+    }
+}
+
+/// A claim on one background recomputation of a stale entry.
+///
+/// Returned by [`Cache::get_or_refresh`]; at most one exists per key at a
+/// time. [`RefreshTicket::complete`] stores the new value; dropping the ticket
+/// gives the claim up.
+pub struct RefreshTicket<K: CacheKey, V: CacheValue> {
+    cache: Cache<K, V>,
+    key: K,
+    flight: Arc<Flight<V>>,
+    landed: bool,
+}
+
+impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
+    /// The key to recompute.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Stores the recomputed value (subject to the cache's `store_if`).
+    pub fn complete(mut self, value: V) {
+        let inner = &self.cache.inner;
+        inner.counters.incr(Counter::Load);
+        if inner.should_store(&value) {
+            inner.store(self.key.clone(), value.clone(), inner.ttl_ms);
+        }
+        self.landed = true;
+        inner.flights.land(&self.key, &self.flight, Some(&value));
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for RefreshTicket<K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.cache.inner.flights.land(&self.key, &self.flight, None);
+        }
+    }
+}
+
+/// Leads one load; releases the waiters even if the load panics or is dropped.
+struct Lead<'a, K: CacheKey, V: CacheValue> {
+    flights: &'a Flights<K, V>,
+    key: K,
+    flight: Arc<Flight<V>>,
+    landed: bool,
+}
+
+impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
+    fn land(mut self, value: &V) {
+        self.landed = true;
+        self.flights.land(&self.key, &self.flight, Some(value));
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for Lead<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.flights.land(&self.key, &self.flight, None);
+        }
+    }
+}
+
+/// Whether a loop iteration leads, or waits on, a load.
+enum Turn<'a, K: CacheKey, V: CacheValue> {
+    Lead(Lead<'a, K, V>),
+    Wait(Arc<Flight<V>>),
+    Done(V),
+}
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    #[inline]
+    fn live(&self, e: &Entry<V>, now: u64) -> bool {
+        if now >= e.expires_at {
+            return false;
+        }
+        if self.tti_ms != 0
+            && let Some(m) = &e.meta
+        {
+            let accessed = m.accessed.load(Ordering::Relaxed);
+            if now.saturating_sub(accessed) >= self.tti_ms {
+                return false;
+            }
+            m.accessed.store(now, Ordering::Relaxed);
+        }
+        true
+    }
+
+    #[inline]
+    fn expires(&self) -> bool {
+        self.ttl_ms != 0 || self.tti_ms != 0
+    }
+
+    /// A live entry, without touching stats.
+    #[inline]
+    fn lookup(&self, key: &K) -> Option<Entry<V>> {
+        let e = self.map.get(key)?;
+        if self.expires() && !self.live(&e, self.clock.now_ms()) {
+            self.expire(key);
+            return None;
+        }
+        Some(e)
+    }
+
+    #[cold]
+    fn expire(&self, key: &K) {
+        let now = self.clock.now_ms();
+        if let Some((k, e)) = self.map.remove_if(key, |e| {
+            now >= e.expires_at
+                || (self.tti_ms != 0
+                    && e.meta.as_ref().is_some_and(|m| {
+                        now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
+                    }))
+        }) {
+            self.removed(&k, e.meta.as_ref(), EventKind::Expire, Counter::Expiration);
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: &K) -> Option<V> {
+        match self.lookup(key) {
+            Some(e) => {
+                self.counters.incr(Counter::Hit);
+                if self.listeners.active() {
+                    self.listeners.fire(EventKind::Hit, &self.name, key, self.render);
+                }
+                tracing::debug!(cache = &*self.name, "cache hit {}", DisplayKey(key, self.render));
+                Some(e.value)
+            }
+            None => {
+                self.miss(key);
+                None
+            }
+        }
+    }
+
+    #[inline]
+    fn miss(&self, key: &K) {
+        self.counters.incr(Counter::Miss);
+        if self.listeners.active() {
+            self.listeners.fire(EventKind::Miss, &self.name, key, self.render);
+        }
+        tracing::debug!(cache = &*self.name, "cache miss {}", DisplayKey(key, self.render));
+    }
+
+    fn should_store(&self, v: &V) -> bool {
+        self.store_if.is_none_or(|p| p(v))
+    }
+
+    fn store(&self, key: K, value: V, ttl_ms: u64) {
+        let needs_now = ttl_ms != 0 || self.tti_ms != 0 || self.refresh_ms != 0;
+        let now = if needs_now { self.clock.now_ms() } else { 0 };
+        let tags: Box<[String]> = match self.tags {
+            Some(f) => f(&key).into(),
+            None => Box::default(),
+        };
+        let meta = (self.tti_ms != 0 || !tags.is_empty()).then(|| {
+            Arc::new(Meta {
+                accessed: AtomicU64::new(now),
+                tags,
+            })
+        });
+        if let Some(m) = &meta
+            && !m.tags.is_empty()
+        {
+            let mut idx = self.tag_index.lock();
+            for t in m.tags.iter() {
+                idx.entry(t.clone()).or_default().insert(key.clone());
+            }
+        }
+        let entry = Entry {
+            value,
+            expires_at: if ttl_ms == 0 { NEVER } else { now.saturating_add(ttl_ms) },
+            loaded_at: now,
+            meta,
+        };
+        let fire = self.listeners.active().then(|| key.clone());
+        let mut evicted = Vec::new();
+        self.map.insert_with_lifecycle(key, entry, &mut evicted);
+        self.counters.incr(Counter::Insert);
+        if let Some(k) = fire {
+            self.listeners.fire(EventKind::Insert, &self.name, &k, self.render);
+        }
+        for (k, e) in evicted {
+            self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
+        }
+    }
+
+    /// Bookkeeping for an entry that left the map: counter, tag index, event.
+    fn removed(&self, key: &K, meta: Option<&Arc<Meta>>, kind: EventKind, counter: Counter) {
+        self.counters.incr(counter);
+        if let Some(m) = meta
+            && !m.tags.is_empty()
+        {
+            let mut idx = self.tag_index.lock();
+            for t in m.tags.iter() {
+                if let Some(set) = idx.get_mut(t) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        idx.remove(t);
+                    }
+                }
+            }
+        }
+        if self.listeners.active() {
+            self.listeners.fire(kind, &self.name, key, self.render);
+        }
+    }
+
+    fn invalidate(&self, key: &K) -> bool {
+        match self.map.remove(key) {
+            Some((k, e)) => {
+                self.removed(&k, e.meta.as_ref(), EventKind::Invalidate, Counter::Invalidation);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every entry whose key text satisfies `pred`.
+    fn remove_where(&self, pred: impl Fn(&str) -> bool) -> usize {
+        // `retain` takes `Fn`, hence the cells; events fire after it returns.
+        let removed = std::cell::RefCell::new(Vec::new());
+        let buf = std::cell::RefCell::new(String::new());
+        self.map.retain(|k, e| {
+            let mut s = buf.borrow_mut();
+            s.clear();
+            (self.render)(k, &mut s);
+            let hit = pred(&s);
+            if hit {
+                removed.borrow_mut().push((k.clone(), e.meta.clone()));
+            }
+            !hit
+        });
+        let removed = removed.into_inner();
+        for (k, meta) in &removed {
+            self.removed(k, meta.as_ref(), EventKind::Invalidate, Counter::Invalidation);
+        }
+        removed.len()
+    }
+
+    fn revoke(&self, pattern: &Pattern) -> usize {
+        self.remove_where(|s| pattern.matches(s))
+    }
+
+    fn invalidate_key_str(&self, key: &str) -> bool {
+        self.remove_where(|s| s == key) > 0
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> usize {
+        let keys: Vec<K> = match self.tag_index.lock().remove(tag) {
+            Some(set) => set.into_iter().collect(),
+            None => return 0,
+        };
+        keys.iter().filter(|k| self.invalidate(k)).count()
+    }
+
+    fn clear(&self) -> usize {
+        let drained: Vec<(K, Entry<V>)> = self.map.drain().collect();
+        self.tag_index.lock().clear();
+        let n = drained.len();
+        self.counters.add(Counter::Invalidation, n as u64);
+        if self.listeners.active() {
+            for (k, _) in &drained {
+                self.listeners.fire(EventKind::Invalidate, &self.name, k, self.render);
+            }
+        }
+        n
+    }
+
+    fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
+        let now = if self.expires() { self.clock.now_ms() } else { 0 };
+        let mut out = Vec::new();
+        for (k, e) in self.map.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            if self.expires() && now >= e.expires_at {
+                continue;
+            }
+            let s = render_with(&k, self.render);
+            if pattern.is_none_or(|p| p.matches(&s)) {
+                out.push(s);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn purge_expired(&self) -> usize {
+        if !self.expires() {
+            return 0;
+        }
+        let now = self.clock.now_ms();
+        let expired = std::cell::RefCell::new(Vec::new());
+        self.map.retain(|k, e| {
+            let dead = now >= e.expires_at
+                || (self.tti_ms != 0
+                    && e.meta.as_ref().is_some_and(|m| {
+                        now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
+                    }));
+            if dead {
+                expired.borrow_mut().push((k.clone(), e.meta.clone()));
+            }
+            !dead
+        });
+        let expired = expired.into_inner();
+        for (k, meta) in &expired {
+            self.removed(k, meta.as_ref(), EventKind::Expire, Counter::Expiration);
+        }
+        expired.len()
+    }
+
+    fn stats(&self) -> Stats {
+        self.counters.snapshot(self.map.len() as u64)
+    }
+
+    /// Joins the load of `key`, or finds that it has meanwhile been stored.
+    fn turn(&self, key: &K) -> Turn<'_, K, V> {
+        match self.flights.join(key) {
+            Join::Leader(flight) => {
+                let lead = Lead {
+                    flights: &self.flights,
+                    key: key.clone(),
+                    flight,
+                    landed: false,
+                };
+                // A load may have landed between our miss and joining.
+                match self.lookup(key) {
+                    Some(e) => {
+                        lead.land(&e.value);
+                        Turn::Done(e.value)
+                    }
+                    None => Turn::Lead(lead),
+                }
+            }
+            Join::Follower(f) => Turn::Wait(f),
+        }
+    }
+
+    /// Records a finished load and stores its value if the policy allows.
+    fn loaded(&self, key: K, value: &V, started: Instant, store: bool) {
+        self.counters.incr(Counter::Load);
+        self.counters
+            .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
+        if store {
+            self.store(key, value.clone(), self.ttl_ms);
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Cache<K, V> {
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The value for `key`, if a live one is cached.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.inner.get(key)
+    }
+
+    /// Whether a live entry exists for `key` (does not count as a lookup).
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.inner.lookup(key).is_some()
+    }
+
+    /// Stores `value` under `key` with the cache's TTL.
+    pub fn insert(&self, key: K, value: V) {
+        self.inner.store(key, value, self.inner.ttl_ms)
+    }
+
+    /// Stores `value` under `key` with its own TTL.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.inner
+            .store(key, value, (ttl.as_millis() as u64).max(1))
+    }
+
+    /// The cached value, or the one `init` computes; concurrent callers on
+    /// one key run `init` once and share its value.
+    #[inline]
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.inner.get(&key) {
+            return v;
+        }
+        self.__load(key, init)
+    }
+
+    /// The miss path of [`Cache::get_or_insert_with`], for generated code
+    /// that has already looked the key up.
+    #[doc(hidden)]
+    #[inline(never)]
+    pub fn __load(&self, key: K, init: impl FnOnce() -> V) -> V {
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return v,
+                Turn::Wait(f) => {
+                    if let Some(v) = f.wait() {
+                        return v;
+                    }
+                }
+                Turn::Lead(lead) => {
+                    let started = Instant::now();
+                    let v = init();
+                    let store = inner.should_store(&v);
+                    inner.loaded(key, &v, started, store);
+                    lead.land(&v);
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Like [`Cache::get_or_insert_with`], for a fallible `init`. An error
+    /// is returned to this caller and not cached; waiting callers retry.
+    pub fn get_or_try_insert_with<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return Ok(v),
+                Turn::Wait(f) => {
+                    if let Some(v) = f.wait() {
+                        return Ok(v);
+                    }
+                }
+                Turn::Lead(lead) => {
+                    let started = Instant::now();
+                    let v = init()?;
+                    let store = inner.should_store(&v);
+                    inner.loaded(key, &v, started, store);
+                    lead.land(&v);
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// The async form of [`Cache::get_or_insert_with`]: waiting callers do
+    /// not block their threads. If the leading future is dropped, a waiter
+    /// takes over.
+    #[inline]
+    pub async fn get_or_insert_with_async<F>(&self, key: K, init: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return v;
+        }
+        self.__load_async(key, init).await
+    }
+
+    /// The miss path of [`Cache::get_or_insert_with_async`].
+    #[doc(hidden)]
+    pub async fn __load_async<F: Future<Output = V>>(&self, key: K, init: F) -> V {
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return v,
+                Turn::Wait(f) => {
+                    if let Some(v) = f.wait_async().await {
+                        return v;
+                    }
+                }
+                Turn::Lead(lead) => {
+                    let started = Instant::now();
+                    let v = init.await;
+                    let store = inner.should_store(&v);
+                    inner.loaded(key, &v, started, store);
+                    lead.land(&v);
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// The async form of [`Cache::get_or_try_insert_with`].
+    pub async fn get_or_try_insert_with_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return Ok(v),
+                Turn::Wait(f) => {
+                    if let Some(v) = f.wait_async().await {
+                        return Ok(v);
+                    }
+                }
+                Turn::Lead(lead) => {
+                    let started = Instant::now();
+                    let v = init.await?;
+                    let store = inner.should_store(&v);
+                    inner.loaded(key, &v, started, store);
+                    lead.land(&v);
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// A hit that may also hand out a refresh: when the entry is older than
+    /// the cache's refresh age and no load of it runs, the ticket lets the
+    /// caller recompute it in the background while the current value is
+    /// served. `None` on a miss.
+    pub fn get_or_refresh(&self, key: &K) -> Option<(V, Option<RefreshTicket<K, V>>)> {
+        let inner = &*self.inner;
+        let v = inner.get(key)?;
+        if inner.refresh_ms == 0 {
+            return Some((v, None));
+        }
+        let loaded_at = inner.map.peek(key).map_or(0, |e| e.loaded_at);
+        if inner.clock.now_ms().saturating_sub(loaded_at) < inner.refresh_ms {
+            return Some((v, None));
+        }
+        let ticket = inner.flights.try_lead(key).map(|flight| RefreshTicket {
+            cache: self.clone(),
+            key: key.clone(),
+            flight,
+            landed: false,
+        });
+        Some((v, ticket))
+    }
+
+    /// Removes the entry for `key`; true if there was one.
+    pub fn invalidate(&self, key: &K) -> bool {
+        self.inner.invalidate(key)
+    }
+
+    /// Removes the entry whose key text is `key` (such as `get_user:123`).
+    pub fn invalidate_key_str(&self, key: &str) -> bool {
+        self.inner.invalidate_key_str(key)
+    }
+
+    /// Removes the entries whose key text matches `pattern`; returns how many.
+    pub fn revoke(&self, pattern: &Pattern) -> usize {
+        self.inner.revoke(pattern)
+    }
+
+    /// Parses `pattern` and revokes what it matches.
+    pub fn revoke_str(&self, pattern: &str) -> Result<usize, PatternError> {
+        Ok(self.inner.revoke(&Pattern::new(pattern)?))
+    }
+
+    /// Removes the entries stored with `tag`; returns how many.
+    pub fn invalidate_tag(&self, tag: &str) -> usize {
+        self.inner.invalidate_tag(tag)
+    }
+
+    /// Removes every entry; returns how many there were.
+    pub fn clear(&self) -> usize {
+        self.inner.clear()
+    }
+
+    /// Up to `limit` live keys as text, sorted, matching `pattern` if given.
+    pub fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
+        self.inner.keys(pattern, limit)
+    }
+
+    /// Removes entries past their TTL or TTI now, rather than when next read.
+    pub fn purge_expired(&self) -> usize {
+        self.inner.purge_expired()
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Entries in the cache, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.inner.map.is_empty()
+    }
+
+    /// The text form of `key`.
+    pub fn key_string(&self, key: &K) -> String {
+        render_with(key, self.inner.render)
+    }
+
+    /// Calls `f` for every event on this cache until removed.
+    pub fn add_listener(
+        &self,
+        f: impl Fn(&CacheEvent<'_, K>) + Send + Sync + 'static,
+    ) -> ListenerId {
+        self.inner.listeners.add(Arc::new(f))
+    }
+
+    /// Removes a listener; true if it was registered.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.inner.listeners.remove(id)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn flights_in_progress(&self) -> usize {
+        self.inner.flights.len()
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn invalidate_key_str(&self, key: &str) -> bool {
+        Inner::invalidate_key_str(self, key)
+    }
+    fn revoke(&self, pattern: &Pattern) -> usize {
+        Inner::revoke(self, pattern)
+    }
+    fn invalidate_tag(&self, tag: &str) -> usize {
+        Inner::invalidate_tag(self, tag)
+    }
+    fn clear(&self) -> usize {
+        Inner::clear(self)
+    }
+    fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
+        Inner::keys(self, pattern, limit)
+    }
+    fn stats(&self) -> Stats {
+        Inner::stats(self)
+    }
+}

@@ -1,0 +1,125 @@
+//! Time as the cache sees it: a coarse system clock or a manual one for tests.
+//!
+//! Every hit on a cache with a TTL reads the clock, so the system clock is a
+//! single atomic that a background thread advances once a millisecond. Reading
+//! it costs a relaxed load instead of a `clock_gettime` call. A [`ManualClock`]
+//! moves only when a test advances it, so expiry is tested without sleeping.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the coarse system clock advances.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// The time source of a cache, in milliseconds since an arbitrary origin.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    /// The coarse process clock (1 ms resolution), started on first use.
+    #[default]
+    System,
+    /// A clock that moves only when told to; see [`ManualClock`].
+    Manual(Arc<ManualClock>),
+}
+
+impl Clock {
+    /// A new manual clock at zero, and the handle that advances it.
+    pub fn manual() -> (Clock, Arc<ManualClock>) {
+        let m = Arc::new(ManualClock::default());
+        (Clock::Manual(m.clone()), m)
+    }
+
+    /// The current time in milliseconds.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => system_now_ms(),
+            Clock::Manual(m) => m.now_ms(),
+        }
+    }
+}
+
+/// A clock for tests: it stands still until [`ManualClock::advance`] is called.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+}
+
+impl ManualClock {
+    /// The current time in milliseconds.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::Acquire)
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_millis() as u64, Ordering::AcqRel);
+    }
+}
+
+struct Coarse {
+    origin: Instant,
+    now: AtomicU64,
+}
+
+static COARSE: OnceLock<Coarse> = OnceLock::new();
+
+/// Milliseconds since the process's clock origin, at [`TICK`] resolution.
+#[inline]
+pub fn system_now_ms() -> u64 {
+    match COARSE.get() {
+        Some(c) => c.now.load(Ordering::Relaxed),
+        None => start_coarse(),
+    }
+}
+
+#[cold]
+fn start_coarse() -> u64 {
+    let mut started = false;
+    let c = COARSE.get_or_init(|| {
+        started = true;
+        Coarse {
+            origin: Instant::now(),
+            now: AtomicU64::new(0),
+        }
+    });
+    if started {
+        let spawned = std::thread::Builder::new()
+            .name("cache-core-clock".into())
+            .spawn(|| {
+                let c = COARSE.get().expect("initialised before the ticker starts");
+                loop {
+                    std::thread::sleep(TICK);
+                    let ms = c.origin.elapsed().as_millis() as u64;
+                    c.now.store(ms, Ordering::Relaxed);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cache-core: cannot start the clock thread: {e}; TTLs will not expire");
+        }
+    }
+    c.now.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_advanced() {
+        let (clock, handle) = Clock::manual();
+        assert_eq!(clock.now_ms(), 0);
+        handle.advance(Duration::from_millis(1500));
+        assert_eq!(clock.now_ms(), 1500);
+    }
+
+    #[test]
+    fn system_clock_advances() {
+        let a = Clock::System.now_ms();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = Clock::System.now_ms();
+        assert!(b >= a + 10, "coarse clock did not advance: {a} -> {b}");
+    }
+}

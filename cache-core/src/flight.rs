@@ -1,0 +1,159 @@
+//! Single-flight: concurrent misses on one key run the loader once.
+//!
+//! Each key in flight has its own [`Flight`]; the map that finds it is locked
+//! only to join or leave, never while a loader runs. The leader's guard
+//! releases the waiters however the load ends: with a value they all share,
+//! or, on an error, a panic or a cancelled future, with nothing, so that they
+//! retry and one of them leads.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::{Condvar, Mutex};
+
+const SHARDS: usize = 16;
+
+enum State<V> {
+    Running(Vec<Waker>),
+    Done(V),
+    Abandoned,
+}
+
+/// One key's load in progress.
+pub(crate) struct Flight<V> {
+    state: Mutex<State<V>>,
+    cond: Condvar,
+}
+
+impl<V: Clone> Flight<V> {
+    fn new() -> Self {
+        Flight {
+            state: Mutex::new(State::Running(Vec::new())),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn finish(&self, outcome: Option<&V>) {
+        let wakers = {
+            let mut st = self.state.lock();
+            let next = match outcome {
+                Some(v) => State::Done(v.clone()),
+                None => State::Abandoned,
+            };
+            match std::mem::replace(&mut *st, next) {
+                State::Running(w) => w,
+                _ => Vec::new(),
+            }
+        };
+        self.cond.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Blocks until the leader finishes: its value, or `None` to retry.
+    pub(crate) fn wait(&self) -> Option<V> {
+        let mut st = self.state.lock();
+        loop {
+            match &*st {
+                State::Running(_) => self.cond.wait(&mut st),
+                State::Done(v) => return Some(v.clone()),
+                State::Abandoned => return None,
+            }
+        }
+    }
+
+    /// Waits without blocking the thread.
+    pub(crate) fn wait_async(self: Arc<Self>) -> WaitFuture<V> {
+        WaitFuture { flight: self }
+    }
+}
+
+/// Resolves when the leader finishes; see [`Flight::wait`].
+pub(crate) struct WaitFuture<V> {
+    flight: Arc<Flight<V>>,
+}
+
+impl<V: Clone> Future for WaitFuture<V> {
+    type Output = Option<V>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<V>> {
+        let mut st = self.flight.state.lock();
+        match &mut *st {
+            State::Running(wakers) => {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            State::Done(v) => Poll::Ready(Some(v.clone())),
+            State::Abandoned => Poll::Ready(None),
+        }
+    }
+}
+
+/// The flights of one cache.
+pub(crate) struct Flights<K, V> {
+    shards: Box<[Mutex<HashMap<K, Arc<Flight<V>>>>]>,
+    hasher: RandomState,
+}
+
+/// The outcome of joining a key's flight.
+pub(crate) enum Join<V> {
+    /// No load was running: the caller now leads one.
+    Leader(Arc<Flight<V>>),
+    /// A load is running: wait on it.
+    Follower(Arc<Flight<V>>),
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
+    pub(crate) fn new() -> Self {
+        Flights {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<V>>>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// Joins the flight for `key`, starting one if none runs.
+    pub(crate) fn join(&self, key: &K) -> Join<V> {
+        let mut map = self.shard(key).lock();
+        if let Some(f) = map.get(key) {
+            return Join::Follower(f.clone());
+        }
+        let f = Arc::new(Flight::new());
+        map.insert(key.clone(), f.clone());
+        Join::Leader(f)
+    }
+
+    /// Starts a flight only if none runs (for background refresh).
+    pub(crate) fn try_lead(&self, key: &K) -> Option<Arc<Flight<V>>> {
+        match self.join(key) {
+            Join::Leader(f) => Some(f),
+            Join::Follower(_) => None,
+        }
+    }
+
+    /// Ends a flight led by the caller and releases its waiters.
+    pub(crate) fn land(&self, key: &K, flight: &Arc<Flight<V>>, outcome: Option<&V>) {
+        {
+            let mut map = self.shard(key).lock();
+            if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+                map.remove(key);
+            }
+        }
+        flight.finish(outcome);
+    }
+
+    /// How many loads are in flight.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}

@@ -1,0 +1,148 @@
+//! # cache-core
+//!
+//! Declarative caching for Rust. Put `#[cached]` on a function or a method,
+//! sync or async, and its results are cached under a key derived from its
+//! arguments at compile time:
+//!
+//! ```
+//! use cache_core::cached;
+//!
+//! #[cached(ttl = 60)]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! assert_eq!(square(4), 16); // computed
+//! assert_eq!(square(4), 16); // from the cache
+//! assert_eq!(square_cache().stats().hits, 1);
+//! assert!(square_cache().invalidate(&4));
+//! ```
+//!
+//! The same runtime is usable without the macro through [`Cache`].
+//!
+//! ## Modules
+//! - [`cache`]: the typed [`Cache`] and its builder.
+//! - [`key`]: how arguments read as key text.
+//! - [`pattern`]: Redis-compatible glob patterns.
+//! - [`stats`], [`events`]: counters and listeners.
+//! - [`registry`]: reaching caches by name.
+//! - [`store`], [`codec`]: byte stores for values that leave the process.
+//! - [`clock`]: the system clock and a manual one for tests.
+
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod clock;
+pub mod codec;
+pub mod events;
+mod flight;
+pub mod key;
+pub mod pattern;
+pub mod registry;
+pub mod stats;
+pub mod store;
+
+pub use cache::{Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket};
+pub use cache_macros::cached;
+pub use clock::{Clock, ManualClock};
+pub use codec::{Codec, CodecError, Postcard};
+pub use events::{CacheEvent, EventKind, ListenerId};
+pub use key::KeyPart;
+pub use pattern::{Pattern, PatternError};
+pub use registry::{Registry, RegistryError, registry};
+pub use stats::Stats;
+pub use store::{MemoryStore, Store, StoreError, TypedStore};
+
+/// What generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cache::{Cache, CacheBuilder};
+    pub use crate::key::{KeyArg, ViaHash, ViaKeyPart};
+    pub use std::sync::OnceLock;
+    pub use std::time::Duration;
+
+    /// How a result counts for `cache_errors` and `cache_none`.
+    #[derive(PartialEq, Eq)]
+    pub enum Outcome {
+        /// An `Err`.
+        Err,
+        /// A `None`.
+        None,
+        /// Anything else.
+        Value,
+    }
+
+    /// Wraps a result so method resolution can tell `Result` and `Option` apart.
+    pub struct Probe<'a, T>(pub &'a T);
+
+    impl<T> Clone for Probe<'_, T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+    impl<T> Copy for Probe<'_, T> {}
+
+    pub trait ProbeResult {
+        fn outcome(self) -> Outcome;
+    }
+    impl<T, E> ProbeResult for &Probe<'_, Result<T, E>> {
+        #[inline]
+        fn outcome(self) -> Outcome {
+            if self.0.is_err() { Outcome::Err } else { Outcome::Value }
+        }
+    }
+
+    pub trait ProbeOption {
+        fn outcome(self) -> Outcome;
+    }
+    impl<T> ProbeOption for &Probe<'_, Option<T>> {
+        #[inline]
+        fn outcome(self) -> Outcome {
+            if self.0.is_none() { Outcome::None } else { Outcome::Value }
+        }
+    }
+
+    pub trait ProbePlain {
+        fn outcome(self) -> Outcome;
+    }
+    impl<T> ProbePlain for Probe<'_, T> {
+        #[inline]
+        fn outcome(self) -> Outcome {
+            Outcome::Value
+        }
+    }
+
+    /// Checks an argument type can be part of a key; spanned at the argument.
+    #[inline(always)]
+    pub fn assert_key_arg<T: std::hash::Hash + Eq + Clone + Send + Sync + 'static>() {}
+
+    /// Checks a return type can be cached; spanned at the return type.
+    #[inline(always)]
+    pub fn assert_value<T: Clone + Send + Sync + 'static>() {}
+
+    /// Runs a refresh of a sync function on its own thread.
+    pub fn refresh_in_thread(f: impl FnOnce() + Send + 'static) {
+        if let Err(e) = std::thread::Builder::new()
+            .name("cache-refresh".into())
+            .spawn(f)
+        {
+            tracing::warn!("cache refresh not started: {e}");
+        }
+    }
+
+    /// Runs a refresh of an async function as a tokio task. Outside a tokio
+    /// runtime the refresh is dropped and the entry lives until its TTL.
+    pub fn refresh_in_task(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(fut);
+            }
+            Err(_) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!("refresh-ahead needs a tokio runtime; refreshes are skipped")
+                });
+            }
+        }
+    }
+}

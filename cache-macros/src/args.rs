@@ -1,0 +1,195 @@
+//! The options of `#[cached(...)]`, parsed into one typed struct.
+
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::{Expr, ExprArray, Lit, LitBool, LitInt, LitStr};
+
+const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction";
+
+/// A duration given in the attribute, in milliseconds.
+#[derive(Clone, Copy)]
+pub struct Millis(pub u64);
+
+#[derive(Default)]
+pub struct CachedArgs {
+    pub ttl: Option<Millis>,
+    pub tti: Option<Millis>,
+    pub refresh: Option<Millis>,
+    pub capacity: Option<usize>,
+    pub key: Option<LitStr>,
+    pub name: Option<LitStr>,
+    pub enabled: bool,
+    pub cache_errors: bool,
+    pub cache_none: bool,
+    pub unless: Option<Expr>,
+    pub tags: Vec<LitStr>,
+    seen: Vec<String>,
+}
+
+impl CachedArgs {
+    pub fn parser() -> impl Parser<Output = CachedArgs> {
+        |input: syn::parse::ParseStream| {
+            let mut args = CachedArgs {
+                enabled: true,
+                ..Default::default()
+            };
+            let p = syn::meta::parser(|meta| args.option(meta));
+            p.parse2(input.parse()?)?;
+            Ok(args)
+        }
+    }
+
+    fn option(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
+        let Some(ident) = meta.path.get_ident().map(|i| i.to_string()) else {
+            return Err(meta.error(format!("expected an option name; options are: {OPTIONS}")));
+        };
+        if self.seen.contains(&ident) {
+            return Err(meta.error(format!("duplicate option `{ident}`; give it once")));
+        }
+        self.seen.push(ident.clone());
+        match ident.as_str() {
+            "ttl" => self.ttl = Some(duration(&meta, "ttl")?),
+            "tti" => self.tti = Some(duration(&meta, "tti")?),
+            "refresh" => self.refresh = Some(duration(&meta, "refresh")?),
+            "capacity" => {
+                let lit: LitInt = value(&meta, "capacity", "an integer, such as `capacity = 10_000`")?;
+                let n: usize = lit.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), "capacity must be at least 1"));
+                }
+                self.capacity = Some(n);
+            }
+            "key" => self.key = Some(value(&meta, "key", "a string template, such as `key = \"user:{id}\"`")?),
+            "name" => {
+                let s: LitStr = value(&meta, "name", "a string, such as `name = \"get_user\"`")?;
+                let ok = !s.value().is_empty()
+                    && s.value().chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                if !ok {
+                    return Err(syn::Error::new(
+                        s.span(),
+                        "name must be non-empty and use only ASCII letters, digits, `_`, `-` and `.`",
+                    ));
+                }
+                self.name = Some(s);
+            }
+            "enabled" => self.enabled = flag(&meta, "enabled")?,
+            "cache_errors" => self.cache_errors = flag(&meta, "cache_errors")?,
+            "cache_none" => self.cache_none = flag(&meta, "cache_none")?,
+            "unless" => {
+                if !meta.input.peek(syn::Token![=]) {
+                    return Err(meta.error(
+                        "`unless` takes an expression over `result`, such as `unless = result.is_empty()`",
+                    ));
+                }
+                self.unless = Some(meta.value()?.parse()?);
+            }
+            "tags" => {
+                let arr: ExprArray = value(&meta, "tags", "a list of string templates, such as `tags = [\"user:{id}\"]`")?;
+                for e in arr.elems {
+                    match e {
+                        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => self.tags.push(s),
+                        other => {
+                            return Err(syn::Error::new_spanned(
+                                other,
+                                "each tag is a string template, such as \"user:{id}\"",
+                            ));
+                        }
+                    }
+                }
+            }
+            "eviction" => {
+                let s: LitStr = value(&meta, "eviction", "a string")?;
+                return Err(syn::Error::new(
+                    s.span(),
+                    "this cache uses its engine's own policy (S3-FIFO, which beats LRU on hit rate); `eviction` is not available yet: remove it",
+                ));
+            }
+            other => {
+                return Err(meta.error(format!("unknown option `{other}`; options are: {OPTIONS}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `= <T>` with an error that says what was expected.
+fn value<T: syn::parse::Parse>(meta: &ParseNestedMeta, name: &str, expected: &str) -> syn::Result<T> {
+    if !meta.input.peek(syn::Token![=]) {
+        return Err(meta.error(format!("`{name}` needs a value: {expected}")));
+    }
+    let v = meta.value()?;
+    let fork = v.fork();
+    match fork.parse::<T>() {
+        Ok(_) => v.parse(),
+        Err(_) => {
+            let tok: proc_macro2::TokenTree = v.parse()?;
+            Err(syn::Error::new_spanned(tok, format!("`{name}` takes {expected}")))
+        }
+    }
+}
+
+/// `flag`, `flag = true` or `flag = false`.
+fn flag(meta: &ParseNestedMeta, name: &str) -> syn::Result<bool> {
+    if !meta.input.peek(syn::Token![=]) {
+        return Ok(true);
+    }
+    let b: LitBool = value(meta, name, "`true` or `false`")?;
+    Ok(b.value)
+}
+
+fn duration(meta: &ParseNestedMeta, name: &str) -> syn::Result<Millis> {
+    let expected = "integer seconds or a duration string such as \"500ms\", \"2m\" or \"1h30m\"";
+    if !meta.input.peek(syn::Token![=]) {
+        return Err(meta.error(format!("`{name}` needs a value: {expected}")));
+    }
+    let lit: Lit = value(meta, name, expected)?;
+    let ms = match &lit {
+        Lit::Int(i) => i
+            .base10_parse::<u64>()?
+            .checked_mul(1000)
+            .ok_or_else(|| syn::Error::new(i.span(), format!("`{name}` is too large")))?,
+        Lit::Str(s) => parse_duration(&s.value())
+            .map_err(|why| syn::Error::new(s.span(), format!("invalid `{name}` {:?}: {why}; expected {expected}", s.value())))?,
+        other => return Err(syn::Error::new(other.span(), format!("`{name}` takes {expected}"))),
+    };
+    if ms == 0 {
+        return Err(syn::Error::new(lit.span(), format!("`{name}` must be longer than zero")));
+    }
+    Ok(Millis(ms))
+}
+
+/// Parses `1h30m`, `500ms`, `2s`, `1d` into milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("expected a number at {rest:?}"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let per = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(format!("{n} has no unit (ms, s, m, h or d)")),
+            u => return Err(format!("unknown unit {u:?} (use ms, s, m, h or d)")),
+        };
+        total = n
+            .checked_mul(per)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| "duration too large".to_string())?;
+    }
+    Ok(total)
+}
+

@@ -1,0 +1,488 @@
+//! Expansion of `#[cached]`, in one place for free functions and methods,
+//! sync and async.
+//!
+//! ```text
+//! fn get_user(id: u64) -> User { body }
+//! ```
+//! becomes
+//! ```text
+//! fn get_user(id: u64) -> User {                // lookup, single-flight, store
+//!     let __cache = get_user_cache();
+//!     __cache.get_or_insert_with(id.clone(), move || __cached_get_user(id))
+//! }
+//! fn __cached_get_user(id: u64) -> User { body } // the body, untouched
+//! fn get_user_cache() -> &'static Cache<u64, User> { /* one static, built once */ }
+//! ```
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::args::CachedArgs;
+use crate::template::{self, Segment};
+
+struct Arg {
+    ident: Ident,
+    ty: Type,
+    /// The argument is `&T`: the key holds `T::Owned`.
+    by_ref: bool,
+    owned: TokenStream,
+}
+
+pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
+    let sig = &item.sig;
+    check_generics(&item)?;
+    if let Some(c) = &sig.constness {
+        return Err(syn::Error::new(c.span(), "#[cached] cannot wrap a `const fn`; remove `const`"));
+    }
+    let is_method = check_receiver(&item)?;
+    let fn_args = collect_args(&item)?;
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                sig.ident.span(),
+                "a #[cached] function must return the value to cache; add a return type",
+            ));
+        }
+    };
+    check_owned_type(&ret, "return type", "return an owned value, such as `String` instead of `&str`")?;
+
+    let fn_name = &sig.ident;
+    let action = args
+        .name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| fn_name.to_string().trim_start_matches("r#").to_string());
+    let names: Vec<String> = fn_args.iter().map(|a| a.ident.to_string()).collect();
+
+    // The key template, and which arguments it names (in signature order).
+    let segments = match &args.key {
+        Some(lit) => template::parse(lit, &names, "key")?,
+        None => {
+            let mut s = vec![Segment::Text(action.clone())];
+            for i in 0..fn_args.len() {
+                s.push(Segment::Text(":".into()));
+                s.push(Segment::Arg(i));
+            }
+            s
+        }
+    };
+    let mut key_idx: Vec<usize> = segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Arg(i) => Some(*i),
+            Segment::Text(_) => None,
+        })
+        .collect();
+    key_idx.sort_unstable();
+    key_idx.dedup();
+    let tag_templates = args
+        .tags
+        .iter()
+        .map(|t| {
+            let segs = template::parse(t, &names, "tag")?;
+            for s in &segs {
+                if let Segment::Arg(i) = s
+                    && !key_idx.contains(i)
+                {
+                    return Err(syn::Error::new(
+                        t.span(),
+                        format!(
+                            "tag names `{{{}}}`, which the key template leaves out; tags are built from the key's arguments",
+                            names[*i]
+                        ),
+                    ));
+                }
+            }
+            Ok(segs)
+        })
+        .collect::<syn::Result<Vec<_>>>()?;
+
+    // The key type and how generated code reaches each key argument.
+    let key_ty = match key_idx.as_slice() {
+        [] => quote!(()),
+        [one] => fn_args[*one].owned.clone(),
+        many => {
+            let tys = many.iter().map(|i| &fn_args[*i].owned);
+            quote!((#(#tys,)*))
+        }
+    };
+    let access = |arg_index: usize| -> TokenStream {
+        let pos = key_idx.iter().position(|i| *i == arg_index).expect("arg is in the key");
+        if key_idx.len() == 1 {
+            quote!(__k)
+        } else {
+            let idx = syn::Index::from(pos);
+            quote!(&__k.#idx)
+        }
+    };
+    let key_expr = {
+        let parts = key_idx.iter().map(|i| {
+            let a = &fn_args[*i];
+            let id = &a.ident;
+            if a.by_ref {
+                quote!(::std::borrow::ToOwned::to_owned(#id))
+            } else {
+                quote!(::std::clone::Clone::clone(&#id))
+            }
+        });
+        match key_idx.len() {
+            0 => quote!(()),
+            1 => quote!(#(#parts)*),
+            _ => quote!((#(#parts,)*)),
+        }
+    };
+    let write_segments = |segs: &[Segment]| -> TokenStream {
+        let steps = segs.iter().map(|s| match s {
+            Segment::Text(t) => quote!(__out.push_str(#t);),
+            Segment::Arg(i) => {
+                let acc = access(*i);
+                quote!((&::cache_core::__private::KeyArg(#acc)).write_arg(__out);)
+            }
+        });
+        quote!(#(#steps)*)
+    };
+    let render_body = write_segments(&segments);
+    let tags_fn = if tag_templates.is_empty() {
+        quote!()
+    } else {
+        let each = tag_templates.iter().map(|segs| {
+            let body = write_segments(segs);
+            quote!({
+                let mut __s = ::std::string::String::new();
+                let __out = &mut __s;
+                #body
+                __s
+            })
+        });
+        quote! {
+            .tags({
+                #[allow(unused_imports)]
+                fn __tags(__k: &#key_ty) -> ::std::vec::Vec<::std::string::String> {
+                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _};
+                    ::std::vec![#(#each),*]
+                }
+                __tags
+            })
+        }
+    };
+
+    let cache_errors = args.cache_errors;
+    let cache_none = args.cache_none;
+    let unless = match &args.unless {
+        Some(e) => quote_spanned!(e.span()=> (#e)),
+        None => quote!(false),
+    };
+    let result_ident = Ident::new("result", Span::call_site());
+    let ms = |m: Option<crate::args::Millis>| m.map(|m| m.0);
+    let ttl = ms(args.ttl).map(|v| quote!(.ttl(::cache_core::__private::Duration::from_millis(#v))));
+    let tti = ms(args.tti).map(|v| quote!(.tti(::cache_core::__private::Duration::from_millis(#v))));
+    let refresh_after = ms(args.refresh)
+        .map(|v| quote!(.refresh_after(::cache_core::__private::Duration::from_millis(#v))));
+    let capacity = args.capacity.map(|c| quote!(.capacity(#c)));
+
+    let vis = &item.vis;
+    let companion = format_ident!("{}_cache", fn_name);
+    let inner_name = format_ident!("__cached_{}", fn_name);
+    let cache_ty = quote!(::cache_core::__private::Cache<#key_ty, #ret>);
+    let companion_doc = format!("The cache of `{fn_name}`: invalidate, revoke, list and count its entries.");
+    let companion_fn = quote! {
+        #[doc = #companion_doc]
+        #[allow(dead_code)]
+        #vis fn #companion() -> &'static #cache_ty {
+            static __CACHE: ::cache_core::__private::OnceLock<#cache_ty> =
+                ::cache_core::__private::OnceLock::new();
+            __CACHE.get_or_init(|| {
+                #[allow(unused_imports)]
+                fn __render(__k: &#key_ty, __out: &mut ::std::string::String) {
+                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _};
+                    #render_body
+                }
+                #[allow(unused_imports, unused_variables, clippy::nonminimal_bool)]
+                fn __store_if(#result_ident: &#ret) -> bool {
+                    use ::cache_core::__private::{ProbeOption as _, ProbePlain as _, ProbeResult as _};
+                    let __o = (&::cache_core::__private::Probe(#result_ident)).outcome();
+                    (#cache_errors || __o != ::cache_core::__private::Outcome::Err)
+                        && (#cache_none || __o != ::cache_core::__private::Outcome::None)
+                        && !#unless
+                }
+                ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
+                    .name(#action)
+                    #capacity #ttl #tti #refresh_after
+                    .store_if(__store_if)
+                    #tags_fn
+                    .register(true)
+                    .build()
+            })
+        }
+    };
+
+    if !args.enabled {
+        return Ok(quote!(#item #companion_fn));
+    }
+
+    // The body moves, untouched, into a hidden sibling.
+    let allow_attrs = item.attrs.iter().filter(|a| a.path().is_ident("allow"));
+    let mut inner_sig = sig.clone();
+    inner_sig.ident = inner_name.clone();
+    let block = &item.block;
+    let inner_fn = quote! {
+        #[doc(hidden)]
+        #[inline]
+        #(#allow_attrs)*
+        #inner_sig #block
+    };
+
+    // The wrapper keeps the signature (minus `mut` on bindings).
+    let mut outer_sig = sig.clone();
+    for input in outer_sig.inputs.iter_mut() {
+        if let FnArg::Typed(pt) = input
+            && let Pat::Ident(pi) = &mut *pt.pat
+        {
+            pi.mutability = None;
+        }
+    }
+    let attrs = &item.attrs;
+    let arg_idents: Vec<&Ident> = fn_args.iter().map(|a| &a.ident).collect();
+    let call = if is_method {
+        quote!(Self::#inner_name(self, #(#arg_idents),*))
+    } else {
+        quote!(#inner_name(#(#arg_idents),*))
+    };
+    let companion_call = if is_method { quote!(Self::#companion()) } else { quote!(#companion()) };
+    let asserts = key_idx.iter().map(|i| {
+        let a = &fn_args[*i];
+        let owned = &a.owned;
+        quote_spanned!(a.ty.span()=> ::cache_core::__private::assert_key_arg::<#owned>();)
+    });
+    let assert_ret = quote_spanned!(ret.span()=> ::cache_core::__private::assert_value::<#ret>(););
+    let is_async = sig.asyncness.is_some();
+
+    let refresh = args.refresh.map(|_| {
+        let this = is_method.then(|| quote!(let __this = ::std::clone::Clone::clone(self);));
+        let owned_lets = fn_args.iter().map(|a| {
+            let id = &a.ident;
+            let o = format_ident!("__owned_{}", id);
+            if a.by_ref {
+                quote!(let #o = ::std::borrow::ToOwned::to_owned(#id);)
+            } else {
+                quote!(let #o = ::std::clone::Clone::clone(&#id);)
+            }
+        });
+        let passes = fn_args.iter().map(|a| {
+            let o = format_ident!("__owned_{}", a.ident);
+            if a.by_ref { quote!(&#o) } else { quote!(#o) }
+        });
+        let recompute = if is_method {
+            quote!(Self::#inner_name(&__this, #(#passes),*))
+        } else {
+            quote!(#inner_name(#(#passes),*))
+        };
+        let spawn = if is_async {
+            quote!(::cache_core::__private::refresh_in_task(async move {
+                let __v = #recompute.await;
+                __ticket.complete(__v);
+            });)
+        } else {
+            quote!(::cache_core::__private::refresh_in_thread(move || {
+                let __v = #recompute;
+                __ticket.complete(__v);
+            });)
+        };
+        quote! {
+            if let ::std::option::Option::Some((__v, __ticket)) = __cache.get_or_refresh(&__key) {
+                if let ::std::option::Option::Some(__ticket) = __ticket {
+                    #this
+                    #(#owned_lets)*
+                    #spawn
+                }
+                return __v;
+            }
+        }
+    });
+    let lookup = match (is_async, refresh.is_some()) {
+        (false, false) => quote!(__cache.get_or_insert_with(__key, move || #call)),
+        (true, false) => quote!(__cache.get_or_insert_with_async(__key, #call).await),
+        (false, true) => quote!(__cache.__load(__key, move || #call)),
+        (true, true) => quote!(__cache.__load_async(__key, #call).await),
+    };
+
+    Ok(quote! {
+        #(#attrs)*
+        #vis #outer_sig {
+            #(#asserts)*
+            #assert_ret
+            let __cache = #companion_call;
+            let __key: #key_ty = #key_expr;
+            #refresh
+            #lookup
+        }
+
+        #inner_fn
+
+        #companion_fn
+    })
+}
+
+fn check_generics(item: &ItemFn) -> syn::Result<()> {
+    for p in &item.sig.generics.params {
+        match p {
+            syn::GenericParam::Lifetime(_) => {}
+            syn::GenericParam::Type(t) => {
+                return Err(syn::Error::new(
+                    t.ident.span(),
+                    "#[cached] cannot cache a generic function: its cache is one static with one key and value type; cache a non-generic wrapper that names the concrete types",
+                ));
+            }
+            syn::GenericParam::Const(c) => {
+                return Err(syn::Error::new(
+                    c.ident.span(),
+                    "#[cached] cannot cache a function with const generics: its cache is one static; cache a non-generic wrapper instead",
+                ));
+            }
+        }
+    }
+    if let Some(w) = &item.sig.generics.where_clause {
+        return Err(syn::Error::new(
+            w.where_token.span(),
+            "#[cached] cannot cache a function with a where clause: its cache is one static with concrete types",
+        ));
+    }
+    Ok(())
+}
+
+/// Returns whether the function is a `&self` method; rejects other receivers.
+fn check_receiver(item: &ItemFn) -> syn::Result<bool> {
+    let Some(FnArg::Receiver(r)) = item.sig.inputs.first() else {
+        return Ok(false);
+    };
+    if r.colon_token.is_some() {
+        if let Type::Reference(tr) = &*r.ty
+            && tr.mutability.is_none()
+            && matches!(&*tr.elem, Type::Path(p) if p.path.is_ident("Self"))
+        {
+            return Ok(true);
+        }
+        return Err(syn::Error::new(
+            r.ty.span(),
+            "a #[cached] method takes `&self`; other receiver types are not supported",
+        ));
+    }
+    match (&r.reference, &r.mutability) {
+        (Some(_), None) => Ok(true),
+        (Some(_), Some(m)) => Err(syn::Error::new(
+            m.span(),
+            "a #[cached] method takes `&self`, not `&mut self`: a cached call may not run, so it must not mutate; move the mutation out or drop #[cached]",
+        )),
+        (None, _) => Err(syn::Error::new(
+            r.self_token.span(),
+            "a #[cached] method takes `&self`, not `self` by value: the cache outlives any one call; take `&self`",
+        )),
+    }
+}
+
+fn collect_args(item: &ItemFn) -> syn::Result<Vec<Arg>> {
+    let mut out = Vec::new();
+    for input in &item.sig.inputs {
+        let FnArg::Typed(pt) = input else { continue };
+        let ident = match &*pt.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "#[cached] needs a plain name for each argument (it goes into the key); destructure inside the body",
+                ));
+            }
+        };
+        let ty = (*pt.ty).clone();
+        let (by_ref, owned) = match &ty {
+            Type::Reference(r) => {
+                if let Some(m) = &r.mutability {
+                    return Err(syn::Error::new(
+                        m.span(),
+                        format!("argument `{ident}` is `&mut`: a cached call may not run, so it cannot write through it; pass `&` or a value"),
+                    ));
+                }
+                check_owned_type(&r.elem, &format!("argument `{ident}`"), "take an owned type or a plain `&T`")?;
+                let elem = &r.elem;
+                (true, quote!(<#elem as ::std::borrow::ToOwned>::Owned))
+            }
+            t => {
+                check_owned_type(t, &format!("argument `{ident}`"), "take an owned type or a plain `&T`")?;
+                (false, quote!(#t))
+            }
+        };
+        out.push(Arg {
+            ident,
+            ty,
+            by_ref,
+            owned,
+        });
+    }
+    Ok(out)
+}
+
+/// Rejects `impl Trait`, `&mut`, nested references, lifetimes and `Self` in
+/// a type that goes into the cache's static.
+fn check_owned_type(ty: &Type, what: &str, fix: &str) -> syn::Result<()> {
+    struct Finder(Option<syn::Error>, String, String);
+    impl<'a> syn::visit::Visit<'a> for Finder {
+        fn visit_type(&mut self, t: &'a Type) {
+            if self.0.is_some() {
+                return;
+            }
+            let (what, fix) = (&self.1, &self.2);
+            match t {
+                Type::ImplTrait(it) => {
+                    self.0 = Some(syn::Error::new(
+                        it.impl_token.span(),
+                        format!("{what} uses `impl Trait`, which a cache cannot store or key on; name a concrete type"),
+                    ));
+                }
+                Type::Reference(r) => {
+                    let msg = match &r.mutability {
+                        Some(_) => format!("{what} contains `&mut`, which cannot be part of a cache; {fix}"),
+                        None => format!("{what} contains a borrowed reference, which a cache cannot keep; {fix}"),
+                    };
+                    self.0 = Some(syn::Error::new(r.and_token.span(), msg));
+                }
+                _ => syn::visit::visit_type(self, t),
+            }
+        }
+        fn visit_lifetime(&mut self, l: &'a syn::Lifetime) {
+            if self.0.is_none() && l.ident != "static" {
+                self.0 = Some(syn::Error::new(
+                    l.span(),
+                    format!("{} borrows with lifetime `{l}`, which a cache cannot keep; {}", self.1, self.2),
+                ));
+            }
+        }
+        fn visit_path_segment(&mut self, s: &'a syn::PathSegment) {
+            if self.0.is_none() && s.ident == "Self" {
+                self.0 = Some(syn::Error::new(
+                    s.ident.span(),
+                    format!("{} names `Self`, which the cache's static cannot see; write the type's name", self.1),
+                ));
+            }
+            syn::visit::visit_path_segment(self, s);
+        }
+        fn visit_macro(&mut self, m: &'a syn::Macro) {
+            for tt in m.tokens.clone() {
+                if let TokenTree::Ident(i) = tt
+                    && i == "Self"
+                    && self.0.is_none()
+                {
+                    self.0 = Some(syn::Error::new(i.span(), "write the type's name instead of `Self`"));
+                }
+            }
+        }
+    }
+    let mut f = Finder(None, what.to_string(), fix.to_string());
+    syn::visit::Visit::visit_type(&mut f, ty);
+    match f.0 {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,24 @@
+//! Attribute macros for `cache-core`. Depend on `cache-core`, which
+//! re-exports them; generated code reaches the runtime only through
+//! `::cache_core::__private`.
+
+mod args;
+mod expand;
+mod template;
+
+use proc_macro::TokenStream;
+
+/// Caches a function's or a method's results under a key derived from its
+/// arguments. See the `cache-core` crate documentation for the options.
+#[proc_macro_attribute]
+pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = match syn::parse::Parser::parse(args::CachedArgs::parser(), attr) {
+        Ok(a) => a,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
+    match expand::expand(args, item) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
