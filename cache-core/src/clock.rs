@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often the coarse system clock advances.
@@ -62,6 +62,7 @@ impl ManualClock {
 struct Coarse {
     origin: Instant,
     now: AtomicU64,
+    frozen: AtomicBool,
 }
 
 static COARSE: OnceLock<Coarse> = OnceLock::new();
@@ -83,6 +84,7 @@ fn start_coarse() -> u64 {
         Coarse {
             origin: Instant::now(),
             now: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
         }
     });
     if started {
@@ -92,8 +94,10 @@ fn start_coarse() -> u64 {
                 let c = COARSE.get().expect("initialised before the ticker starts");
                 loop {
                     std::thread::sleep(TICK);
-                    let ms = c.origin.elapsed().as_millis() as u64;
-                    c.now.store(ms, Ordering::Relaxed);
+                    if !c.frozen.load(Ordering::Relaxed) {
+                        let ms = c.origin.elapsed().as_millis() as u64;
+                        c.now.store(ms, Ordering::Relaxed);
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -101,6 +105,33 @@ fn start_coarse() -> u64 {
         }
     }
     c.now.load(Ordering::Relaxed)
+}
+
+/// Stops the system clock for the whole process; from then on it moves only
+/// by [`advance_system_clock`].
+///
+/// For tests of caches built with [`Clock::System`], such as those of
+/// `#[cached]` functions. It affects every cache in the process, so keep such
+/// tests in a test binary of their own.
+pub fn freeze_system_clock() {
+    system_now_ms();
+    COARSE
+        .get()
+        .expect("started by system_now_ms")
+        .frozen
+        .store(true, Ordering::Relaxed);
+    // Let a tick that read the flag before it was set finish its store.
+    std::thread::sleep(TICK * 5);
+}
+
+/// Moves a frozen system clock forward; see [`freeze_system_clock`].
+pub fn advance_system_clock(by: Duration) {
+    system_now_ms();
+    COARSE
+        .get()
+        .expect("started by system_now_ms")
+        .now
+        .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! memory store select the same keys for the same pattern.
 //!
 //! Redis accepts any byte string as a pattern and quietly reads an unclosed
-//! `[` or a trailing `\` in its own way; [`Pattern::new`] rejects those with a
+//! `[` (including `[abc-]`, where `c-]` is a range) or a trailing `\` in its
+//! own way; [`Pattern::new`] rejects those with a
 //! clear error instead, along with patterns longer than [`MAX_PATTERN_LEN`].
 
 use std::fmt;
@@ -79,15 +80,22 @@ impl Pattern {
                     let open = i;
                     i += 1;
                     let mut closed = false;
+                    // Read the set exactly as the matcher does: `x-y` is a
+                    // range even when `y` is `]`, so `[abc-]` stays open.
+                    if b.get(i) == Some(&b'^') {
+                        i += 1;
+                    }
                     while i < b.len() {
-                        match b[i] {
-                            b'\\' if i + 1 < b.len() => i += 2,
-                            b']' => {
-                                closed = true;
-                                i += 1;
-                                break;
-                            }
-                            _ => i += 1,
+                        if b[i] == b'\\' && i + 1 < b.len() {
+                            i += 2;
+                        } else if b[i] == b']' {
+                            closed = true;
+                            i += 1;
+                            break;
+                        } else if i + 2 < b.len() && b[i + 1] == b'-' {
+                            i += 3;
+                        } else {
+                            i += 1;
                         }
                     }
                     if !closed {
@@ -128,9 +136,13 @@ impl Pattern {
     }
 
     /// Whether `s` matches the pattern.
+    ///
+    /// A lone `*` matches every key, the empty one included, as Redis's
+    /// `KEYS` and `SCAN MATCH` treat it (its matcher alone would not).
     pub fn matches(&self, s: &str) -> bool {
         match &self.literal {
             Some(l) => l == s,
+            None if self.src == "*" => true,
             None => glob_match(self.src.as_bytes(), s.as_bytes()),
         }
     }

@@ -1,0 +1,1 @@
+//! Integration tests live in `tests/`; UI tests for compile errors in `ui/`.

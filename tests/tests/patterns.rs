@@ -1,0 +1,113 @@
+//! The glob table: Redis `KEYS` semantics, and the same answers from a
+//! cache's `revoke` and `keys` as from the matcher.
+
+use cache_core::pattern::glob_match;
+use cache_core::{Cache, Pattern, PatternError};
+
+/// (pattern, key, matches) — each row as Redis 7's `KEYS pattern` and
+/// `SCAN 0 MATCH pattern` answer (checked against a real server).
+pub const TABLE: &[(&str, &str, bool)] = &[
+    ("*", "", true),
+    ("*", "get_user:1", true),
+    ("get_user:*", "get_user:1", true),
+    ("get_user:*", "get_user:", true),
+    ("get_user:*", "get_users:1", false),
+    ("*:1", "get_user:1", true),
+    ("*:1", "get_user:10", false),
+    ("get_*:1*", "get_user:123", true),
+    ("a*b*c", "abc", true),
+    ("a*b*c", "aXbYc", true),
+    ("a*b*c", "aXbY", false),
+    ("a**b", "ab", true),
+    ("?", "a", true),
+    ("?", "", false),
+    ("?", "ab", false),
+    ("h?llo", "hello", true),
+    ("h?llo", "hllo", false),
+    ("h[ae]llo", "hello", true),
+    ("h[ae]llo", "hallo", true),
+    ("h[ae]llo", "hillo", false),
+    ("h[^e]llo", "hallo", true),
+    ("h[^e]llo", "hello", false),
+    ("h[a-b]llo", "hbllo", true),
+    ("h[a-b]llo", "hcllo", false),
+    ("h[b-a]llo", "hallo", true),
+    ("[0-9]", "5", true),
+    ("[0-9]", "a", false),
+    ("user:[1-3]", "user:2", true),
+    ("user:[1-3]", "user:4", false),
+    ("[abc-]]", "]", true),
+    ("[abc-]]", "b", true),
+    ("[abc-]]", "-", false),
+    ("[-a]", "-", true),
+    ("[]]", "]", false),
+    ("[\\]]", "]", true),
+    ("[\\-]", "-", true),
+    ("[a\\-z]", "b", false),
+    ("[a\\-z]", "-", true),
+    ("\\*", "*", true),
+    ("\\*", "a", false),
+    ("a\\?b", "a?b", true),
+    ("a\\?b", "axb", false),
+    ("\\[a]", "[a]", true),
+    ("\\\\", "\\", true),
+    ("key:{id}", "key:{id}", true),
+    ("café:*", "café:1", true),
+    ("*é", "café", true),
+    ("", "", true),
+    ("", "a", false),
+    ("abc", "abc", true),
+    ("abc", "abcd", false),
+    ("abc*", "ab", false),
+];
+
+#[test]
+fn glob_table_matches_redis() {
+    for &(p, s, want) in TABLE {
+        // KEYS and SCAN special-case a lone `*`; their matcher does not.
+        let matcher_wants = want && !(p == "*" && s.is_empty());
+        assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), matcher_wants, "glob_match({p:?}, {s:?})");
+        let pat = Pattern::new(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        assert_eq!(pat.matches(s), want, "Pattern({p:?}).matches({s:?})");
+    }
+}
+
+#[test]
+fn redis_quirks_for_malformed_patterns() {
+    // Redis treats an unclosed `[` as running to the end of the pattern.
+    assert!(glob_match(b"a[bc", b"ab"));
+    assert!(!glob_match(b"a[bc", b"abc"));
+    // A trailing backslash matches itself.
+    assert!(glob_match(b"a\\", b"a\\"));
+    // `Pattern::new` rejects both with a clear error instead.
+    assert!(matches!(Pattern::new("a[bc"), Err(PatternError::UnclosedBracket { at: 1, .. })));
+    assert!(matches!(Pattern::new("a\\"), Err(PatternError::TrailingEscape { .. })));
+    // `c-]` is a range, so this bracket never closes.
+    assert!(!glob_match(b"[abc-]", b"-"));
+    assert!(matches!(Pattern::new("[abc-]"), Err(PatternError::UnclosedBracket { at: 0, .. })));
+    let msg = Pattern::new("x[").unwrap_err().to_string();
+    assert!(msg.contains("unclosed `[`"), "{msg}");
+}
+
+#[test]
+fn abusive_patterns_finish_quickly() {
+    let key = "a".repeat(100);
+    let started = std::time::Instant::now();
+    assert!(!glob_match(b"a*a*a*a*a*a*a*a*a*a*a*a*b", key.as_bytes()));
+    assert!(started.elapsed() < std::time::Duration::from_millis(100));
+}
+
+#[test]
+fn cache_revoke_and_keys_agree_with_the_table() {
+    for &(p, s, want) in TABLE {
+        let c: Cache<String, u8> = Cache::new(16);
+        c.insert(s.to_string(), 1);
+        c.insert("zzz-other".to_string(), 2);
+        let pat = Pattern::new(p).unwrap();
+        let listed = c.keys(Some(&pat), 10).contains(&s.to_string());
+        assert_eq!(listed, want, "keys({p:?}) lists {s:?}");
+        let removed = c.revoke(&pat);
+        assert_eq!(c.get(&s.to_string()).is_none(), want, "revoke({p:?}) on {s:?}");
+        assert_eq!(removed, want as usize + pat.matches("zzz-other") as usize);
+    }
+}

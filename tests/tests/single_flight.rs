@@ -1,0 +1,176 @@
+//! Concurrent misses on one key run the function once; a failing, panicking
+//! or cancelled load releases its waiters and leaves the cache usable.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use cache_core::{Cache, cached};
+
+const CALLERS: usize = 1000;
+
+static SLOW_SYNC: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn slow_sync(id: u64) -> u64 {
+    SLOW_SYNC.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(50));
+    id * 2
+}
+
+#[test]
+fn thousand_threads_one_execution() {
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let handles: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let b = barrier.clone();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    b.wait();
+                    slow_sync(21)
+                })
+                .unwrap()
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 42);
+    }
+    assert_eq!(SLOW_SYNC.load(Ordering::SeqCst), 1);
+    let s = slow_sync_cache().stats();
+    assert_eq!(s.loads, 1);
+    assert_eq!(s.hits + s.misses, CALLERS as u64);
+}
+
+static SLOW_ASYNC: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn slow_async(id: u64) -> u64 {
+    SLOW_ASYNC.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    id * 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_tasks_one_execution() {
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let b = barrier.clone();
+            tokio::spawn(async move {
+                b.wait().await;
+                slow_async(21).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 42);
+    }
+    assert_eq!(SLOW_ASYNC.load(Ordering::SeqCst), 1);
+    assert_eq!(slow_async_cache().stats().loads, 1);
+}
+
+#[test]
+fn different_keys_do_not_wait_on_each_other() {
+    let c: Cache<u64, u64> = Cache::new(100);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..4 {
+            let c = &c;
+            s.spawn(move || {
+                c.get_or_insert_with(k, || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    k
+                })
+            });
+        }
+    });
+    // Four 100 ms loads on different keys run side by side.
+    assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
+    assert_eq!(c.stats().loads, 4);
+}
+
+#[test]
+fn a_panicking_load_releases_waiters_and_does_not_poison() {
+    let c: Cache<u64, u64> = Cache::new(100);
+    let runs = AtomicUsize::new(0);
+    let barrier = Barrier::new(8);
+    let results: Vec<std::thread::Result<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    c.get_or_insert_with(1, || {
+                        let n = runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        if n == 0 {
+                            panic!("first load fails");
+                        }
+                        7
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join()).collect()
+    });
+    let panics = results.iter().filter(|r| r.is_err()).count();
+    let values: Vec<u64> = results.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(panics, 1, "only the leader's caller sees its panic");
+    assert_eq!(values, vec![7; 7]);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one waiter took over, once");
+    assert_eq!(c.get(&1), Some(7));
+}
+
+#[test]
+fn an_error_is_returned_and_not_cached() {
+    let c: Cache<u64, u64> = Cache::new(100);
+    let r: Result<u64, &str> = c.get_or_try_insert_with(1, || Err("db down"));
+    assert_eq!(r, Err("db down"));
+    assert_eq!(c.get(&1), None);
+    let r: Result<u64, &str> = c.get_or_try_insert_with(1, || Ok(5));
+    assert_eq!(r, Ok(5));
+    assert_eq!(c.get(&1), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_share_the_leaders_error_through_the_macro() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[cached]
+    async fn flaky(id: u64) -> Result<u64, String> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(format!("no row {id}"))
+    }
+    let tasks: Vec<_> = (0..50).map(|_| tokio::spawn(flaky(3))).collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Err("no row 3".to_string()));
+    }
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "concurrent callers share one run");
+    assert_eq!(flaky_cache().len(), 0, "the error is not stored");
+    let _ = flaky(3).await;
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_hands_over() {
+    let c: Cache<u64, u64> = Cache::new(100);
+    let c2 = c.clone();
+    let leader = tokio::spawn(async move {
+        c2.get_or_insert_with_async(1, async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            0
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let c3 = c.clone();
+    let waiter = tokio::spawn(async move { c3.get_or_insert_with_async(1, async { 9 }).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    leader.abort();
+    let v = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter was released")
+        .unwrap();
+    assert_eq!(v, 9);
+    assert_eq!(c.get(&1), Some(9));
+}
