@@ -1,0 +1,165 @@
+//! Listeners, stats, eviction, tags and tracing.
+
+use std::sync::{Arc, Mutex};
+
+use cache_core::{Cache, EventKind, cached};
+
+type Log = Arc<Mutex<Vec<(EventKind, String)>>>;
+
+fn listen(c: &Cache<u64, u64>) -> Log {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    c.add_listener(move |ev| l.lock().unwrap().push((ev.kind, ev.key_string())));
+    log
+}
+
+#[test]
+fn listeners_see_every_kind_of_event() {
+    let c: Cache<u64, u64> = Cache::builder().name("observed").build();
+    let log = listen(&c);
+    c.get(&1);
+    c.insert(1, 10);
+    c.get(&1);
+    c.invalidate(&1);
+    c.insert(2, 20);
+    c.clear();
+    use EventKind::*;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            (Miss, "1".into()),
+            (Insert, "1".into()),
+            (Hit, "1".into()),
+            (Invalidate, "1".into()),
+            (Insert, "2".into()),
+            (Invalidate, "2".into()),
+        ]
+    );
+}
+
+#[test]
+fn removed_listeners_hear_nothing() {
+    let c: Cache<u64, u64> = Cache::new(10);
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let id = c.add_listener(move |ev| l.lock().unwrap().push((ev.kind, ev.key_string())));
+    c.insert(1, 1);
+    assert!(c.remove_listener(id));
+    assert!(!c.remove_listener(id));
+    c.insert(2, 2);
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_listener_may_use_the_cache() {
+    let c: Cache<u64, u64> = Cache::new(10);
+    let c2 = c.clone();
+    c.add_listener(move |ev| {
+        if ev.kind == EventKind::Insert && *ev.key < 100 {
+            c2.insert(*ev.key + 100, 0);
+        }
+    });
+    c.insert(1, 1);
+    assert_eq!(c.get(&101), Some(0));
+}
+
+#[test]
+fn capacity_evicts_and_reports_it() {
+    let c: Cache<u64, u64> = Cache::new(50);
+    let log = listen(&c);
+    for i in 0..500 {
+        c.insert(i, i);
+    }
+    let s = c.stats();
+    assert!(c.len() <= 50, "len {}", c.len());
+    assert_eq!(s.inserts, 500);
+    assert_eq!(s.evictions, 500 - c.len() as u64);
+    let evicts = log.lock().unwrap().iter().filter(|(k, _)| *k == EventKind::Evict).count();
+    assert_eq!(evicts as u64, s.evictions);
+}
+
+#[test]
+fn stats_count_every_outcome() {
+    let c: Cache<u64, u64> = Cache::new(100);
+    for i in 0..10 {
+        c.get_or_insert_with(i % 4, || {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            i
+        });
+    }
+    c.invalidate(&0);
+    c.revoke_str("[12]").unwrap();
+    let s = c.stats();
+    assert_eq!(s.hits, 6);
+    assert_eq!(s.misses, 4);
+    assert_eq!(s.loads, 4);
+    assert_eq!(s.inserts, 4);
+    assert_eq!(s.invalidations, 3);
+    assert_eq!(s.entries, 1);
+    assert!((s.hit_rate() - 0.6).abs() < 1e-9);
+    assert!(s.total_load_time() >= std::time::Duration::from_millis(4));
+    assert!(s.mean_load_time() >= std::time::Duration::from_millis(1));
+}
+
+#[test]
+fn tags_invalidate_and_are_cleaned_on_removal() {
+    let c: Cache<(u64, u64), u64> = Cache::builder()
+        .tags(|(user, _)| vec![format!("user:{user}")])
+        .build();
+    for user in 0..3 {
+        for post in 0..4 {
+            c.get_or_insert_with((user, post), || post);
+        }
+    }
+    assert_eq!(c.invalidate_tag("user:1"), 4);
+    assert_eq!(c.invalidate_tag("user:1"), 0);
+    assert_eq!(c.len(), 8);
+    c.invalidate(&(2, 0));
+    assert_eq!(c.invalidate_tag("user:2"), 3);
+    assert_eq!(c.invalidate_tag("nope"), 0);
+}
+
+#[test]
+fn bad_patterns_are_errors_not_panics() {
+    let c: Cache<u64, u64> = Cache::new(10);
+    c.insert(1, 1);
+    let e = c.revoke_str("[1").unwrap_err();
+    assert!(e.to_string().contains("unclosed"), "{e}");
+    assert_eq!(c.len(), 1, "nothing removed");
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cached]
+fn traced_user(id: u64) -> u64 {
+    id
+}
+
+#[test]
+fn hits_and_misses_are_traced_with_the_key() {
+    let out = Captured::default();
+    let o = out.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || o.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(sub, || {
+        traced_user(123);
+        traced_user(123);
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("cache miss traced_user:123"), "{text}");
+    assert!(text.contains("cache hit traced_user:123"), "{text}");
+}
