@@ -1,0 +1,8 @@
+use cache_core::cached;
+
+#[cached(key = "user:{user_id}")]
+fn get_user(id: u64) -> String {
+    id.to_string()
+}
+
+fn main() {}
