@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,13 +44,15 @@ impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
 struct Entry<V> {
     value: V,
     expires_at: u64,
-    loaded_at: u64,
     meta: Option<Arc<Meta>>,
 }
 
-/// The rarely used parts of an entry, kept out of line.
+/// The rarely used parts of an entry, kept out of line so that the entry a
+/// hit copies stays small. Present when the cache has a TTI, refresh-ahead,
+/// or tags.
 struct Meta {
     accessed: AtomicU64,
+    loaded_at: u64,
     tags: Box<[String]>,
 }
 
@@ -58,10 +60,35 @@ struct Meta {
 #[derive(Clone, Copy, Default)]
 struct EvictLog;
 
+/// The entries one insert evicted: usually one, held without allocating.
+struct Evicted<K, V> {
+    first: Option<(K, Entry<V>)>,
+    rest: Vec<(K, Entry<V>)>,
+}
+
+impl<K, V> Default for Evicted<K, V> {
+    fn default() -> Self {
+        Evicted {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Evicted<K, V> {
+    fn drain(self) -> impl Iterator<Item = (K, Entry<V>)> {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 impl<K, V> Lifecycle<K, Entry<V>> for EvictLog {
-    type RequestState = Vec<(K, Entry<V>)>;
+    type RequestState = Evicted<K, V>;
     fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Entry<V>) {
-        state.push((key, val));
+        if state.first.is_none() {
+            state.first = Some((key, val));
+        } else {
+            state.rest.push((key, val));
+        }
     }
 }
 
@@ -73,6 +100,9 @@ pub(crate) struct Inner<K, V> {
     ttl_ms: u64,
     tti_ms: u64,
     refresh_ms: u64,
+    /// Whether entries can expire (a TTL, a TTI, or an entry stored with its
+    /// own TTL); read on every hit.
+    expires: AtomicBool,
     clock: Clock,
     counters: Counters,
     listeners: Listeners<K>,
@@ -229,12 +259,17 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             .expect("capacity options are valid");
         let map = Engine::with_options(opts, UnitWeighter, DefaultHashBuilder::default(), EvictLog);
         let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
+        let (ttl_ms, tti_ms, refresh_ms) = (ms(self.ttl), ms(self.tti), ms(self.refresh));
+        if matches!(self.clock, Clock::System) && (ttl_ms | tti_ms | refresh_ms) != 0 {
+            crate::clock::start_system_clock();
+        }
         let inner = Arc::new(Inner {
             name: self.name.into(),
             map,
-            ttl_ms: ms(self.ttl),
-            tti_ms: ms(self.tti),
-            refresh_ms: ms(self.refresh),
+            ttl_ms,
+            tti_ms,
+            refresh_ms,
+            expires: AtomicBool::new(ttl_ms != 0 || tti_ms != 0),
             clock: self.clock,
             counters: Counters::default(),
             listeners: Listeners::default(),
@@ -335,12 +370,12 @@ enum Turn<'a, K: CacheKey, V: CacheValue> {
 
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     #[inline]
-    fn live(&self, e: &Entry<V>, now: u64) -> bool {
-        if now >= e.expires_at {
+    fn live(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        if now >= expires_at {
             return false;
         }
         if self.tti_ms != 0
-            && let Some(m) = &e.meta
+            && let Some(m) = meta
         {
             let accessed = m.accessed.load(Ordering::Relaxed);
             if now.saturating_sub(accessed) >= self.tti_ms {
@@ -353,14 +388,14 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     #[inline]
     fn expires(&self) -> bool {
-        self.ttl_ms != 0 || self.tti_ms != 0
+        self.expires.load(Ordering::Relaxed)
     }
 
     /// A live entry, without touching stats.
     #[inline]
     fn lookup(&self, key: &K) -> Option<Entry<V>> {
         let e = self.map.get(key)?;
-        if self.expires() && !self.live(&e, self.clock.now_ms()) {
+        if self.expires() && !self.live(e.expires_at, e.meta.as_ref(), self.clock.now_ms()) {
             self.expire(key);
             return None;
         }
@@ -383,20 +418,32 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     #[inline]
     fn get(&self, key: &K) -> Option<V> {
-        match self.lookup(key) {
-            Some(e) => {
-                self.counters.incr(Counter::Hit);
-                if self.listeners.active() {
-                    self.listeners.fire(EventKind::Hit, &self.name, key, self.render);
-                }
-                tracing::debug!(cache = &*self.name, "cache hit {}", DisplayKey(key, self.render));
-                Some(e.value)
+        // The entry is destructured where it lands: copying it whole costs a
+        // failed store-to-load forward (16-byte loads of 8-byte stores).
+        if let Some(Entry {
+            value,
+            expires_at,
+            meta,
+            ..
+        }) = self.map.get(key)
+        {
+            if !self.expires() || self.live(expires_at, meta.as_ref(), self.clock.now_ms()) {
+                self.hit(key);
+                return Some(value);
             }
-            None => {
-                self.miss(key);
-                None
-            }
+            self.expire(key);
         }
+        self.miss(key);
+        None
+    }
+
+    #[inline]
+    fn hit(&self, key: &K) {
+        self.counters.incr(Counter::Hit);
+        if self.listeners.active() {
+            self.listeners.fire(EventKind::Hit, &self.name, key, self.render);
+        }
+        tracing::debug!(cache = &*self.name, "cache hit {}", DisplayKey(key, self.render));
     }
 
     #[inline]
@@ -419,9 +466,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             Some(f) => f(&key).into(),
             None => Box::default(),
         };
-        let meta = (self.tti_ms != 0 || !tags.is_empty()).then(|| {
+        let meta = (self.tti_ms != 0 || self.refresh_ms != 0 || !tags.is_empty()).then(|| {
             Arc::new(Meta {
                 accessed: AtomicU64::new(now),
+                loaded_at: now,
                 tags,
             })
         });
@@ -436,17 +484,16 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let entry = Entry {
             value,
             expires_at: if ttl_ms == 0 { NEVER } else { now.saturating_add(ttl_ms) },
-            loaded_at: now,
             meta,
         };
         let fire = self.listeners.active().then(|| key.clone());
-        let mut evicted = Vec::new();
+        let mut evicted = Evicted::default();
         self.map.insert_with_lifecycle(key, entry, &mut evicted);
         self.counters.incr(Counter::Insert);
         if let Some(k) = fire {
             self.listeners.fire(EventKind::Insert, &self.name, &k, self.render);
         }
-        for (k, e) in evicted {
+        for (k, e) in evicted.drain() {
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
         }
     }
@@ -638,6 +685,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Stores `value` under `key` with its own TTL.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        if !self.inner.expires() {
+            if matches!(self.inner.clock, Clock::System) {
+                crate::clock::start_system_clock();
+            }
+            self.inner.expires.store(true, Ordering::Relaxed);
+        }
         self.inner
             .store(key, value, (ttl.as_millis() as u64).max(1))
     }
@@ -786,7 +839,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if inner.refresh_ms == 0 {
             return Some((v, None));
         }
-        let loaded_at = inner.map.peek(key).map_or(0, |e| e.loaded_at);
+        let loaded_at = inner
+            .map
+            .peek(key)
+            .and_then(|e| e.meta.map(|m| m.loaded_at))
+            .unwrap_or(0);
         if inner.clock.now_ms().saturating_sub(loaded_at) < inner.refresh_ms {
             return Some((v, None));
         }

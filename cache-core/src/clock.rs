@@ -5,8 +5,7 @@
 //! it costs a relaxed load instead of a `clock_gettime` call. A [`ManualClock`]
 //! moves only when a test advances it, so expiry is tested without sleeping.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,52 +58,47 @@ impl ManualClock {
     }
 }
 
-struct Coarse {
-    origin: Instant,
-    now: AtomicU64,
-    frozen: AtomicBool,
-}
+/// Milliseconds since [`ORIGIN`], advanced by the ticker thread.
+static NOW: AtomicU64 = AtomicU64::new(0);
+/// Set once the ticker runs; read by the hit path only through [`NOW`].
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+static FROZEN: AtomicBool = AtomicBool::new(false);
 
-static COARSE: OnceLock<Coarse> = OnceLock::new();
+/// Starts the ticker that advances the system clock, if it is not running.
+///
+/// Caches that expire entries call it when built, so that reading the clock
+/// on a hit is one relaxed load.
+pub fn start_system_clock() {
+    let mut started = false;
+    ORIGIN.get_or_init(|| {
+        started = true;
+        Instant::now()
+    });
+    if !started {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("cache-core-clock".into())
+        .spawn(|| {
+            let origin = *ORIGIN.get().expect("set before the ticker starts");
+            loop {
+                std::thread::sleep(TICK);
+                if !FROZEN.load(Ordering::Relaxed) {
+                    NOW.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cache-core: cannot start the clock thread: {e}; TTLs will not expire");
+    }
+}
 
 /// Milliseconds since the process's clock origin, at [`TICK`] resolution.
+///
+/// Reads 0 until [`start_system_clock`] has run.
 #[inline]
 pub fn system_now_ms() -> u64 {
-    match COARSE.get() {
-        Some(c) => c.now.load(Ordering::Relaxed),
-        None => start_coarse(),
-    }
-}
-
-#[cold]
-fn start_coarse() -> u64 {
-    let mut started = false;
-    let c = COARSE.get_or_init(|| {
-        started = true;
-        Coarse {
-            origin: Instant::now(),
-            now: AtomicU64::new(0),
-            frozen: AtomicBool::new(false),
-        }
-    });
-    if started {
-        let spawned = std::thread::Builder::new()
-            .name("cache-core-clock".into())
-            .spawn(|| {
-                let c = COARSE.get().expect("initialised before the ticker starts");
-                loop {
-                    std::thread::sleep(TICK);
-                    if !c.frozen.load(Ordering::Relaxed) {
-                        let ms = c.origin.elapsed().as_millis() as u64;
-                        c.now.store(ms, Ordering::Relaxed);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cache-core: cannot start the clock thread: {e}; TTLs will not expire");
-        }
-    }
-    c.now.load(Ordering::Relaxed)
+    NOW.load(Ordering::Relaxed)
 }
 
 /// Stops the system clock for the whole process; from then on it moves only
@@ -114,24 +108,16 @@ fn start_coarse() -> u64 {
 /// `#[cached]` functions. It affects every cache in the process, so keep such
 /// tests in a test binary of their own.
 pub fn freeze_system_clock() {
-    system_now_ms();
-    COARSE
-        .get()
-        .expect("started by system_now_ms")
-        .frozen
-        .store(true, Ordering::Relaxed);
+    start_system_clock();
+    FROZEN.store(true, Ordering::Relaxed);
     // Let a tick that read the flag before it was set finish its store.
     std::thread::sleep(TICK * 5);
 }
 
 /// Moves a frozen system clock forward; see [`freeze_system_clock`].
 pub fn advance_system_clock(by: Duration) {
-    system_now_ms();
-    COARSE
-        .get()
-        .expect("started by system_now_ms")
-        .now
-        .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+    start_system_clock();
+    NOW.fetch_add(by.as_millis() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -148,6 +134,7 @@ mod tests {
 
     #[test]
     fn system_clock_advances() {
+        start_system_clock();
         let a = Clock::System.now_ms();
         std::thread::sleep(Duration::from_millis(30));
         let b = Clock::System.now_ms();

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::{Condvar, Mutex};
+use quick_cache::DefaultHashBuilder;
 
 const SHARDS: usize = 16;
 
@@ -97,8 +98,8 @@ impl<V: Clone> Future for WaitFuture<V> {
 
 /// The flights of one cache.
 pub(crate) struct Flights<K, V> {
-    shards: Box<[Mutex<HashMap<K, Arc<Flight<V>>>>]>,
-    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>]>,
+    hasher: DefaultHashBuilder,
 }
 
 /// The outcome of joining a key's flight.
@@ -112,12 +113,14 @@ pub(crate) enum Join<V> {
 impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     pub(crate) fn new() -> Self {
         Flights {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(DefaultHashBuilder::default())))
+                .collect(),
+            hasher: DefaultHashBuilder::default(),
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<V>>>> {
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 

@@ -37,7 +37,7 @@ struct Stripe([AtomicU64; COUNTERS]);
 /// the hit path, and no lost counts. Threads beyond [`STRIPES`] share one
 /// extra stripe and use `fetch_add`.
 pub(crate) struct Counters {
-    stripes: Box<[Stripe]>,
+    stripes: Box<[Stripe; STRIPES + 1]>,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -83,7 +83,7 @@ fn assign_thread_id() -> usize {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            stripes: (0..=STRIPES).map(|_| Stripe::default()).collect(),
+            stripes: Box::new(std::array::from_fn(|_| Stripe::default())),
         }
     }
 }

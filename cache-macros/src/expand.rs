@@ -304,9 +304,18 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     });
     let lookup = match (is_async, refresh.is_some()) {
         (false, false) => quote!(__cache.get_or_insert_with(__key, move || #call)),
-        (true, false) => quote!(__cache.get_or_insert_with_async(__key, #call).await),
+        // A hit must not build the body's future, and the future a caller
+        // moves around must stay small: look up synchronously first, and box
+        // the miss path (one allocation per miss) so its state, which holds
+        // the body's future, is not part of this one.
+        (true, false) => quote! {
+            if let ::std::option::Option::Some(__v) = __cache.get(&__key) {
+                return __v;
+            }
+            ::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await
+        },
         (false, true) => quote!(__cache.__load(__key, move || #call)),
-        (true, true) => quote!(__cache.__load_async(__key, #call).await),
+        (true, true) => quote!(::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await),
     };
 
     Ok(quote! {

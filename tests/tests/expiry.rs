@@ -46,6 +46,17 @@ fn per_entry_ttl_overrides_the_default() {
 }
 
 #[test]
+fn per_entry_ttl_works_in_a_cache_without_one() {
+    let (clock, time) = Clock::manual();
+    let c: Cache<u64, u64> = Cache::builder().clock(clock).build();
+    c.insert(1, 1);
+    c.insert_with_ttl(2, 2, secs(5));
+    time.advance(secs(5));
+    assert_eq!(c.get(&1), Some(1), "no TTL: kept");
+    assert_eq!(c.get(&2), None, "its own TTL: expired");
+}
+
+#[test]
 fn tti_expires_idle_entries_only() {
     let (clock, time) = Clock::manual();
     let c: Cache<u64, u64> = Cache::builder().tti(secs(10)).clock(clock).build();
