@@ -57,14 +57,49 @@ fn main() {
     let ttl: cache_core::Cache<u64, u64> = cache_core::Cache::builder()
         .ttl(Duration::from_secs(60))
         .build();
-    let ql: quick_cache::sync::Cache<u64, Fat, quick_cache::UnitWeighter, quick_cache::DefaultHashBuilder, Log> =
-        quick_cache::sync::Cache::with(10_000, 10_000, quick_cache::UnitWeighter, Default::default(), Log);
+    let ql: quick_cache::sync::Cache<
+        u64,
+        Fat,
+        quick_cache::UnitWeighter,
+        quick_cache::DefaultHashBuilder,
+        Log,
+    > = quick_cache::sync::Cache::with(
+        10_000,
+        10_000,
+        quick_cache::UnitWeighter,
+        Default::default(),
+        Log,
+    );
     let qa = std::sync::Arc::new(quick_cache::sync::Cache::<u64, Fat>::new(10_000));
     for k in 0..1024 {
-        ql.insert(k, Fat { v: k, _a: 0, _b: 0, _m: None });
-        qa.insert(k, Fat { v: k, _a: 0, _b: 0, _m: None });
+        ql.insert(
+            k,
+            Fat {
+                v: k,
+                _a: 0,
+                _b: 0,
+                _m: None,
+            },
+        );
+        qa.insert(
+            k,
+            Fat {
+                v: k,
+                _a: 0,
+                _b: 0,
+                _m: None,
+            },
+        );
         qc.insert(k, k);
-        qf.insert(k, Fat { v: k, _a: 0, _b: 0, _m: None });
+        qf.insert(
+            k,
+            Fat {
+                v: k,
+                _a: 0,
+                _b: 0,
+                _m: None,
+            },
+        );
         plain.insert(k, k);
         ttl.insert(k, k);
         ours(k);
@@ -72,9 +107,15 @@ fn main() {
     }
     for _ in 0..2 {
         time("quick_cache u64", n, |k| qc.get(&k).unwrap_or(0));
-        time("quick_cache 32B entry", n, |k| qf.get(&k).map_or(0, |f| f.v));
-        time("quick_cache 32B + Log", n, |k| ql.get(&k).map_or(0, |f| f.v));
-        time("quick_cache 32B in Arc", n, |k| qa.get(&k).map_or(0, |f| f.v));
+        time("quick_cache 32B entry", n, |k| {
+            qf.get(&k).map_or(0, |f| f.v)
+        });
+        time("quick_cache 32B + Log", n, |k| {
+            ql.get(&k).map_or(0, |f| f.v)
+        });
+        time("quick_cache 32B in Arc", n, |k| {
+            qa.get(&k).map_or(0, |f| f.v)
+        });
         time("Cache::get no ttl", n, |k| plain.get(&k).unwrap_or(0));
         time("Cache::get ttl", n, |k| ttl.get(&k).unwrap_or(0));
         time("#[cached] ttl", n, ours);
@@ -88,6 +129,10 @@ fn main() {
             acc
         });
         black_box(acc);
-        println!("{:<28} {:6.2} ns", "#[cached] async awaited", start.elapsed().as_nanos() as f64 / n as f64);
+        println!(
+            "{:<28} {:6.2} ns",
+            "#[cached] async awaited",
+            start.elapsed().as_nanos() as f64 / n as f64
+        );
     }
 }

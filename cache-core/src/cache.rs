@@ -441,18 +441,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn hit(&self, key: &K) {
         self.counters.incr(Counter::Hit);
         if self.listeners.active() {
-            self.listeners.fire(EventKind::Hit, &self.name, key, self.render);
+            self.listeners
+                .fire(EventKind::Hit, &self.name, key, self.render);
         }
-        tracing::debug!(cache = &*self.name, "cache hit {}", DisplayKey(key, self.render));
+        tracing::debug!(
+            cache = &*self.name,
+            "cache hit {}",
+            DisplayKey(key, self.render)
+        );
     }
 
     #[inline]
     fn miss(&self, key: &K) {
         self.counters.incr(Counter::Miss);
         if self.listeners.active() {
-            self.listeners.fire(EventKind::Miss, &self.name, key, self.render);
+            self.listeners
+                .fire(EventKind::Miss, &self.name, key, self.render);
         }
-        tracing::debug!(cache = &*self.name, "cache miss {}", DisplayKey(key, self.render));
+        tracing::debug!(
+            cache = &*self.name,
+            "cache miss {}",
+            DisplayKey(key, self.render)
+        );
     }
 
     fn should_store(&self, v: &V) -> bool {
@@ -483,7 +493,11 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         let entry = Entry {
             value,
-            expires_at: if ttl_ms == 0 { NEVER } else { now.saturating_add(ttl_ms) },
+            expires_at: if ttl_ms == 0 {
+                NEVER
+            } else {
+                now.saturating_add(ttl_ms)
+            },
             meta,
         };
         let fire = self.listeners.active().then(|| key.clone());
@@ -491,7 +505,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.map.insert_with_lifecycle(key, entry, &mut evicted);
         self.counters.incr(Counter::Insert);
         if let Some(k) = fire {
-            self.listeners.fire(EventKind::Insert, &self.name, &k, self.render);
+            self.listeners
+                .fire(EventKind::Insert, &self.name, &k, self.render);
         }
         for (k, e) in evicted.drain() {
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
@@ -522,7 +537,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn invalidate(&self, key: &K) -> bool {
         match self.map.remove(key) {
             Some((k, e)) => {
-                self.removed(&k, e.meta.as_ref(), EventKind::Invalidate, Counter::Invalidation);
+                self.removed(
+                    &k,
+                    e.meta.as_ref(),
+                    EventKind::Invalidate,
+                    Counter::Invalidation,
+                );
                 true
             }
             None => false,
@@ -546,7 +566,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         });
         let removed = removed.into_inner();
         for (k, meta) in &removed {
-            self.removed(k, meta.as_ref(), EventKind::Invalidate, Counter::Invalidation);
+            self.removed(
+                k,
+                meta.as_ref(),
+                EventKind::Invalidate,
+                Counter::Invalidation,
+            );
         }
         removed.len()
     }
@@ -574,14 +599,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.counters.add(Counter::Invalidation, n as u64);
         if self.listeners.active() {
             for (k, _) in &drained {
-                self.listeners.fire(EventKind::Invalidate, &self.name, k, self.render);
+                self.listeners
+                    .fire(EventKind::Invalidate, &self.name, k, self.render);
             }
         }
         n
     }
 
     fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
-        let now = if self.expires() { self.clock.now_ms() } else { 0 };
+        let now = if self.expires() {
+            self.clock.now_ms()
+        } else {
+            0
+        };
         let mut out = Vec::new();
         for (k, e) in self.map.iter() {
             if out.len() >= limit {
@@ -956,5 +986,47 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn stats(&self) -> Stats {
         Inner::stats(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flight_outlives_its_load() {
+        let c: Cache<u64, u64> = Cache::new(10);
+        c.get_or_insert_with(1, || 1);
+        let _ = c.get_or_try_insert_with(2, || Err::<u64, ()>(()));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.get_or_insert_with(3, || panic!("load fails"))
+        }));
+        assert!(r.is_err());
+        assert_eq!(c.flights_in_progress(), 0);
+        assert_eq!(c.get_or_insert_with(3, || 3), 3, "the key loads again");
+    }
+
+    #[test]
+    fn a_dropped_refresh_ticket_frees_the_key() {
+        let (clock, time) = Clock::manual();
+        let c: Cache<u64, u64> = Cache::builder()
+            .refresh_after(Duration::from_secs(1))
+            .clock(clock)
+            .build();
+        c.insert(1, 1);
+        time.advance(Duration::from_secs(2));
+        let (_, t) = c.get_or_refresh(&1).unwrap();
+        let t = t.expect("first stale hit gets the ticket");
+        assert!(
+            c.get_or_refresh(&1).unwrap().1.is_none(),
+            "one ticket at a time"
+        );
+        assert_eq!(c.flights_in_progress(), 1);
+        drop(t);
+        assert_eq!(c.flights_in_progress(), 0);
+        let (_, t) = c.get_or_refresh(&1).unwrap();
+        t.expect("the key is free again").complete(2);
+        assert_eq!(c.get(&1), Some(2));
+        assert!(c.get_or_refresh(&1).unwrap().1.is_none(), "fresh again");
     }
 }

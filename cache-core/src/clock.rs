@@ -5,8 +5,8 @@
 //! it costs a relaxed load instead of a `clock_gettime` call. A [`ManualClock`]
 //! moves only when a test advances it, so expiry is tested without sleeping.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often the coarse system clock advances.

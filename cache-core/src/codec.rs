@@ -27,7 +27,9 @@ pub enum CodecError {
         found: u8,
     },
     /// Written for another Rust type.
-    #[error("encoded value was written for another type (fingerprint {found:016x}, expected {expected:016x})")]
+    #[error(
+        "encoded value was written for another type (fingerprint {found:016x}, expected {expected:016x})"
+    )]
     TypeMismatch {
         /// The fingerprint found.
         found: u64,

@@ -47,11 +47,12 @@ impl<K> CacheEvent<'_, K> {
 pub struct ListenerId(u64);
 
 type ListenerFn<K> = Arc<dyn Fn(&CacheEvent<'_, K>) + Send + Sync>;
+type ListenerList<K> = Arc<Vec<(ListenerId, ListenerFn<K>)>>;
 
 pub(crate) struct Listeners<K> {
     active: AtomicBool,
     next: AtomicU64,
-    list: RwLock<Arc<Vec<(ListenerId, ListenerFn<K>)>>>,
+    list: RwLock<ListenerList<K>>,
 }
 
 impl<K> Default for Listeners<K> {
@@ -94,13 +95,7 @@ impl<K> Listeners<K> {
 
     /// Calls every listener; none of the cache's locks is held.
     #[cold]
-    pub(crate) fn fire(
-        &self,
-        kind: EventKind,
-        cache: &str,
-        key: &K,
-        render: fn(&K, &mut String),
-    ) {
+    pub(crate) fn fire(&self, kind: EventKind, cache: &str, key: &K, render: fn(&K, &mut String)) {
         let list = self.list.read().clone();
         let ev = CacheEvent {
             kind,

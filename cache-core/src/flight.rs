@@ -96,9 +96,11 @@ impl<V: Clone> Future for WaitFuture<V> {
     }
 }
 
+type Shard<K, V> = Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>;
+
 /// The flights of one cache.
 pub(crate) struct Flights<K, V> {
-    shards: Box<[Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>]>,
+    shards: Box<[Shard<K, V>]>,
     hasher: DefaultHashBuilder,
 }
 
@@ -120,7 +122,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>> {
+    fn shard(&self, key: &K) -> &Shard<K, V> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 

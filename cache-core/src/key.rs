@@ -202,6 +202,8 @@ mod tests {
         assert_eq!(render_with(&(1u32, "x".to_string()), <_>::write_key), "1:x");
     }
 
+    // `(&a)` is the autoref that generated code uses to prefer `KeyPart`.
+    #[allow(clippy::needless_borrow)]
     #[test]
     fn structs_and_long_strings_are_digests() {
         let u = User { id: 1, name: "a" };

@@ -88,7 +88,11 @@ pub mod __private {
     impl<T, E> ProbeResult for &Probe<'_, Result<T, E>> {
         #[inline]
         fn outcome(self) -> Outcome {
-            if self.0.is_err() { Outcome::Err } else { Outcome::Value }
+            if self.0.is_err() {
+                Outcome::Err
+            } else {
+                Outcome::Value
+            }
         }
     }
 
@@ -98,7 +102,11 @@ pub mod __private {
     impl<T> ProbeOption for &Probe<'_, Option<T>> {
         #[inline]
         fn outcome(self) -> Outcome {
-            if self.0.is_none() { Outcome::None } else { Outcome::Value }
+            if self.0.is_none() {
+                Outcome::None
+            } else {
+                Outcome::Value
+            }
         }
     }
 

@@ -26,7 +26,9 @@ pub enum PatternError {
         len: usize,
     },
     /// A `[` at this byte offset has no closing `]`.
-    #[error("unclosed `[` at byte {at} of pattern {pattern:?}; escape it as `\\[` to match a literal bracket")]
+    #[error(
+        "unclosed `[` at byte {at} of pattern {pattern:?}; escape it as `\\[` to match a literal bracket"
+    )]
     UnclosedBracket {
         /// The offending pattern.
         pattern: String,
@@ -111,7 +113,10 @@ impl Pattern {
                 }
                 _ => {
                     // Copy one whole UTF-8 character.
-                    let ch = src[i..].chars().next().expect("index is on a char boundary");
+                    let ch = src[i..]
+                        .chars()
+                        .next()
+                        .expect("index is on a char boundary");
                     if let Some(l) = literal.as_mut() {
                         l.push(ch);
                     }

@@ -35,7 +35,9 @@ pub trait ErasedCache: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// No live cache has this name.
-    #[error("no cache named {0:?} is registered (a #[cached] function registers on its first call)")]
+    #[error(
+        "no cache named {0:?} is registered (a #[cached] function registers on its first call)"
+    )]
     UnknownCache(String),
     /// The pattern is malformed.
     #[error(transparent)]
@@ -109,7 +111,10 @@ impl Registry {
 
     /// Removes the entries tagged `tag` from the caches named `name`.
     pub fn invalidate_tag(&self, name: &str, tag: &str) -> Result<usize, RegistryError> {
-        Ok(self.each(name, |c| c.invalidate_tag(tag))?.into_iter().sum())
+        Ok(self
+            .each(name, |c| c.invalidate_tag(tag))?
+            .into_iter()
+            .sum())
     }
 
     /// Clears the caches named `name`.

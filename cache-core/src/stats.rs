@@ -95,7 +95,10 @@ impl Counters {
         if id < STRIPES {
             // This thread is the only writer of its stripe.
             let slot = &self.stripes[id].0[c as usize];
-            slot.store(slot.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            slot.store(
+                slot.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
         } else {
             // The extra last stripe is shared by all overflow threads.
             self.stripes[STRIPES].0[c as usize].fetch_add(n, Ordering::Relaxed);

@@ -43,8 +43,11 @@ pub enum StoreError {
 /// Bytes by namespace and key, with a TTL per entry.
 pub trait Store: Send + Sync + 'static {
     /// The bytes under `key`, if present and not expired.
-    fn get<'a>(&'a self, ns: &'a str, key: &'a str)
-    -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+    fn get<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
     /// Stores `value` under `key`; `ttl` of `None` keeps it until removed.
     fn set<'a>(
         &'a self,

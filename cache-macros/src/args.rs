@@ -52,18 +52,27 @@ impl CachedArgs {
             "tti" => self.tti = Some(duration(&meta, "tti")?),
             "refresh" => self.refresh = Some(duration(&meta, "refresh")?),
             "capacity" => {
-                let lit: LitInt = value(&meta, "capacity", "an integer, such as `capacity = 10_000`")?;
+                let lit: LitInt =
+                    value(&meta, "capacity", "an integer, such as `capacity = 10_000`")?;
                 let n: usize = lit.base10_parse()?;
                 if n == 0 {
                     return Err(syn::Error::new(lit.span(), "capacity must be at least 1"));
                 }
                 self.capacity = Some(n);
             }
-            "key" => self.key = Some(value(&meta, "key", "a string template, such as `key = \"user:{id}\"`")?),
+            "key" => {
+                self.key = Some(value(
+                    &meta,
+                    "key",
+                    "a string template, such as `key = \"user:{id}\"`",
+                )?)
+            }
             "name" => {
                 let s: LitStr = value(&meta, "name", "a string, such as `name = \"get_user\"`")?;
                 let ok = !s.value().is_empty()
-                    && s.value().chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                    && s.value()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
                 if !ok {
                     return Err(syn::Error::new(
                         s.span(),
@@ -84,10 +93,16 @@ impl CachedArgs {
                 self.unless = Some(meta.value()?.parse()?);
             }
             "tags" => {
-                let arr: ExprArray = value(&meta, "tags", "a list of string templates, such as `tags = [\"user:{id}\"]`")?;
+                let arr: ExprArray = value(
+                    &meta,
+                    "tags",
+                    "a list of string templates, such as `tags = [\"user:{id}\"]`",
+                )?;
                 for e in arr.elems {
                     match e {
-                        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => self.tags.push(s),
+                        Expr::Lit(syn::ExprLit {
+                            lit: Lit::Str(s), ..
+                        }) => self.tags.push(s),
                         other => {
                             return Err(syn::Error::new_spanned(
                                 other,
@@ -113,7 +128,11 @@ impl CachedArgs {
 }
 
 /// Parses `= <T>` with an error that says what was expected.
-fn value<T: syn::parse::Parse>(meta: &ParseNestedMeta, name: &str, expected: &str) -> syn::Result<T> {
+fn value<T: syn::parse::Parse>(
+    meta: &ParseNestedMeta,
+    name: &str,
+    expected: &str,
+) -> syn::Result<T> {
     if !meta.input.peek(syn::Token![=]) {
         return Err(meta.error(format!("`{name}` needs a value: {expected}")));
     }
@@ -123,7 +142,10 @@ fn value<T: syn::parse::Parse>(meta: &ParseNestedMeta, name: &str, expected: &st
         Ok(_) => v.parse(),
         Err(_) => {
             let tok: proc_macro2::TokenTree = v.parse()?;
-            Err(syn::Error::new_spanned(tok, format!("`{name}` takes {expected}")))
+            Err(syn::Error::new_spanned(
+                tok,
+                format!("`{name}` takes {expected}"),
+            ))
         }
     }
 }
@@ -148,12 +170,27 @@ fn duration(meta: &ParseNestedMeta, name: &str) -> syn::Result<Millis> {
             .base10_parse::<u64>()?
             .checked_mul(1000)
             .ok_or_else(|| syn::Error::new(i.span(), format!("`{name}` is too large")))?,
-        Lit::Str(s) => parse_duration(&s.value())
-            .map_err(|why| syn::Error::new(s.span(), format!("invalid `{name}` {:?}: {why}; expected {expected}", s.value())))?,
-        other => return Err(syn::Error::new(other.span(), format!("`{name}` takes {expected}"))),
+        Lit::Str(s) => parse_duration(&s.value()).map_err(|why| {
+            syn::Error::new(
+                s.span(),
+                format!(
+                    "invalid `{name}` {:?}: {why}; expected {expected}",
+                    s.value()
+                ),
+            )
+        })?,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                format!("`{name}` takes {expected}"),
+            ));
+        }
     };
     if ms == 0 {
-        return Err(syn::Error::new(lit.span(), format!("`{name}` must be longer than zero")));
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` must be longer than zero"),
+        ));
     }
     Ok(Millis(ms))
 }
@@ -167,13 +204,19 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("expected a number at {rest:?}"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let per = match unit {
@@ -192,4 +235,3 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     }
     Ok(total)
 }
-

@@ -34,7 +34,10 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let sig = &item.sig;
     check_generics(&item)?;
     if let Some(c) = &sig.constness {
-        return Err(syn::Error::new(c.span(), "#[cached] cannot wrap a `const fn`; remove `const`"));
+        return Err(syn::Error::new(
+            c.span(),
+            "#[cached] cannot wrap a `const fn`; remove `const`",
+        ));
     }
     let is_method = check_receiver(&item)?;
     let fn_args = collect_args(&item)?;
@@ -47,7 +50,11 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
             ));
         }
     };
-    check_owned_type(&ret, "return type", "return an owned value, such as `String` instead of `&str`")?;
+    check_owned_type(
+        &ret,
+        "return type",
+        "return an owned value, such as `String` instead of `&str`",
+    )?;
 
     let fn_name = &sig.ident;
     let action = args
@@ -110,7 +117,10 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         }
     };
     let access = |arg_index: usize| -> TokenStream {
-        let pos = key_idx.iter().position(|i| *i == arg_index).expect("arg is in the key");
+        let pos = key_idx
+            .iter()
+            .position(|i| *i == arg_index)
+            .expect("arg is in the key");
         if key_idx.len() == 1 {
             quote!(__k)
         } else {
@@ -177,8 +187,10 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     };
     let result_ident = Ident::new("result", Span::call_site());
     let ms = |m: Option<crate::args::Millis>| m.map(|m| m.0);
-    let ttl = ms(args.ttl).map(|v| quote!(.ttl(::cache_core::__private::Duration::from_millis(#v))));
-    let tti = ms(args.tti).map(|v| quote!(.tti(::cache_core::__private::Duration::from_millis(#v))));
+    let ttl =
+        ms(args.ttl).map(|v| quote!(.ttl(::cache_core::__private::Duration::from_millis(#v))));
+    let tti =
+        ms(args.tti).map(|v| quote!(.tti(::cache_core::__private::Duration::from_millis(#v))));
     let refresh_after = ms(args.refresh)
         .map(|v| quote!(.refresh_after(::cache_core::__private::Duration::from_millis(#v))));
     let capacity = args.capacity.map(|c| quote!(.capacity(#c)));
@@ -187,7 +199,8 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let companion = format_ident!("{}_cache", fn_name);
     let inner_name = format_ident!("__cached_{}", fn_name);
     let cache_ty = quote!(::cache_core::__private::Cache<#key_ty, #ret>);
-    let companion_doc = format!("The cache of `{fn_name}`: invalidate, revoke, list and count its entries.");
+    let companion_doc =
+        format!("The cache of `{fn_name}`: invalidate, revoke, list and count its entries.");
     let companion_fn = quote! {
         #[doc = #companion_doc]
         #[allow(dead_code)]
@@ -251,7 +264,11 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     } else {
         quote!(#inner_name(#(#arg_idents),*))
     };
-    let companion_call = if is_method { quote!(Self::#companion()) } else { quote!(#companion()) };
+    let companion_call = if is_method {
+        quote!(Self::#companion())
+    } else {
+        quote!(#companion())
+    };
     let asserts = key_idx.iter().map(|i| {
         let a = &fn_args[*i];
         let owned = &a.owned;
@@ -411,15 +428,25 @@ fn collect_args(item: &ItemFn) -> syn::Result<Vec<Arg>> {
                 if let Some(m) = &r.mutability {
                     return Err(syn::Error::new(
                         m.span(),
-                        format!("argument `{ident}` is `&mut`: a cached call may not run, so it cannot write through it; pass `&` or a value"),
+                        format!(
+                            "argument `{ident}` is `&mut`: a cached call may not run, so it cannot write through it; pass `&` or a value"
+                        ),
                     ));
                 }
-                check_owned_type(&r.elem, &format!("argument `{ident}`"), "take an owned type or a plain `&T`")?;
+                check_owned_type(
+                    &r.elem,
+                    &format!("argument `{ident}`"),
+                    "take an owned type or a plain `&T`",
+                )?;
                 let elem = &r.elem;
                 (true, quote!(<#elem as ::std::borrow::ToOwned>::Owned))
             }
             t => {
-                check_owned_type(t, &format!("argument `{ident}`"), "take an owned type or a plain `&T`")?;
+                check_owned_type(
+                    t,
+                    &format!("argument `{ident}`"),
+                    "take an owned type or a plain `&T`",
+                )?;
                 (false, quote!(#t))
             }
         };
@@ -447,13 +474,19 @@ fn check_owned_type(ty: &Type, what: &str, fix: &str) -> syn::Result<()> {
                 Type::ImplTrait(it) => {
                     self.0 = Some(syn::Error::new(
                         it.impl_token.span(),
-                        format!("{what} uses `impl Trait`, which a cache cannot store or key on; name a concrete type"),
+                        format!(
+                            "{what} uses `impl Trait`, which a cache cannot store or key on; name a concrete type"
+                        ),
                     ));
                 }
                 Type::Reference(r) => {
                     let msg = match &r.mutability {
-                        Some(_) => format!("{what} contains `&mut`, which cannot be part of a cache; {fix}"),
-                        None => format!("{what} contains a borrowed reference, which a cache cannot keep; {fix}"),
+                        Some(_) => format!(
+                            "{what} contains `&mut`, which cannot be part of a cache; {fix}"
+                        ),
+                        None => format!(
+                            "{what} contains a borrowed reference, which a cache cannot keep; {fix}"
+                        ),
                     };
                     self.0 = Some(syn::Error::new(r.and_token.span(), msg));
                 }
@@ -464,7 +497,10 @@ fn check_owned_type(ty: &Type, what: &str, fix: &str) -> syn::Result<()> {
             if self.0.is_none() && l.ident != "static" {
                 self.0 = Some(syn::Error::new(
                     l.span(),
-                    format!("{} borrows with lifetime `{l}`, which a cache cannot keep; {}", self.1, self.2),
+                    format!(
+                        "{} borrows with lifetime `{l}`, which a cache cannot keep; {}",
+                        self.1, self.2
+                    ),
                 ));
             }
         }
@@ -472,7 +508,10 @@ fn check_owned_type(ty: &Type, what: &str, fix: &str) -> syn::Result<()> {
             if self.0.is_none() && s.ident == "Self" {
                 self.0 = Some(syn::Error::new(
                     s.ident.span(),
-                    format!("{} names `Self`, which the cache's static cannot see; write the type's name", self.1),
+                    format!(
+                        "{} names `Self`, which the cache's static cannot see; write the type's name",
+                        self.1
+                    ),
                 ));
             }
             syn::visit::visit_path_segment(self, s);
@@ -483,7 +522,10 @@ fn check_owned_type(ty: &Type, what: &str, fix: &str) -> syn::Result<()> {
                     && i == "Self"
                     && self.0.is_none()
                 {
-                    self.0 = Some(syn::Error::new(i.span(), "write the type's name instead of `Self`"));
+                    self.0 = Some(syn::Error::new(
+                        i.span(),
+                        "write the type's name instead of `Self`",
+                    ));
                 }
             }
         }

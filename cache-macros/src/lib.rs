@@ -12,13 +12,20 @@ use proc_macro::TokenStream;
 /// arguments. See the `cache-core` crate documentation for the options.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
     let args = match syn::parse::Parser::parse(args::CachedArgs::parser(), attr) {
         Ok(a) => a,
-        Err(e) => return e.to_compile_error().into(),
+        Err(e) => {
+            let err = e.to_compile_error();
+            return quote::quote!(#err #item).into();
+        }
     };
-    let item = syn::parse_macro_input!(item as syn::ItemFn);
-    match expand::expand(args, item) {
+    match expand::expand(args, item.clone()) {
         Ok(ts) => ts.into(),
-        Err(e) => e.to_compile_error().into(),
+        // Keep the function as written so its callers do not fail too.
+        Err(e) => {
+            let err = e.to_compile_error();
+            quote::quote!(#err #item).into()
+        }
     }
 }

@@ -37,7 +37,9 @@ pub fn parse(lit: &LitStr, args: &[String], what: &str) -> syn::Result<Vec<Segme
                 if !closed {
                     return Err(syn::Error::new(
                         lit.span(),
-                        format!("unclosed `{{` in {what} template; write `{{{{` for a literal brace"),
+                        format!(
+                            "unclosed `{{` in {what} template; write `{{{{` for a literal brace"
+                        ),
                     ));
                 }
                 let name = name.trim();
@@ -49,7 +51,9 @@ pub fn parse(lit: &LitStr, args: &[String], what: &str) -> syn::Result<Vec<Segme
                     };
                     return Err(syn::Error::new(
                         lit.span(),
-                        format!("{what} template names `{{{name}}}`, which is not an argument; {known}"),
+                        format!(
+                            "{what} template names `{{{name}}}`, which is not an argument; {known}"
+                        ),
                     ));
                 };
                 if !text.is_empty() {

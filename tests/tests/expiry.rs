@@ -145,7 +145,11 @@ fn macro_caches_expire_and_refresh_under_the_frozen_system_clock() {
     with_tti(1);
     advance_system_clock(secs(20));
     with_tti(1);
-    assert_eq!(TTI_CALLS.load(Ordering::SeqCst), 1, "accessed within 30s each time");
+    assert_eq!(
+        TTI_CALLS.load(Ordering::SeqCst),
+        1,
+        "accessed within 30s each time"
+    );
     advance_system_clock(secs(31));
     with_tti(1);
     assert_eq!(TTI_CALLS.load(Ordering::SeqCst), 2);
@@ -155,7 +159,9 @@ fn macro_caches_expire_and_refresh_under_the_frozen_system_clock() {
     advance_system_clock(secs(11 * 60));
     assert_eq!(with_refresh(0), 0, "stale value served");
     assert_eq!(with_refresh(0), 0, "still stale: one refresh runs");
-    wait_for("the background refresh", || with_refresh_cache().get(&0) == Some(1));
+    wait_for("the background refresh", || {
+        with_refresh_cache().get(&0) == Some(1)
+    });
     assert_eq!(REFRESHES.load(Ordering::SeqCst), 2);
     assert_eq!(with_refresh(0), 1);
 

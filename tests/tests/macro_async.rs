@@ -53,14 +53,25 @@ async fn async_methods_cache_ok_and_skip_err() {
     assert_eq!(svc.get_user(0).await, Err(DbError::Missing(0)));
     assert_eq!(svc.get_user(0).await, Err(DbError::Missing(0)));
     assert_eq!(svc.queries.load(Ordering::SeqCst), 3);
-    assert_eq!(UserService::get_user_cache().keys(None, 10), vec!["get_user:5"]);
+    assert_eq!(
+        UserService::get_user_cache().keys(None, 10),
+        vec!["get_user:5"]
+    );
 
     assert_eq!(svc.find_by_name("user9").await, Some(9));
-    assert_eq!(svc.find_by_name(&"user9".to_string()).await, Some(9));
+    let owned = String::from("user9");
+    assert_eq!(
+        svc.find_by_name(&owned).await,
+        Some(9),
+        "a &String keys like a &str"
+    );
     assert_eq!(svc.find_by_name("nobody").await, None);
     assert_eq!(svc.find_by_name("nobody").await, None);
     assert_eq!(svc.queries.load(Ordering::SeqCst), 6);
-    assert_eq!(UserService::find_by_name_cache().keys(Some(&"by_name:*".parse().unwrap()), 10), vec!["by_name:user9"]);
+    assert_eq!(
+        UserService::find_by_name_cache().keys(Some(&"by_name:*".parse().unwrap()), 10),
+        vec!["by_name:user9"]
+    );
 }
 
 static PLAIN: AtomicUsize = AtomicUsize::new(0);

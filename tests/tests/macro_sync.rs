@@ -38,7 +38,10 @@ static SEARCHES: AtomicUsize = AtomicUsize::new(0);
 #[cached]
 fn search(name: &str, filter: &Filter, limit: usize) -> Vec<String> {
     SEARCHES.fetch_add(1, Ordering::SeqCst);
-    vec![format!("{name}:{}:{limit}:{}", filter.region, filter.active)]
+    vec![format!(
+        "{name}:{}:{limit}:{}",
+        filter.region, filter.active
+    )]
 }
 
 #[test]
@@ -79,9 +82,17 @@ fn long_strings_are_digested_in_keys() {
     assert_eq!(echo(long.clone()), 500);
     let keys = echo_cache().keys(None, 10);
     assert_eq!(keys.len(), 1);
-    assert!(keys[0].starts_with("echo_len:#") && keys[0].len() < 40, "{}", keys[0]);
+    assert!(
+        keys[0].starts_with("echo_len:#") && keys[0].len() < 40,
+        "{}",
+        keys[0]
+    );
     assert_eq!(echo("short".into()), 5);
-    assert!(echo_cache().keys(None, 10).contains(&"echo_len:short".to_string()));
+    assert!(
+        echo_cache()
+            .keys(None, 10)
+            .contains(&"echo_len:short".to_string())
+    );
 }
 
 static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
@@ -253,11 +264,22 @@ fn registry_reaches_caches_by_name() {
     }
     assert!(registry().names().contains(&"registry_probe".to_string()));
     assert_eq!(
-        registry().keys("registry_probe", Some("registry_probe:[0-2]"), 10).unwrap(),
+        registry()
+            .keys("registry_probe", Some("registry_probe:[0-2]"), 10)
+            .unwrap(),
         vec!["registry_probe:0", "registry_probe:1", "registry_probe:2"]
     );
-    assert_eq!(registry().revoke("registry_probe", "registry_probe:[0-2]").unwrap(), 3);
-    assert!(registry().invalidate("registry_probe", "registry_probe:3").unwrap());
+    assert_eq!(
+        registry()
+            .revoke("registry_probe", "registry_probe:[0-2]")
+            .unwrap(),
+        3
+    );
+    assert!(
+        registry()
+            .invalidate("registry_probe", "registry_probe:3")
+            .unwrap()
+    );
     assert_eq!(registry().stats("registry_probe").unwrap().entries, 1);
     assert_eq!(registry().clear("registry_probe").unwrap(), 1);
     registry_probe(0);

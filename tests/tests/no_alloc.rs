@@ -65,7 +65,11 @@ fn hits_with_scalar_arguments_do_not_allocate() {
     }
     COUNTING.with(|c| c.set(false));
     assert_eq!(sum, 10_000 * 19);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "allocations on the hit path");
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations on the hit path"
+    );
 
     // The counter works: a miss does allocate (the entry and the flight).
     COUNTING.with(|c| c.set(true));

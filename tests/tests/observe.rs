@@ -74,7 +74,12 @@ fn capacity_evicts_and_reports_it() {
     assert!(c.len() <= 50, "len {}", c.len());
     assert_eq!(s.inserts, 500);
     assert_eq!(s.evictions, 500 - c.len() as u64);
-    let evicts = log.lock().unwrap().iter().filter(|(k, _)| *k == EventKind::Evict).count();
+    let evicts = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k == EventKind::Evict)
+        .count();
     assert_eq!(evicts as u64, s.evictions);
 }
 

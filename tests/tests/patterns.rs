@@ -66,7 +66,11 @@ fn glob_table_matches_redis() {
     for &(p, s, want) in TABLE {
         // KEYS and SCAN special-case a lone `*`; their matcher does not.
         let matcher_wants = want && !(p == "*" && s.is_empty());
-        assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), matcher_wants, "glob_match({p:?}, {s:?})");
+        assert_eq!(
+            glob_match(p.as_bytes(), s.as_bytes()),
+            matcher_wants,
+            "glob_match({p:?}, {s:?})"
+        );
         let pat = Pattern::new(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
         assert_eq!(pat.matches(s), want, "Pattern({p:?}).matches({s:?})");
     }
@@ -80,11 +84,20 @@ fn redis_quirks_for_malformed_patterns() {
     // A trailing backslash matches itself.
     assert!(glob_match(b"a\\", b"a\\"));
     // `Pattern::new` rejects both with a clear error instead.
-    assert!(matches!(Pattern::new("a[bc"), Err(PatternError::UnclosedBracket { at: 1, .. })));
-    assert!(matches!(Pattern::new("a\\"), Err(PatternError::TrailingEscape { .. })));
+    assert!(matches!(
+        Pattern::new("a[bc"),
+        Err(PatternError::UnclosedBracket { at: 1, .. })
+    ));
+    assert!(matches!(
+        Pattern::new("a\\"),
+        Err(PatternError::TrailingEscape { .. })
+    ));
     // `c-]` is a range, so this bracket never closes.
     assert!(!glob_match(b"[abc-]", b"-"));
-    assert!(matches!(Pattern::new("[abc-]"), Err(PatternError::UnclosedBracket { at: 0, .. })));
+    assert!(matches!(
+        Pattern::new("[abc-]"),
+        Err(PatternError::UnclosedBracket { at: 0, .. })
+    ));
     let msg = Pattern::new("x[").unwrap_err().to_string();
     assert!(msg.contains("unclosed `[`"), "{msg}");
 }
@@ -107,7 +120,11 @@ fn cache_revoke_and_keys_agree_with_the_table() {
         let listed = c.keys(Some(&pat), 10).contains(&s.to_string());
         assert_eq!(listed, want, "keys({p:?}) lists {s:?}");
         let removed = c.revoke(&pat);
-        assert_eq!(c.get(&s.to_string()).is_none(), want, "revoke({p:?}) on {s:?}");
+        assert_eq!(
+            c.get(&s.to_string()).is_none(),
+            want,
+            "revoke({p:?}) on {s:?}"
+        );
         assert_eq!(removed, want as usize + pat.matches("zzz-other") as usize);
     }
 }

@@ -86,7 +86,11 @@ fn different_keys_do_not_wait_on_each_other() {
         }
     });
     // Four 100 ms loads on different keys run side by side.
-    assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(c.stats().loads, 4);
 }
 
@@ -145,7 +149,11 @@ async fn waiters_share_the_leaders_error_through_the_macro() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), Err("no row 3".to_string()));
     }
-    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "concurrent callers share one run");
+    assert_eq!(
+        RUNS.load(Ordering::SeqCst),
+        1,
+        "concurrent callers share one run"
+    );
     assert_eq!(flaky_cache().len(), 0, "the error is not stored");
     let _ = flaky(3).await;
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);

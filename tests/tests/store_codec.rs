@@ -39,7 +39,10 @@ fn envelope_roundtrip_and_rejections() {
         Postcard.decode::<v2::UserV1>(&bytes),
         Err(CodecError::TypeMismatch { .. })
     ));
-    assert!(matches!(Postcard.decode::<UserV1>(&bytes[..4]), Err(CodecError::Truncated(4))));
+    assert!(matches!(
+        Postcard.decode::<UserV1>(&bytes[..4]),
+        Err(CodecError::Truncated(4))
+    ));
     let mut other_version = bytes.clone();
     other_version[0] = 99;
     assert!(matches!(
@@ -48,28 +51,53 @@ fn envelope_roundtrip_and_rejections() {
     ));
     let mut cut = bytes.clone();
     cut.truncate(bytes.len() - 2);
-    assert!(matches!(Postcard.decode::<UserV1>(&cut), Err(CodecError::Payload(_))));
+    assert!(matches!(
+        Postcard.decode::<UserV1>(&cut),
+        Err(CodecError::Payload(_))
+    ));
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(matches!(Postcard.decode::<UserV1>(&longer), Err(CodecError::Payload(_))));
+    assert!(matches!(
+        Postcard.decode::<UserV1>(&longer),
+        Err(CodecError::Payload(_))
+    ));
 }
 
 #[tokio::test]
 async fn memory_store_contract() {
     let (clock, time) = Clock::manual();
     let s = MemoryStore::with_clock(clock);
-    s.set("user", "get_user:1", b"a".to_vec(), Some(Duration::from_secs(10))).await.unwrap();
-    s.set("user", "get_user:2", b"b".to_vec(), None).await.unwrap();
-    s.set("user", "get_profile:1", b"c".to_vec(), None).await.unwrap();
-    s.set("order", "get_user:1", b"other service".to_vec(), None).await.unwrap();
+    s.set(
+        "user",
+        "get_user:1",
+        b"a".to_vec(),
+        Some(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    s.set("user", "get_user:2", b"b".to_vec(), None)
+        .await
+        .unwrap();
+    s.set("user", "get_profile:1", b"c".to_vec(), None)
+        .await
+        .unwrap();
+    s.set("order", "get_user:1", b"other service".to_vec(), None)
+        .await
+        .unwrap();
 
-    assert_eq!(s.get("user", "get_user:1").await.unwrap(), Some(b"a".to_vec()));
+    assert_eq!(
+        s.get("user", "get_user:1").await.unwrap(),
+        Some(b"a".to_vec())
+    );
     time.advance(Duration::from_secs(10));
     assert_eq!(s.get("user", "get_user:1").await.unwrap(), None, "expired");
 
     let p = Pattern::new("get_user:*").unwrap();
     assert_eq!(s.revoke("user", &p).await.unwrap(), 1);
-    assert_eq!(s.get("order", "get_user:1").await.unwrap(), Some(b"other service".to_vec()));
+    assert_eq!(
+        s.get("order", "get_user:1").await.unwrap(),
+        Some(b"other service".to_vec())
+    );
     assert!(s.delete("user", "get_profile:1").await.unwrap());
     assert!(!s.delete("user", "get_profile:1").await.unwrap());
     assert_eq!(s.clear("order").await.unwrap(), 1);
@@ -92,7 +120,9 @@ async fn typed_store_reads_a_changed_type_as_a_miss() {
     // The undecodable entry is gone, so it is not decoded again.
     assert_eq!(raw.get("user", "get_user:1").await.unwrap(), None);
 
-    raw.set("user", "corrupt", vec![1, 2, 3], None).await.unwrap();
+    raw.set("user", "corrupt", vec![1, 2, 3], None)
+        .await
+        .unwrap();
     assert_eq!(old.get("corrupt").await.unwrap(), None);
     assert_eq!(old.undecodable(), 1);
 }
