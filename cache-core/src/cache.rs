@@ -15,11 +15,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use quick_cache::sync::Cache as Engine;
+use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::clock::Clock;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
+use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Flight, Flights, Join};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::pattern::{Pattern, PatternError};
@@ -92,11 +93,99 @@ impl<K, V> Lifecycle<K, Entry<V>> for EvictLog {
     }
 }
 
-type Map<K, V> = Engine<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+type Quick<K, V> = QuickCache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+
+/// Where entries live: `quick_cache`, or the sampled LRU/LFU engine.
+enum Engine<K, V> {
+    Quick(Quick<K, V>),
+    Sampled(Sampled<K, Entry<V>>),
+}
+
+impl<K: CacheKey, V: CacheValue> Engine<K, V> {
+    fn new(capacity: usize, eviction: Eviction) -> Self {
+        match eviction {
+            Eviction::Engine => {
+                let opts = OptionsBuilder::new()
+                    .estimated_items_capacity(capacity)
+                    .weight_capacity(capacity as u64)
+                    .build()
+                    .expect("capacity options are valid");
+                Engine::Quick(QuickCache::with_options(
+                    opts,
+                    UnitWeighter,
+                    DefaultHashBuilder::default(),
+                    EvictLog,
+                ))
+            }
+            policy => Engine::Sampled(Sampled::new(capacity, policy)),
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: &K) -> Option<Entry<V>> {
+        match self {
+            Engine::Quick(m) => m.get(key),
+            Engine::Sampled(m) => m.get(key),
+        }
+    }
+
+    fn peek(&self, key: &K) -> Option<Entry<V>> {
+        match self {
+            Engine::Quick(m) => m.peek(key),
+            Engine::Sampled(m) => m.peek(key),
+        }
+    }
+
+    fn insert(&self, key: K, entry: Entry<V>, evicted: &mut Evicted<K, V>) {
+        match self {
+            Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
+            Engine::Sampled(m) => evicted.first = m.insert(key, entry),
+        }
+    }
+
+    fn remove_if(&self, key: &K, f: impl FnOnce(&Entry<V>) -> bool) -> Option<(K, Entry<V>)> {
+        match self {
+            Engine::Quick(m) => m.remove_if(key, f),
+            Engine::Sampled(m) => m.remove_if(key, f),
+        }
+    }
+
+    fn remove(&self, key: &K) -> Option<(K, Entry<V>)> {
+        self.remove_if(key, |_| true)
+    }
+
+    fn retain(&self, f: impl Fn(&K, &Entry<V>) -> bool) {
+        match self {
+            Engine::Quick(m) => m.retain(f),
+            Engine::Sampled(m) => m.retain(f),
+        }
+    }
+
+    fn entries(&self) -> Vec<(K, Entry<V>)> {
+        match self {
+            Engine::Quick(m) => m.iter().collect(),
+            Engine::Sampled(m) => m.entries(),
+        }
+    }
+
+    fn drain(&self) -> Vec<(K, Entry<V>)> {
+        match self {
+            Engine::Quick(m) => m.drain().collect(),
+            Engine::Sampled(m) => m.drain(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Engine::Quick(m) => m.len(),
+            Engine::Sampled(m) => m.len(),
+        }
+    }
+}
 
 pub(crate) struct Inner<K, V> {
     name: Arc<str>,
-    map: Map<K, V>,
+    map: Engine<K, V>,
     ttl_ms: u64,
     tti_ms: u64,
     refresh_ms: u64,
@@ -162,6 +251,7 @@ pub struct CacheBuilder<K, V> {
     store_if: Option<fn(&V) -> bool>,
     tags: Option<fn(&K) -> Vec<String>>,
     register: bool,
+    eviction: Eviction,
 }
 
 impl<K: CacheKey + KeyPart, V: CacheValue> CacheBuilder<K, V> {
@@ -191,6 +281,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             store_if: None,
             tags: None,
             register: false,
+            eviction: Eviction::Engine,
         }
     }
 
@@ -243,6 +334,12 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
+    /// How a full cache picks what to evict (default: the engine's own).
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
+        self
+    }
+
     /// Makes the cache reachable by name through [`crate::registry()`].
     pub fn register(mut self, yes: bool) -> Self {
         self.register = yes;
@@ -252,12 +349,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     /// Builds the cache.
     pub fn build(self) -> Cache<K, V> {
         let cap = self.capacity;
-        let opts = OptionsBuilder::new()
-            .estimated_items_capacity(cap)
-            .weight_capacity(cap as u64)
-            .build()
-            .expect("capacity options are valid");
-        let map = Engine::with_options(opts, UnitWeighter, DefaultHashBuilder::default(), EvictLog);
+        let map = Engine::new(cap, self.eviction);
         let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
         let (ttl_ms, tti_ms, refresh_ms) = (ms(self.ttl), ms(self.tti), ms(self.refresh));
         if matches!(self.clock, Clock::System) && (ttl_ms | tti_ms | refresh_ms) != 0 {
@@ -502,7 +594,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         };
         let fire = self.listeners.active().then(|| key.clone());
         let mut evicted = Evicted::default();
-        self.map.insert_with_lifecycle(key, entry, &mut evicted);
+        self.map.insert(key, entry, &mut evicted);
         self.counters.incr(Counter::Insert);
         if let Some(k) = fire {
             self.listeners
@@ -593,7 +685,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     fn clear(&self) -> usize {
-        let drained: Vec<(K, Entry<V>)> = self.map.drain().collect();
+        let drained = self.map.drain();
         self.tag_index.lock().clear();
         let n = drained.len();
         self.counters.add(Counter::Invalidation, n as u64);
@@ -613,7 +705,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             0
         };
         let mut out = Vec::new();
-        for (k, e) in self.map.iter() {
+        for (k, e) in self.map.entries() {
             if out.len() >= limit {
                 break;
             }
@@ -938,7 +1030,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.inner.map.is_empty()
+        self.inner.map.len() == 0
     }
 
     /// The text form of `key`.

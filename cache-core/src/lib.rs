@@ -25,6 +25,7 @@
 //! - [`key`]: how arguments read as key text.
 //! - [`pattern`]: Redis-compatible glob patterns.
 //! - [`stats`], [`events`]: counters and listeners.
+//! - [`eviction`]: the engine's own policy, or sampled LRU and LFU.
 //! - [`registry`]: reaching caches by name.
 //! - [`store`], [`codec`]: byte stores for values that leave the process.
 //! - [`clock`]: the system clock and a manual one for tests.
@@ -35,6 +36,7 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod events;
+pub mod eviction;
 mod flight;
 pub mod key;
 pub mod pattern;
@@ -47,6 +49,7 @@ pub use cache_macros::cached;
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, CodecError, Postcard};
 pub use events::{CacheEvent, EventKind, ListenerId};
+pub use eviction::Eviction;
 pub use key::KeyPart;
 pub use pattern::{Pattern, PatternError};
 pub use registry::{Registry, RegistryError, registry};
@@ -57,6 +60,7 @@ pub use store::{MemoryStore, Store, StoreError, TypedStore};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cache::{Cache, CacheBuilder};
+    pub use crate::eviction::Eviction;
     pub use crate::key::{KeyArg, ViaHash, ViaKeyPart};
     pub use std::sync::OnceLock;
     pub use std::time::Duration;

@@ -23,7 +23,16 @@ pub struct CachedArgs {
     pub cache_none: bool,
     pub unless: Option<Expr>,
     pub tags: Vec<LitStr>,
+    pub eviction: Option<Eviction>,
     seen: Vec<String>,
+}
+
+/// The eviction policies `eviction = "..."` names.
+#[derive(Clone, Copy)]
+pub enum Eviction {
+    Engine,
+    Lru,
+    Lfu,
 }
 
 impl CachedArgs {
@@ -113,11 +122,20 @@ impl CachedArgs {
                 }
             }
             "eviction" => {
-                let s: LitStr = value(&meta, "eviction", "a string")?;
-                return Err(syn::Error::new(
-                    s.span(),
-                    "this cache uses its engine's own policy (S3-FIFO, which beats LRU on hit rate); `eviction` is not available yet: remove it",
-                ));
+                let s: LitStr = value(&meta, "eviction", "\"lru\", \"lfu\" or \"engine\"")?;
+                self.eviction = Some(match s.value().as_str() {
+                    "lru" => Eviction::Lru,
+                    "lfu" => Eviction::Lfu,
+                    "engine" => Eviction::Engine,
+                    other => {
+                        return Err(syn::Error::new(
+                            s.span(),
+                            format!(
+                                "unknown eviction policy {other:?}; expected \"lru\", \"lfu\" or \"engine\" (the default)"
+                            ),
+                        ));
+                    }
+                });
             }
             other => {
                 return Err(meta.error(format!("unknown option `{other}`; options are: {OPTIONS}")));

@@ -194,6 +194,14 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let refresh_after = ms(args.refresh)
         .map(|v| quote!(.refresh_after(::cache_core::__private::Duration::from_millis(#v))));
     let capacity = args.capacity.map(|c| quote!(.capacity(#c)));
+    let eviction = args.eviction.map(|e| {
+        let variant = match e {
+            crate::args::Eviction::Engine => quote!(Engine),
+            crate::args::Eviction::Lru => quote!(Lru),
+            crate::args::Eviction::Lfu => quote!(Lfu),
+        };
+        quote!(.eviction(::cache_core::__private::Eviction::#variant))
+    });
 
     let vis = &item.vis;
     let companion = format_ident!("{}_cache", fn_name);
@@ -223,7 +231,7 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 }
                 ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
                     .name(#action)
-                    #capacity #ttl #tti #refresh_after
+                    #capacity #eviction #ttl #tti #refresh_after
                     .store_if(__store_if)
                     #tags_fn
                     .register(true)

@@ -168,3 +168,63 @@ fn hits_and_misses_are_traced_with_the_key() {
     assert!(text.contains("cache miss traced_user:123"), "{text}");
     assert!(text.contains("cache hit traced_user:123"), "{text}");
 }
+
+static LRU_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cached(capacity = 3, eviction = "lru")]
+fn lru_backed(id: u64) -> u64 {
+    LRU_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id
+}
+
+#[cached(capacity = 3, eviction = "lfu")]
+fn lfu_backed(id: u64) -> u64 {
+    id
+}
+
+#[test]
+fn eviction_policies_are_chosen_per_function() {
+    for id in [1, 2, 3, 1, 3] {
+        lru_backed(id);
+    }
+    lru_backed(4); // evicts 2, the least recently used
+    let mut keys = lru_backed_cache().keys(None, 10);
+    keys.sort();
+    assert_eq!(keys, vec!["lru_backed:1", "lru_backed:3", "lru_backed:4"]);
+    assert_eq!(lru_backed_cache().stats().evictions, 1);
+    assert_eq!(LRU_CALLS.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+    for id in [1, 1, 1, 2, 2, 3] {
+        lfu_backed(id);
+    }
+    lfu_backed(4); // evicts 3, the least frequently used
+    let mut keys = lfu_backed_cache().keys(None, 10);
+    keys.sort();
+    assert_eq!(keys, vec!["lfu_backed:1", "lfu_backed:2", "lfu_backed:4"]);
+}
+
+#[test]
+fn sampled_engines_support_the_whole_api() {
+    use cache_core::Eviction;
+    for policy in [Eviction::Lru, Eviction::Lfu] {
+        let c: Cache<u64, u64> = Cache::builder()
+            .capacity(2000)
+            .eviction(policy)
+            .tags(|k| vec![format!("mod3:{}", k % 3)])
+            .build();
+        for i in 0..3000 {
+            c.get_or_insert_with(i, || i);
+        }
+        assert!(c.len() <= 2000 + 16, "{policy:?}: {}", c.len());
+        assert_eq!(c.stats().evictions, 3000 - c.len() as u64);
+        let before = c.len();
+        let removed = c.invalidate_tag("mod3:0");
+        assert!(removed > 0);
+        assert_eq!(c.len(), before - removed);
+        let revoked = c.revoke_str("1*").unwrap();
+        assert!(c.keys(None, 5000).iter().all(|k| !k.starts_with('1')));
+        assert!(revoked > 0);
+        assert_eq!(c.clear(), before - removed - revoked);
+        assert!(c.is_empty());
+    }
+}

@@ -1,6 +1,6 @@
 use cache_core::cached;
 
-#[cached(eviction = "lru")]
+#[cached(eviction = "random")]
 fn f(x: u64) -> u64 {
     x
 }
