@@ -461,18 +461,25 @@ enum Turn<'a, K: CacheKey, V: CacheValue> {
 }
 
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// Whether an entry is past its TTL or TTI at `now` (reads only).
+    #[inline]
+    fn dead(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        now >= expires_at
+            || (self.tti_ms != 0
+                && meta.is_some_and(|m| {
+                    now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
+                }))
+    }
+
+    /// Whether an entry is alive at `now`; a live one is marked accessed.
     #[inline]
     fn live(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
-        if now >= expires_at {
+        if self.dead(expires_at, meta, now) {
             return false;
         }
         if self.tti_ms != 0
             && let Some(m) = meta
         {
-            let accessed = m.accessed.load(Ordering::Relaxed);
-            if now.saturating_sub(accessed) >= self.tti_ms {
-                return false;
-            }
             m.accessed.store(now, Ordering::Relaxed);
         }
         true
@@ -497,13 +504,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     #[cold]
     fn expire(&self, key: &K) {
         let now = self.clock.now_ms();
-        if let Some((k, e)) = self.map.remove_if(key, |e| {
-            now >= e.expires_at
-                || (self.tti_ms != 0
-                    && e.meta.as_ref().is_some_and(|m| {
-                        now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
-                    }))
-        }) {
+        if let Some((k, e)) = self
+            .map
+            .remove_if(key, |e| self.dead(e.expires_at, e.meta.as_ref(), now))
+        {
             self.removed(&k, e.meta.as_ref(), EventKind::Expire, Counter::Expiration);
         }
     }
@@ -709,7 +713,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             if out.len() >= limit {
                 break;
             }
-            if self.expires() && now >= e.expires_at {
+            if self.expires() && self.dead(e.expires_at, e.meta.as_ref(), now) {
                 continue;
             }
             let s = render_with(&k, self.render);
@@ -728,11 +732,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let now = self.clock.now_ms();
         let expired = std::cell::RefCell::new(Vec::new());
         self.map.retain(|k, e| {
-            let dead = now >= e.expires_at
-                || (self.tti_ms != 0
-                    && e.meta.as_ref().is_some_and(|m| {
-                        now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
-                    }));
+            let dead = self.dead(e.expires_at, e.meta.as_ref(), now);
             if dead {
                 expired.borrow_mut().push((k.clone(), e.meta.clone()));
             }
@@ -795,9 +795,14 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.get(key)
     }
 
-    /// Whether a live entry exists for `key` (does not count as a lookup).
+    /// Whether a live entry exists for `key`.
+    ///
+    /// It neither counts as a hit nor resets the entry's idle time.
     pub fn contains_key(&self, key: &K) -> bool {
-        self.inner.lookup(key).is_some()
+        let inner = &*self.inner;
+        inner.map.peek(key).is_some_and(|e| {
+            !inner.expires() || !inner.dead(e.expires_at, e.meta.as_ref(), inner.clock.now_ms())
+        })
     }
 
     /// Stores `value` under `key` with the cache's TTL.

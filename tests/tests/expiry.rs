@@ -68,6 +68,18 @@ fn tti_expires_idle_entries_only() {
     }
     assert_eq!(c.get(&2), None, "idle for 30s");
     assert_eq!(c.stats().expirations, 1);
+
+    // Listing and contains_key neither show idle entries nor keep them alive.
+    c.insert(3, 3);
+    time.advance(secs(6));
+    assert!(c.contains_key(&3));
+    assert_eq!(c.keys(None, 10), vec!["1", "3"]);
+    time.advance(secs(6));
+    assert!(
+        !c.contains_key(&3),
+        "12s idle: contains_key did not touch it"
+    );
+    assert_eq!(c.keys(None, 10), vec![] as Vec<String>);
 }
 
 #[test]
