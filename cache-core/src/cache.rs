@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,14 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Defaults, Settings};
+use crate::namespace::{Quota, TenantId};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Flight, Flights, Join};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::pattern::{Pattern, PatternError};
-use crate::registry::{self, ErasedCache};
+use crate::registry::{self, ErasedCache, KeyQuery};
 use crate::stats::{Counter, Counters, Stats};
 
 /// An `expires_at` that never comes.
@@ -181,17 +183,36 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
             Engine::Sampled(m) => m.len(),
         }
     }
+
+    fn set_capacity(&self, capacity: usize) {
+        match self {
+            Engine::Quick(m) => m.set_capacity(capacity as u64),
+            Engine::Sampled(m) => m.set_capacity(capacity),
+        }
+    }
 }
 
 pub(crate) struct Inner<K, V> {
     name: Arc<str>,
+    service: Option<Arc<str>>,
     map: Engine<K, V>,
-    ttl_ms: u64,
-    tti_ms: u64,
+    /// Runtime settings: configuration may change them at any time.
+    enabled: AtomicBool,
+    ttl_ms: AtomicU64,
+    tti_ms: AtomicU64,
+    capacity: AtomicUsize,
+    /// Which key arguments form the key (bit i: argument i of `key_args`).
+    key_mask: AtomicU64,
     refresh_ms: u64,
     /// Whether entries can expire (a TTL, a TTI, or an entry stored with its
     /// own TTL); read on every hit.
     expires: AtomicBool,
+    own_ttls: AtomicBool,
+    /// What the code sets, for configuration to layer over.
+    defaults: Defaults,
+    key_args: &'static [&'static str],
+    tenant_of: Option<fn(&K) -> TenantId>,
+    quota: Option<Arc<Quota>>,
     clock: Clock,
     counters: Counters,
     listeners: Listeners<K>,
@@ -200,8 +221,10 @@ pub(crate) struct Inner<K, V> {
     render: fn(&K, &mut String),
     store_if: Option<fn(&V) -> bool>,
     tags: Option<fn(&K) -> Vec<String>>,
-    capacity: usize,
 }
+
+/// Every key argument is part of the key.
+const ALL_KEYS: u64 = u64::MAX;
 
 /// A bounded, concurrent, typed cache. Cloning it clones a handle.
 ///
@@ -233,7 +256,8 @@ impl<K: CacheKey, V: CacheValue> fmt::Debug for Cache<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("name", &self.inner.name)
-            .field("capacity", &self.inner.capacity)
+            .field("service", &self.inner.service)
+            .field("capacity", &self.inner.capacity.load(Ordering::Relaxed))
             .field("entries", &self.inner.map.len())
             .finish()
     }
@@ -242,7 +266,11 @@ impl<K: CacheKey, V: CacheValue> fmt::Debug for Cache<K, V> {
 /// Configures and builds a [`Cache`].
 pub struct CacheBuilder<K, V> {
     name: String,
-    capacity: usize,
+    service: Option<String>,
+    enabled: bool,
+    key_args: &'static [&'static str],
+    tenant_of: Option<fn(&K) -> TenantId>,
+    capacity: Option<usize>,
     ttl: Option<Duration>,
     tti: Option<Duration>,
     refresh: Option<Duration>,
@@ -272,7 +300,11 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     pub fn with_render(render: fn(&K, &mut String)) -> Self {
         CacheBuilder {
             name: "cache".into(),
-            capacity: DEFAULT_CAPACITY,
+            service: None,
+            enabled: true,
+            key_args: &[],
+            tenant_of: None,
+            capacity: None,
             ttl: None,
             tti: None,
             refresh: None,
@@ -293,7 +325,32 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
 
     /// The bound on entries (default [`DEFAULT_CAPACITY`]).
     pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        self.capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// The service the cache belongs to: its namespace, its configuration
+    /// section, and the handlers that reach it.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Whether caching is on (configuration may override it).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// The names of the key's arguments, for configuration's `keys`.
+    pub fn key_args(mut self, names: &'static [&'static str]) -> Self {
+        self.key_args = names;
+        self
+    }
+
+    /// How to find the tenant of a key, for tenant-scoped operations and quotas.
+    pub fn tenant_of(mut self, f: fn(&K) -> TenantId) -> Self {
+        self.tenant_of = Some(f);
         self
     }
 
@@ -346,22 +403,42 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
-    /// Builds the cache.
+    /// Builds the cache. A registered cache takes its settings from the
+    /// configuration in force, layered over the builder's.
     pub fn build(self) -> Cache<K, V> {
-        let cap = self.capacity;
-        let map = Engine::new(cap, self.eviction);
-        let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
-        let (ttl_ms, tti_ms, refresh_ms) = (ms(self.ttl), ms(self.tti), ms(self.refresh));
-        if matches!(self.clock, Clock::System) && (ttl_ms | tti_ms | refresh_ms) != 0 {
-            crate::clock::start_system_clock();
-        }
+        let defaults = Defaults {
+            enabled: self.enabled,
+            ttl: self.ttl,
+            tti: self.tti,
+            capacity: self.capacity,
+        };
+        let settings = Settings {
+            enabled: self.enabled,
+            ttl: self.ttl,
+            tti: self.tti,
+            capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
+            keys: None,
+        };
+        let quota = self
+            .service
+            .as_deref()
+            .map(|s| registry::registry().quota(s));
         let inner = Arc::new(Inner {
             name: self.name.into(),
-            map,
-            ttl_ms,
-            tti_ms,
-            refresh_ms,
-            expires: AtomicBool::new(ttl_ms != 0 || tti_ms != 0),
+            service: self.service.map(Into::into),
+            map: Engine::new(settings.capacity, self.eviction),
+            enabled: AtomicBool::new(true),
+            ttl_ms: AtomicU64::new(0),
+            tti_ms: AtomicU64::new(0),
+            capacity: AtomicUsize::new(settings.capacity),
+            key_mask: AtomicU64::new(ALL_KEYS),
+            refresh_ms: millis(self.refresh),
+            expires: AtomicBool::new(false),
+            own_ttls: AtomicBool::new(false),
+            defaults,
+            key_args: self.key_args,
+            tenant_of: self.tenant_of,
+            quota,
             clock: self.clock,
             counters: Counters::default(),
             listeners: Listeners::default(),
@@ -370,14 +447,27 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             render: self.render,
             store_if: self.store_if,
             tags: self.tags,
-            capacity: cap,
         });
+        if inner.refresh_ms != 0 && matches!(inner.clock, Clock::System) {
+            crate::clock::start_system_clock();
+        }
         if self.register {
             let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
             registry::registry().register(&inner.name, weak);
+            if let Err(e) = inner.apply(&crate::config::current()) {
+                tracing::error!("cache {}: configuration not applied: {e}", inner.name);
+                let _ = inner.apply_settings(&settings);
+            }
+        } else {
+            let _ = inner.apply_settings(&settings);
         }
         Cache { inner }
     }
+}
+
+/// A duration in whole milliseconds, at least 1; 0 for none.
+fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| (d.as_millis() as u64).max(1))
 }
 
 impl<K: CacheKey + KeyPart, V: CacheValue> Cache<K, V> {
@@ -415,7 +505,7 @@ impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
         let inner = &self.cache.inner;
         inner.counters.incr(Counter::Load);
         if inner.should_store(&value) {
-            inner.store(self.key.clone(), value.clone(), inner.ttl_ms);
+            inner.store(self.key.clone(), value.clone(), inner.ttl_ms());
         }
         self.landed = true;
         inner.flights.land(&self.key, &self.flight, Some(&value));
@@ -464,11 +554,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Whether an entry is past its TTL or TTI at `now` (reads only).
     #[inline]
     fn dead(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
-        now >= expires_at
-            || (self.tti_ms != 0
+        now >= expires_at || {
+            let tti = self.tti_ms();
+            tti != 0
                 && meta.is_some_and(|m| {
-                    now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= self.tti_ms
-                }))
+                    now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= tti
+                })
+        }
     }
 
     /// Whether an entry is alive at `now`; a live one is marked accessed.
@@ -477,8 +569,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if self.dead(expires_at, meta, now) {
             return false;
         }
-        if self.tti_ms != 0
-            && let Some(m) = meta
+        if let Some(m) = meta
+            && self.tti_ms() != 0
         {
             m.accessed.store(now, Ordering::Relaxed);
         }
@@ -514,6 +606,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     #[inline]
     fn get(&self, key: &K) -> Option<V> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            self.miss(key);
+            return None;
+        }
         // The entry is destructured where it lands: copying it whole costs a
         // failed store-to-load forward (16-byte loads of 8-byte stores).
         if let Some(Entry {
@@ -566,13 +662,24 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     fn store(&self, key: K, value: V, ttl_ms: u64) {
-        let needs_now = ttl_ms != 0 || self.tti_ms != 0 || self.refresh_ms != 0;
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(q) = &self.quota {
+            // Count new entries of the namespace; at its quota, do not store.
+            let t = self.tenant_of.map_or(TenantId::NONE, |f| f(&key));
+            if self.map.peek(&key).is_none() && !q.admit(t) {
+                return;
+            }
+        }
+        let tti_ms = self.tti_ms();
+        let needs_now = ttl_ms != 0 || tti_ms != 0 || self.refresh_ms != 0;
         let now = if needs_now { self.clock.now_ms() } else { 0 };
         let tags: Box<[String]> = match self.tags {
             Some(f) => f(&key).into(),
             None => Box::default(),
         };
-        let meta = (self.tti_ms != 0 || self.refresh_ms != 0 || !tags.is_empty()).then(|| {
+        let meta = (tti_ms != 0 || self.refresh_ms != 0 || !tags.is_empty()).then(|| {
             Arc::new(Meta {
                 accessed: AtomicU64::new(now),
                 loaded_at: now,
@@ -612,6 +719,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Bookkeeping for an entry that left the map: counter, tag index, event.
     fn removed(&self, key: &K, meta: Option<&Arc<Meta>>, kind: EventKind, counter: Counter) {
         self.counters.incr(counter);
+        if let Some(q) = &self.quota {
+            q.release(self.tenant(key));
+        }
         if let Some(m) = meta
             && !m.tags.is_empty()
         {
@@ -645,12 +755,33 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// Removes every entry whose key text satisfies `pred`.
-    fn remove_where(&self, pred: impl Fn(&str) -> bool) -> usize {
+    /// The tenant a key belongs to.
+    #[inline]
+    fn tenant(&self, key: &K) -> TenantId {
+        self.tenant_of.map_or(TenantId::NONE, |f| f(key))
+    }
+
+    fn in_scope(&self, key: &K, scope: Option<TenantId>) -> bool {
+        scope.is_none_or(|t| self.tenant(key) == t)
+    }
+
+    /// `service.action`, or the action alone.
+    fn ident(&self) -> String {
+        match &self.service {
+            Some(s) => format!("{s}.{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    /// Removes every entry in `scope` whose key text satisfies `pred`.
+    fn remove_where(&self, scope: Option<TenantId>, pred: impl Fn(&str) -> bool) -> usize {
         // `retain` takes `Fn`, hence the cells; events fire after it returns.
         let removed = std::cell::RefCell::new(Vec::new());
         let buf = std::cell::RefCell::new(String::new());
         self.map.retain(|k, e| {
+            if !self.in_scope(k, scope) {
+                return true;
+            }
             let mut s = buf.borrow_mut();
             s.clear();
             (self.render)(k, &mut s);
@@ -672,57 +803,152 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         removed.len()
     }
 
-    fn revoke(&self, pattern: &Pattern) -> usize {
-        self.remove_where(|s| pattern.matches(s))
+    fn revoke(&self, pattern: &Pattern, scope: Option<TenantId>) -> usize {
+        self.remove_where(scope, |s| pattern.matches(s))
     }
 
-    fn invalidate_key_str(&self, key: &str) -> bool {
-        self.remove_where(|s| s == key) > 0
+    fn invalidate_key_str(&self, key: &str, scope: Option<TenantId>) -> usize {
+        self.remove_where(scope, |s| s == key)
     }
 
-    fn invalidate_tag(&self, tag: &str) -> usize {
-        let keys: Vec<K> = match self.tag_index.lock().remove(tag) {
-            Some(set) => set.into_iter().collect(),
-            None => return 0,
+    fn invalidate_tag(&self, tag: &str, scope: Option<TenantId>) -> usize {
+        let keys: Vec<K> = {
+            let mut idx = self.tag_index.lock();
+            let Some(set) = idx.get_mut(tag) else {
+                return 0;
+            };
+            let keys: Vec<K> = set
+                .iter()
+                .filter(|k| self.in_scope(k, scope))
+                .cloned()
+                .collect();
+            for k in &keys {
+                set.remove(k);
+            }
+            if set.is_empty() {
+                idx.remove(tag);
+            }
+            keys
         };
         keys.iter().filter(|k| self.invalidate(k)).count()
     }
 
-    fn clear(&self) -> usize {
+    fn clear(&self, scope: Option<TenantId>) -> usize {
+        if scope.is_some() {
+            return self.remove_where(scope, |_| true);
+        }
         let drained = self.map.drain();
         self.tag_index.lock().clear();
-        let n = drained.len();
-        self.counters.add(Counter::Invalidation, n as u64);
-        if self.listeners.active() {
-            for (k, _) in &drained {
-                self.listeners
-                    .fire(EventKind::Invalidate, &self.name, k, self.render);
-            }
+        for (k, e) in &drained {
+            self.removed(
+                k,
+                e.meta.as_ref(),
+                EventKind::Invalidate,
+                Counter::Invalidation,
+            );
         }
-        n
+        drained.len()
     }
 
-    fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
+    fn keys(&self, q: &KeyQuery<'_>) -> Vec<String> {
         let now = if self.expires() {
             self.clock.now_ms()
         } else {
             0
         };
+        let tagged: Option<HashSet<K>> = q
+            .tag
+            .map(|t| self.tag_index.lock().get(t).cloned().unwrap_or_default());
         let mut out = Vec::new();
         for (k, e) in self.map.entries() {
-            if out.len() >= limit {
+            if out.len() >= q.limit {
                 break;
             }
-            if self.expires() && self.dead(e.expires_at, e.meta.as_ref(), now) {
+            if (self.expires() && self.dead(e.expires_at, e.meta.as_ref(), now))
+                || !self.in_scope(&k, q.tenant)
+                || tagged.as_ref().is_some_and(|t| !t.contains(&k))
+            {
                 continue;
             }
             let s = render_with(&k, self.render);
-            if pattern.is_none_or(|p| p.matches(&s)) {
+            if q.pattern.is_none_or(|p| p.matches(&s)) {
                 out.push(s);
             }
         }
         out.sort();
         out
+    }
+
+    /// Layers `cfg` over the code's settings and applies the result.
+    fn apply(&self, cfg: &Config) -> Result<(), ConfigError> {
+        let settings = cfg.resolve(self.service.as_deref(), &self.name, &self.defaults);
+        if let (Some(q), Some(svc)) = (&self.quota, &self.service) {
+            q.set_limit(cfg.quota(svc));
+        }
+        self.apply_settings(&settings)
+    }
+
+    /// Applies settings. An error changes nothing. Turning caching off, or
+    /// changing which arguments form the key, empties the cache.
+    fn apply_settings(&self, s: &Settings) -> Result<(), ConfigError> {
+        let mask = self.key_mask_for(s)?;
+        let (ttl, tti) = (millis(s.ttl), millis(s.tti));
+        if (ttl | tti) != 0 && matches!(self.clock, Clock::System) {
+            crate::clock::start_system_clock();
+        }
+        self.ttl_ms.store(ttl, Ordering::Relaxed);
+        self.tti_ms.store(tti, Ordering::Relaxed);
+        self.expires.store(
+            ttl != 0 || tti != 0 || self.own_ttls.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let cap = s.capacity.max(1);
+        if self.capacity.swap(cap, Ordering::Relaxed) != cap {
+            self.map.set_capacity(cap);
+        }
+        let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
+        let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);
+        if (was_enabled && !s.enabled) || old_mask != mask {
+            self.clear(None);
+        }
+        Ok(())
+    }
+
+    /// The key mask that `s.keys` names.
+    fn key_mask_for(&self, s: &Settings) -> Result<u64, ConfigError> {
+        Ok(match &s.keys {
+            None => ALL_KEYS,
+            Some(names) => {
+                if self.key_args.is_empty() {
+                    return Err(ConfigError::Mismatch(format!(
+                        "{}: `keys` can be configured only for the actions of a #[cache_service]",
+                        self.ident()
+                    )));
+                }
+                let mut mask = 0;
+                for n in names {
+                    let Some(i) = self.key_args.iter().position(|a| a == n) else {
+                        return Err(ConfigError::Mismatch(format!(
+                            "{}: keys names `{n}`, which is not one of its key arguments ({})",
+                            self.ident(),
+                            self.key_args.join(", ")
+                        )));
+                    };
+                    mask |= 1 << i;
+                }
+                mask
+            }
+        })
+    }
+
+    #[inline]
+    fn ttl_ms(&self) -> u64 {
+        self.ttl_ms.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn tti_ms(&self) -> u64 {
+        self.tti_ms.load(Ordering::Relaxed)
     }
 
     fn purge_expired(&self) -> usize {
@@ -778,7 +1004,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.counters
             .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
         if store {
-            self.store(key, value.clone(), self.ttl_ms);
+            self.store(key, value.clone(), self.ttl_ms());
         }
     }
 }
@@ -807,12 +1033,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Stores `value` under `key` with the cache's TTL.
     pub fn insert(&self, key: K, value: V) {
-        self.inner.store(key, value, self.inner.ttl_ms)
+        self.inner.store(key, value, self.inner.ttl_ms())
     }
 
     /// Stores `value` under `key` with its own TTL.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        if !self.inner.expires() {
+        if !self.inner.own_ttls.swap(true, Ordering::Relaxed) {
             if matches!(self.inner.clock, Clock::System) {
                 crate::clock::start_system_clock();
             }
@@ -990,32 +1216,75 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Removes the entry whose key text is `key` (such as `get_user:123`).
     pub fn invalidate_key_str(&self, key: &str) -> bool {
-        self.inner.invalidate_key_str(key)
+        self.inner.invalidate_key_str(key, None) > 0
     }
 
     /// Removes the entries whose key text matches `pattern`; returns how many.
     pub fn revoke(&self, pattern: &Pattern) -> usize {
-        self.inner.revoke(pattern)
+        self.inner.revoke(pattern, None)
     }
 
     /// Parses `pattern` and revokes what it matches.
     pub fn revoke_str(&self, pattern: &str) -> Result<usize, PatternError> {
-        Ok(self.inner.revoke(&Pattern::new(pattern)?))
+        Ok(self.inner.revoke(&Pattern::new(pattern)?, None))
     }
 
     /// Removes the entries stored with `tag`; returns how many.
     pub fn invalidate_tag(&self, tag: &str) -> usize {
-        self.inner.invalidate_tag(tag)
+        self.inner.invalidate_tag(tag, None)
     }
 
     /// Removes every entry; returns how many there were.
     pub fn clear(&self) -> usize {
-        self.inner.clear()
+        self.inner.clear(None)
     }
 
     /// Up to `limit` live keys as text, sorted, matching `pattern` if given.
     pub fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
-        self.inner.keys(pattern, limit)
+        self.inner.keys(&KeyQuery {
+            pattern,
+            limit,
+            ..KeyQuery::default()
+        })
+    }
+
+    /// Whether caching is on (configuration can turn it off at runtime).
+    #[inline]
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Which key arguments form the key, as a bit set over the names given
+    /// to [`CacheBuilder::key_args`]; all bits when configuration sets none.
+    #[inline]
+    pub fn key_mask(&self) -> u64 {
+        self.inner.key_mask.load(Ordering::Relaxed)
+    }
+
+    /// The service the cache belongs to.
+    pub fn service(&self) -> Option<&str> {
+        self.inner.service.as_deref()
+    }
+
+    /// The settings the cache runs with now.
+    pub fn settings(&self) -> Settings {
+        let i = &*self.inner;
+        let dur = |ms: u64| (ms != 0).then(|| Duration::from_millis(ms));
+        let mask = self.key_mask();
+        Settings {
+            enabled: self.is_enabled(),
+            ttl: dur(i.ttl_ms()),
+            tti: dur(i.tti_ms()),
+            capacity: i.capacity.load(Ordering::Relaxed),
+            keys: (mask != ALL_KEYS).then(|| {
+                i.key_args
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| mask & (1 << b) != 0)
+                    .map(|(_, a)| a.to_string())
+                    .collect()
+            }),
+        }
     }
 
     /// Removes entries past their TTL or TTI now, rather than when next read.
@@ -1066,23 +1335,33 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn invalidate_key_str(&self, key: &str) -> bool {
-        Inner::invalidate_key_str(self, key)
+    fn service(&self) -> Option<&str> {
+        self.service.as_deref()
     }
-    fn revoke(&self, pattern: &Pattern) -> usize {
-        Inner::revoke(self, pattern)
+    fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize {
+        Inner::invalidate_key_str(self, key, tenant)
     }
-    fn invalidate_tag(&self, tag: &str) -> usize {
-        Inner::invalidate_tag(self, tag)
+    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> usize {
+        Inner::revoke(self, pattern, tenant)
     }
-    fn clear(&self) -> usize {
-        Inner::clear(self)
+    fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize {
+        Inner::invalidate_tag(self, tag, tenant)
     }
-    fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
-        Inner::keys(self, pattern, limit)
+    fn clear(&self, tenant: Option<TenantId>) -> usize {
+        Inner::clear(self, tenant)
+    }
+    fn keys(&self, query: &KeyQuery<'_>) -> Vec<String> {
+        Inner::keys(self, query)
     }
     fn stats(&self) -> Stats {
         Inner::stats(self)
+    }
+    fn check(&self, config: &Config) -> Result<(), ConfigError> {
+        let s = config.resolve(self.service.as_deref(), &self.name, &self.defaults);
+        self.key_mask_for(&s).map(|_| ())
+    }
+    fn apply(&self, config: &Config) -> Result<(), ConfigError> {
+        Inner::apply(self, config)
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 use quick_cache::DefaultHashBuilder;
@@ -76,7 +76,7 @@ pub(crate) struct Sampled<K, V> {
     shards: Box<[RwLock<Shard<K, V>>]>,
     hasher: DefaultHashBuilder,
     lfu: bool,
-    shard_cap: usize,
+    shard_cap: AtomicUsize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
@@ -151,7 +151,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Sampled<K, V> {
                 .collect(),
             hasher: DefaultHashBuilder::default(),
             lfu: policy == Eviction::Lfu,
-            shard_cap: capacity.div_ceil(shards).max(1),
+            shard_cap: AtomicUsize::new(capacity.div_ceil(shards).max(1)),
         }
     }
 
@@ -184,12 +184,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Sampled<K, V> {
             sh.touch(i);
             return None;
         }
-        let evicted = (sh.slots.len() >= self.shard_cap).then(|| {
+        let cap = self.shard_cap.load(Ordering::Relaxed);
+        let evicted = (sh.slots.len() >= cap).then(|| {
             let v = sh.victim(self.lfu);
             sh.remove_at(v)
         });
         sh.turnover += 1;
-        if self.lfu && sh.turnover >= (self.shard_cap * AGING_TURNOVERS).max(MIN_AGING_INSERTS) {
+        if self.lfu && sh.turnover >= (cap * AGING_TURNOVERS).max(MIN_AGING_INSERTS) {
             sh.turnover = 0;
             for s in &sh.slots {
                 let h = s.hits.load(Ordering::Relaxed);
@@ -252,6 +253,19 @@ impl<K: Hash + Eq + Clone, V: Clone> Sampled<K, V> {
 
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().slots.len()).sum()
+    }
+
+    /// Changes the bound; a smaller one evicts the excess now.
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        let cap = capacity.div_ceil(self.shards.len()).max(1);
+        self.shard_cap.store(cap, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            let mut sh = shard.write();
+            while sh.slots.len() > cap {
+                let v = sh.victim(self.lfu);
+                sh.remove_at(v);
+            }
+        }
     }
 }
 

@@ -26,7 +26,9 @@
 //! - [`pattern`]: Redis-compatible glob patterns.
 //! - [`stats`], [`events`]: counters and listeners.
 //! - [`eviction`]: the engine's own policy, or sampled LRU and LFU.
-//! - [`registry`]: reaching caches by name.
+//! - [`registry`]: reaching caches by name; service handlers and events.
+//! - [`config`]: layered configuration from files and `CACHE_*` variables.
+//! - [`namespace`]: tenants and quotas.
 //! - [`store`], [`codec`]: byte stores for values that leave the process.
 //! - [`clock`]: the system clock and a manual one for tests.
 
@@ -35,10 +37,13 @@
 pub mod cache;
 pub mod clock;
 pub mod codec;
+pub mod config;
+mod duration;
 pub mod events;
 pub mod eviction;
 mod flight;
 pub mod key;
+pub mod namespace;
 pub mod pattern;
 pub mod registry;
 pub mod stats;
@@ -52,7 +57,9 @@ pub use events::{CacheEvent, EventKind, ListenerId};
 pub use eviction::Eviction;
 pub use key::KeyPart;
 pub use pattern::{Pattern, PatternError};
-pub use registry::{Registry, RegistryError, registry};
+pub use config::{Config, ConfigError, ConfigSource};
+pub use namespace::{TenantId, current_tenant, scope as tenant_scope, with_tenant};
+pub use registry::{CacheError, Registry, RegistryError, registry};
 pub use stats::Stats;
 pub use store::{MemoryStore, Store, StoreError, TypedStore};
 

@@ -1,53 +1,147 @@
 //! Reaching caches by name: the process-wide [`Registry`].
 //!
 //! Every `#[cached]` function's cache registers under its action name on
-//! first use; a [`crate::CacheBuilder`] does when told to. Several caches may
-//! share a name (two modules with a `get_user`); an operation by name then
-//! acts on each of them.
+//! first use, within its service if it has one; a [`crate::CacheBuilder`]
+//! does when told to. Several caches may share a name (two modules with a
+//! `get_user`); an operation by name then acts on each of them.
+//!
+//! Services get generated handlers, reached with [`Registry::request`]:
+//!
+//! | path | body | does |
+//! |---|---|---|
+//! | `{service}/cache/clear` | `{"tenant"?}` | clears the service's caches |
+//! | `{service}/cache/delete` | `{"key", "tenant"?}` | deletes one entry |
+//! | `{service}/cache/revoke` | `{"pattern", "tenant"?}` | deletes what matches the glob |
+//! | `{service}/cache/stats` | | counters per action and in total |
+//! | `{service}/cache/keys` | `{"pattern"?, "tag"?, "limit"?, "tenant"?}` | lists keys |
+//!
+//! A request acts on that service's caches only; with a `tenant`, on that
+//! tenant's entries only. Events ([`Registry::publish`]) invalidate the keys
+//! that configuration or [`Registry::on_event`] maps them to.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::config::{Config, ConfigError, EventMapping};
+use crate::namespace::{Quota, TenantId, existing_tenant_id};
 use crate::pattern::{Pattern, PatternError};
 use crate::stats::Stats;
 
-/// The operations on a cache that need no knowledge of its key and value types.
+/// Listings return at most this many keys.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// What [`ErasedCache::keys`] lists.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyQuery<'a> {
+    /// Only keys matching this glob.
+    pub pattern: Option<&'a Pattern>,
+    /// Only keys stored with this tag.
+    pub tag: Option<&'a str>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only this tenant's keys; all tenants' when `None`.
+    pub tenant: Option<TenantId>,
+}
+
+impl Default for KeyQuery<'_> {
+    fn default() -> Self {
+        KeyQuery {
+            pattern: None,
+            tag: None,
+            limit: DEFAULT_LIST_LIMIT,
+            tenant: None,
+        }
+    }
+}
+
+/// The operations on a cache that need no knowledge of its key and value
+/// types. `tenant` scopes an operation to one tenant's entries; `None` means
+/// every tenant's.
 pub trait ErasedCache: Send + Sync {
-    /// The cache's name.
+    /// The cache's action name.
     fn name(&self) -> &str;
-    /// Removes the entry whose key text is `key`.
-    fn invalidate_key_str(&self, key: &str) -> bool;
+    /// The service it belongs to.
+    fn service(&self) -> Option<&str>;
+    /// Removes the entries whose key text is `key`; returns how many.
+    fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize;
     /// Removes the entries whose key text matches `pattern`.
-    fn revoke(&self, pattern: &Pattern) -> usize;
+    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> usize;
     /// Removes the entries stored with `tag`.
-    fn invalidate_tag(&self, tag: &str) -> usize;
+    fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize;
     /// Removes every entry.
-    fn clear(&self) -> usize;
-    /// Up to `limit` live keys matching `pattern`.
-    fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String>;
+    fn clear(&self, tenant: Option<TenantId>) -> usize;
+    /// Live keys, sorted.
+    fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
     /// The cache's counters.
     fn stats(&self) -> Stats;
+    /// Checks that `config` fits this cache, changing nothing.
+    fn check(&self, config: &Config) -> Result<(), ConfigError>;
+    /// Applies configuration; an error changes nothing.
+    fn apply(&self, config: &Config) -> Result<(), ConfigError>;
 }
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub enum CacheError {
     /// No live cache has this name.
-    #[error(
-        "no cache named {0:?} is registered (a #[cached] function registers on its first call)"
-    )]
+    #[error("no cache named {0:?} is registered (a #[cached] function registers on its first call)")]
     UnknownCache(String),
-    /// The pattern is malformed.
+    /// No service has this name.
+    #[error("no service named {0:?} is registered")]
+    UnknownService(String),
+    /// The path names no handler.
+    #[error("no handler at {0:?}; paths are {{service}}/cache/{{clear|delete|revoke|stats|keys}}")]
+    UnknownPath(String),
+    /// The request body is malformed.
+    #[error("bad request to {path}: {message}")]
+    BadRequest {
+        /// The handler's path.
+        path: String,
+        /// What is wrong with the body.
+        message: String,
+    },
+    /// A pattern is malformed.
     #[error(transparent)]
     Pattern(#[from] PatternError),
+    /// An event's payload lacks a field one of its key templates names.
+    #[error("event {event:?}: payload has no field `{field}`, which key template {template:?} names; nothing was revoked")]
+    MissingField {
+        /// The event.
+        event: String,
+        /// The template.
+        template: String,
+        /// The missing field.
+        field: String,
+    },
+    /// An event mapping is malformed.
+    #[error("event {event:?}: key template {template:?}: {message}")]
+    BadTemplate {
+        /// The event.
+        event: String,
+        /// The template.
+        template: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Configuration could not be applied.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
+
+/// The error type of registry operations, under its earlier name.
+pub type RegistryError = CacheError;
 
 /// Every named cache in the process.
 #[derive(Default)]
 pub struct Registry {
     caches: RwLock<BTreeMap<String, Vec<Weak<dyn ErasedCache>>>>,
+    quotas: Mutex<BTreeMap<String, Arc<Quota>>>,
+    events: RwLock<Vec<EventMapping>>,
 }
 
 /// The process-wide registry.
@@ -64,6 +158,24 @@ impl Registry {
         list.push(cache);
     }
 
+    /// The quota shared by `service`'s caches.
+    pub(crate) fn quota(&self, service: &str) -> Arc<Quota> {
+        self.quotas
+            .lock()
+            .entry(service.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn all(&self) -> Vec<Arc<dyn ErasedCache>> {
+        self.caches
+            .read()
+            .values()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     /// The live caches named `name`.
     pub fn caches(&self, name: &str) -> Vec<Arc<dyn ErasedCache>> {
         self.caches
@@ -71,6 +183,14 @@ impl Registry {
             .get(name)
             .map(|l| l.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default()
+    }
+
+    /// The live caches of `service`.
+    pub fn service_caches(&self, service: &str) -> Vec<Arc<dyn ErasedCache>> {
+        self.all()
+            .into_iter()
+            .filter(|c| c.service() == Some(service))
+            .collect()
     }
 
     /// The names of all live caches, sorted.
@@ -83,43 +203,55 @@ impl Registry {
             .collect()
     }
 
+    /// The names of all services with a live cache, sorted.
+    pub fn services(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .all()
+            .iter()
+            .filter_map(|c| c.service().map(str::to_owned))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
     fn each<T>(
         &self,
         name: &str,
         f: impl Fn(&dyn ErasedCache) -> T,
-    ) -> Result<Vec<T>, RegistryError> {
+    ) -> Result<Vec<T>, CacheError> {
         let caches = self.caches(name);
         if caches.is_empty() {
-            return Err(RegistryError::UnknownCache(name.to_owned()));
+            return Err(CacheError::UnknownCache(name.to_owned()));
         }
         Ok(caches.iter().map(|c| f(&**c)).collect())
     }
 
     /// Removes the entry with key text `key` from the caches named `name`.
-    pub fn invalidate(&self, name: &str, key: &str) -> Result<bool, RegistryError> {
+    pub fn invalidate(&self, name: &str, key: &str) -> Result<bool, CacheError> {
         Ok(self
-            .each(name, |c| c.invalidate_key_str(key))?
+            .each(name, |c| c.invalidate_key_str(key, None))?
             .into_iter()
-            .any(|x| x))
+            .any(|n| n > 0))
     }
 
     /// Removes what matches `pattern` from the caches named `name`.
-    pub fn revoke(&self, name: &str, pattern: &str) -> Result<usize, RegistryError> {
+    pub fn revoke(&self, name: &str, pattern: &str) -> Result<usize, CacheError> {
         let p = Pattern::new(pattern)?;
-        Ok(self.each(name, |c| c.revoke(&p))?.into_iter().sum())
+        Ok(self.each(name, |c| c.revoke(&p, None))?.into_iter().sum())
     }
 
     /// Removes the entries tagged `tag` from the caches named `name`.
-    pub fn invalidate_tag(&self, name: &str, tag: &str) -> Result<usize, RegistryError> {
+    pub fn invalidate_tag(&self, name: &str, tag: &str) -> Result<usize, CacheError> {
         Ok(self
-            .each(name, |c| c.invalidate_tag(tag))?
+            .each(name, |c| c.invalidate_tag(tag, None))?
             .into_iter()
             .sum())
     }
 
     /// Clears the caches named `name`.
-    pub fn clear(&self, name: &str) -> Result<usize, RegistryError> {
-        Ok(self.each(name, |c| c.clear())?.into_iter().sum())
+    pub fn clear(&self, name: &str) -> Result<usize, CacheError> {
+        Ok(self.each(name, |c| c.clear(None))?.into_iter().sum())
     }
 
     /// Up to `limit` keys of the caches named `name`, sorted.
@@ -128,24 +260,407 @@ impl Registry {
         name: &str,
         pattern: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, RegistryError> {
+    ) -> Result<Vec<String>, CacheError> {
         let p = pattern.map(Pattern::new).transpose()?;
-        let mut all: Vec<String> = self
-            .each(name, |c| c.keys(p.as_ref(), limit))?
-            .into_iter()
-            .flatten()
-            .collect();
+        let q = KeyQuery {
+            pattern: p.as_ref(),
+            limit: limit.min(MAX_LIST_LIMIT),
+            ..KeyQuery::default()
+        };
+        let mut all: Vec<String> = self.each(name, |c| c.keys(&q))?.into_iter().flatten().collect();
         all.sort();
-        all.truncate(limit);
+        all.truncate(q.limit);
         Ok(all)
     }
 
     /// The summed counters of the caches named `name`.
-    pub fn stats(&self, name: &str) -> Result<Stats, RegistryError> {
+    pub fn stats(&self, name: &str) -> Result<Stats, CacheError> {
         let mut total = Stats::default();
         for s in self.each(name, |c| c.stats())? {
             total.merge(&s);
         }
         Ok(total)
+    }
+
+    /// Checks that `config` fits every live cache, without applying it.
+    pub(crate) fn check_config(&self, config: &Config) -> Result<(), ConfigError> {
+        self.all().iter().try_for_each(|c| c.check(config))
+    }
+
+    /// Applies `config` to every live cache.
+    pub(crate) fn apply_config(&self, config: &Config) -> Result<(), ConfigError> {
+        let mut first = None;
+        for c in self.all() {
+            if let Err(e) = c.apply(config) {
+                tracing::error!("{e}");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Runs the handler at `path` with `body`, as the local process.
+    pub async fn request(&self, path: &str, body: Value) -> Result<Value, CacheError> {
+        self.request_as("local", path, body).await
+    }
+
+    /// Runs the handler at `path` with `body` for `caller`, who is named in
+    /// the audit line a mutation writes.
+    pub async fn request_as(
+        &self,
+        caller: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, CacheError> {
+        self.handle(caller, path, body)
+    }
+
+    fn handle(&self, caller: &str, path: &str, body: Value) -> Result<Value, CacheError> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [service, "cache", op] = parts[..] else {
+            return Err(CacheError::UnknownPath(path.to_owned()));
+        };
+        if !matches!(op, "clear" | "delete" | "revoke" | "stats" | "keys") {
+            return Err(CacheError::UnknownPath(path.to_owned()));
+        }
+        let caches = self.service_caches(service);
+        if caches.is_empty() {
+            return Err(CacheError::UnknownService(service.to_owned()));
+        }
+        let body = if body.is_null() { json!({}) } else { body };
+        let bad = |e: serde_json::Error| CacheError::BadRequest {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        // A tenant that never stored anything has no entries.
+        let scope = |tenant: &Option<String>| -> Option<Option<TenantId>> {
+            match tenant {
+                None => Some(None),
+                Some(t) => existing_tenant_id(t).map(Some),
+            }
+        };
+        let audit = |what: &str, removed: usize| {
+            tracing::info!(
+                target: "cache_core::audit",
+                caller,
+                service,
+                op,
+                removed,
+                "cache {op} on {service} by {caller}: {what}, {removed} removed"
+            );
+        };
+        let sum = |f: &dyn Fn(&dyn ErasedCache) -> usize| -> usize {
+            caches.iter().map(|c| f(&**c)).sum()
+        };
+        match op {
+            "clear" => {
+                let b: ClearBody = serde_json::from_value(body).map_err(bad)?;
+                let n = match scope(&b.tenant) {
+                    Some(t) => sum(&|c| c.clear(t)),
+                    None => 0,
+                };
+                audit("clear", n);
+                Ok(json!({ "service": service, "cleared": n }))
+            }
+            "delete" => {
+                let b: DeleteBody = serde_json::from_value(body).map_err(bad)?;
+                check_len(path, "key", &b.key)?;
+                let n = match scope(&b.tenant) {
+                    Some(t) => sum(&|c| c.invalidate_key_str(&b.key, t)),
+                    None => 0,
+                };
+                audit(&format!("delete {:?}", b.key), n);
+                Ok(json!({ "service": service, "key": b.key, "deleted": n }))
+            }
+            "revoke" => {
+                let b: RevokeBody = serde_json::from_value(body).map_err(bad)?;
+                let p = Pattern::new(&b.pattern)?;
+                let n = match scope(&b.tenant) {
+                    Some(t) => sum(&|c| c.revoke(&p, t)),
+                    None => 0,
+                };
+                audit(&format!("revoke {:?}", b.pattern), n);
+                Ok(json!({ "service": service, "pattern": b.pattern, "revoked": n }))
+            }
+            "stats" => {
+                let _: StatsBody = serde_json::from_value(body).map_err(bad)?;
+                let mut total = Stats::default();
+                let mut actions = serde_json::Map::new();
+                for c in &caches {
+                    let s = c.stats();
+                    total.merge(&s);
+                    let entry = actions.entry(c.name().to_owned()).or_insert(json!(Stats::default()));
+                    let mut merged: Stats = serde_json::from_value(entry.clone()).unwrap_or_default();
+                    merged.merge(&s);
+                    *entry = stats_json(&merged);
+                }
+                let quota = self.quota(service);
+                Ok(json!({
+                    "service": service,
+                    "actions": actions,
+                    "total": stats_json(&total),
+                    "quota_rejections": quota.rejected(),
+                }))
+            }
+            "keys" => {
+                let b: KeysBody = serde_json::from_value(body).map_err(bad)?;
+                let p = b.pattern.as_deref().map(Pattern::new).transpose()?;
+                let limit = b.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+                if limit > MAX_LIST_LIMIT {
+                    return Err(CacheError::BadRequest {
+                        path: path.to_owned(),
+                        message: format!("limit {limit} is over the maximum of {MAX_LIST_LIMIT}"),
+                    });
+                }
+                let Some(tenant) = scope(&b.tenant) else {
+                    return Ok(json!({ "service": service, "keys": [] }));
+                };
+                let q = KeyQuery {
+                    pattern: p.as_ref(),
+                    tag: b.tag.as_deref(),
+                    limit,
+                    tenant,
+                };
+                let mut keys: Vec<String> = caches.iter().flat_map(|c| c.keys(&q)).collect();
+                keys.sort();
+                keys.truncate(limit);
+                Ok(json!({ "service": service, "keys": keys }))
+            }
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// Maps `event` to key templates or patterns, in code. With a `service`,
+    /// only that service's caches are touched.
+    pub fn on_event(
+        &self,
+        event: &str,
+        service: Option<&str>,
+        keys: &[&str],
+    ) -> Result<(), CacheError> {
+        for k in keys {
+            check_event_template(k).map_err(|message| CacheError::BadTemplate {
+                event: event.to_owned(),
+                template: (*k).to_owned(),
+                message,
+            })?;
+        }
+        self.events.write().push(EventMapping {
+            event: event.to_owned(),
+            service: service.map(str::to_owned),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        });
+        Ok(())
+    }
+
+    /// Invalidates the keys and patterns that `event` maps to, filled in from
+    /// `payload`; returns how many entries were removed. A string field
+    /// `tenant` in the payload scopes it to that tenant. If any template
+    /// names a field the payload lacks, nothing is revoked.
+    pub async fn publish(&self, event: &str, payload: Value) -> Result<usize, CacheError> {
+        let config = crate::config::current();
+        let code = self.events.read().clone();
+        let mappings = config
+            .events
+            .iter()
+            .chain(code.iter())
+            .filter(|m| m.event == event);
+        // Fill every template before touching anything.
+        let mut work = Vec::new();
+        for m in mappings {
+            for t in &m.keys {
+                let filled = fill_template(t, &payload).map_err(|e| match e {
+                    Fill::Missing(field) => CacheError::MissingField {
+                        event: event.to_owned(),
+                        template: t.clone(),
+                        field,
+                    },
+                    Fill::Bad(message) => CacheError::BadTemplate {
+                        event: event.to_owned(),
+                        template: t.clone(),
+                        message,
+                    },
+                })?;
+                work.push((m.service.clone(), Pattern::new(&filled)?));
+            }
+        }
+        let scope = match payload.get("tenant").and_then(Value::as_str) {
+            None => None,
+            Some(t) => match existing_tenant_id(t) {
+                Some(id) => Some(id),
+                None => return Ok(0),
+            },
+        };
+        let all = self.all();
+        let mut removed = 0;
+        for (service, pattern) in &work {
+            for c in all
+                .iter()
+                .filter(|c| service.is_none() || c.service() == service.as_deref())
+            {
+                removed += c.revoke(pattern, scope);
+            }
+        }
+        tracing::info!(
+            target: "cache_core::audit",
+            event,
+            removed,
+            "event {event}: {removed} entries invalidated"
+        );
+        Ok(removed)
+    }
+}
+
+fn stats_json(s: &Stats) -> Value {
+    let mut v = json!(s);
+    v["hit_rate"] = json!(s.hit_rate());
+    v["mean_load_ms"] = json!(s.mean_load_time().as_secs_f64() * 1e3);
+    v
+}
+
+fn check_len(path: &str, field: &str, v: &str) -> Result<(), CacheError> {
+    if v.len() > crate::pattern::MAX_PATTERN_LEN {
+        return Err(CacheError::BadRequest {
+            path: path.to_owned(),
+            message: format!(
+                "`{field}` is {} bytes; the limit is {}",
+                v.len(),
+                crate::pattern::MAX_PATTERN_LEN
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearBody {
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    key: String,
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    pattern: String,
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysBody {
+    pattern: Option<String>,
+    tag: Option<String>,
+    limit: Option<usize>,
+    tenant: Option<String>,
+}
+
+enum Fill {
+    Missing(String),
+    Bad(String),
+}
+
+/// Escapes glob characters so a payload value matches only itself.
+fn escape_glob(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// Fills `{field}` (or `{a.b}` for nested fields) from `payload`.
+fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| Fill::Bad("unclosed `{`".into()))?;
+        let field = after[..close].trim();
+        if field.is_empty() {
+            return Err(Fill::Bad("empty `{}`".into()));
+        }
+        let mut v = payload;
+        for part in field.split('.') {
+            v = v.get(part).ok_or_else(|| Fill::Missing(field.to_owned()))?;
+        }
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => return Err(Fill::Missing(field.to_owned())),
+            _ => {
+                return Err(Fill::Bad(format!(
+                    "field `{field}` is an object or array, not a value"
+                )));
+            }
+        };
+        escape_glob(&text, &mut out);
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Checks an event key template: its braces, and that it is a valid pattern
+/// once filled.
+pub(crate) fn check_event_template(t: &str) -> Result<(), String> {
+    let sample = fill_sample(t)?;
+    Pattern::new(&sample).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn fill_sample(t: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or("unclosed `{`")?;
+        if after[..close].trim().is_empty() {
+            return Err("empty `{}`".into());
+        }
+        out.push('x');
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("unmatched `}`".into());
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_and_escape() {
+        let p = json!({"id": 7, "name": "a*b", "user": {"org": "acme"}});
+        let f = |t| fill_template(t, &p).map_err(|e| match e {
+            Fill::Missing(f) => format!("missing {f}"),
+            Fill::Bad(m) => m,
+        });
+        assert_eq!(f("get_user:{id}").unwrap(), "get_user:7");
+        assert_eq!(f("by_name:{name}").unwrap(), "by_name:a\\*b");
+        assert_eq!(f("org:{user.org}:*").unwrap(), "org:acme:*");
+        assert_eq!(f("x:{nope}").unwrap_err(), "missing nope");
+        assert!(check_event_template("get_user:{id").is_err());
+        assert!(check_event_template("get_user:{}").is_err());
+        assert!(check_event_template("a[b:{id}").is_err());
+        assert!(check_event_template("get_profile:*").is_ok());
     }
 }

@@ -188,7 +188,7 @@ fn duration(meta: &ParseNestedMeta, name: &str) -> syn::Result<Millis> {
             .base10_parse::<u64>()?
             .checked_mul(1000)
             .ok_or_else(|| syn::Error::new(i.span(), format!("`{name}` is too large")))?,
-        Lit::Str(s) => parse_duration(&s.value()).map_err(|why| {
+        Lit::Str(s) => crate::duration::parse_duration_ms(&s.value()).map_err(|why| {
             syn::Error::new(
                 s.span(),
                 format!(
@@ -211,45 +211,4 @@ fn duration(meta: &ParseNestedMeta, name: &str) -> syn::Result<Millis> {
         ));
     }
     Ok(Millis(ms))
-}
-
-/// Parses `1h30m`, `500ms`, `2s`, `1d` into milliseconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty".into());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| "number too large".to_string())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let per = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => return Err(format!("{n} has no unit (ms, s, m, h or d)")),
-            u => return Err(format!("unknown unit {u:?} (use ms, s, m, h or d)")),
-        };
-        total = n
-            .checked_mul(per)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| "duration too large".to_string())?;
-    }
-    Ok(total)
 }

@@ -3,6 +3,10 @@
 //! `::cache_core::__private`.
 
 mod args;
+/// Shared with the runtime, so attribute and configuration read durations alike.
+#[path = "../../cache-core/src/duration.rs"]
+#[allow(dead_code)]
+mod duration;
 mod expand;
 mod template;
 
