@@ -20,11 +20,11 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Defaults, Settings};
-use crate::namespace::{Quota, TenantId};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Flight, Flights, Join};
 use crate::key::{DisplayKey, KeyPart, render_with};
+use crate::namespace::{Quota, TenantId};
 use crate::pattern::{Pattern, PatternError};
 use crate::registry::{self, ErasedCache, KeyQuery};
 use crate::stats::{Counter, Counters, Stats};
@@ -557,9 +557,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         now >= expires_at || {
             let tti = self.tti_ms();
             tti != 0
-                && meta.is_some_and(|m| {
-                    now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= tti
-                })
+                && meta
+                    .is_some_and(|m| now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= tti)
         }
     }
 
@@ -861,9 +860,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             .map(|t| self.tag_index.lock().get(t).cloned().unwrap_or_default());
         let mut out = Vec::new();
         for (k, e) in self.map.entries() {
-            if out.len() >= q.limit {
-                break;
-            }
             if (self.expires() && self.dead(e.expires_at, e.meta.as_ref(), now))
                 || !self.in_scope(&k, q.tenant)
                 || tagged.as_ref().is_some_and(|t| !t.contains(&k))
@@ -875,7 +871,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 out.push(s);
             }
         }
+        // The first `limit` in order, not the first `limit` found.
         out.sort();
+        out.truncate(q.limit);
         out
     }
 
@@ -1209,6 +1207,15 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         Some((v, ticket))
     }
 
+    /// Stores a value computed elsewhere (by `#[cache_put]`), subject to
+    /// the cache's `store_if`.
+    #[doc(hidden)]
+    pub fn __put(&self, key: K, value: V) {
+        if self.inner.should_store(&value) {
+            self.inner.store(key, value, self.inner.ttl_ms());
+        }
+    }
+
     /// Removes the entry for `key`; true if there was one.
     pub fn invalidate(&self, key: &K) -> bool {
         self.inner.invalidate(key)
@@ -1239,7 +1246,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.clear(None)
     }
 
-    /// Up to `limit` live keys as text, sorted, matching `pattern` if given.
+    /// The first `limit` live keys as text, in sorted order, matching
+    /// `pattern` if given.
     pub fn keys(&self, pattern: Option<&Pattern>, limit: usize) -> Vec<String> {
         self.inner.keys(&KeyQuery {
             pattern,

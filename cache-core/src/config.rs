@@ -55,7 +55,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         impl serde::de::Visitor<'_> for V {
             type Value = ConfigDuration;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("integer seconds or a duration string such as \"500ms\", \"2m\" or \"1h30m\"")
+                f.write_str(
+                    "integer seconds or a duration string such as \"500ms\", \"2m\" or \"1h30m\"",
+                )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(ConfigDuration(Duration::from_secs(v)))
@@ -243,7 +245,10 @@ impl Config {
 
     /// The entry quota of `service`'s namespaces; 0 means none.
     pub fn quota(&self, service: &str) -> usize {
-        self.services.get(service).and_then(|s| s.quota).unwrap_or(0)
+        self.services
+            .get(service)
+            .and_then(|s| s.quota)
+            .unwrap_or(0)
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -256,7 +261,10 @@ impl Config {
         let mut errs = Vec::new();
         errs.extend(self.capacity.and_then(|v| cap_err("capacity".into(), v)));
         for (s, sc) in &self.services {
-            errs.extend(sc.capacity.and_then(|v| cap_err(format!("services.{s}.capacity"), v)));
+            errs.extend(
+                sc.capacity
+                    .and_then(|v| cap_err(format!("services.{s}.capacity"), v)),
+            );
             for (a, ac) in &sc.actions {
                 errs.extend(
                     ac.capacity
@@ -375,7 +383,9 @@ impl ConfigSource {
             };
             origin = format!("{} and {origin}", path.display());
         }
-        let env = Env::prefixed(&self.env_prefix).ignore(&["config"]).split("__");
+        let env = Env::prefixed(&self.env_prefix)
+            .ignore(&["config"])
+            .split("__");
         let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Invalid {
             origin: origin.clone(),
             message: e.to_string().replace('\n', "; "),
@@ -486,7 +496,9 @@ pub fn watch(interval: Duration) -> WatchHandle {
                 if now != last {
                     last = now;
                     match reload() {
-                        Ok(_) => tracing::info!("cache configuration reloaded from {}", p.display()),
+                        Ok(_) => {
+                            tracing::info!("cache configuration reloaded from {}", p.display())
+                        }
                         Err(e) => tracing::error!("cache configuration not reloaded: {e}"),
                     }
                 }

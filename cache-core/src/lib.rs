@@ -50,15 +50,15 @@ pub mod stats;
 pub mod store;
 
 pub use cache::{Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket};
-pub use cache_macros::cached;
+pub use cache_macros::{action, cache_evict, cache_put, cache_service, cached};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, CodecError, Postcard};
+pub use config::{Config, ConfigError, ConfigSource};
 pub use events::{CacheEvent, EventKind, ListenerId};
 pub use eviction::Eviction;
 pub use key::KeyPart;
-pub use pattern::{Pattern, PatternError};
-pub use config::{Config, ConfigError, ConfigSource};
 pub use namespace::{TenantId, current_tenant, scope as tenant_scope, with_tenant};
+pub use pattern::{Pattern, PatternError};
 pub use registry::{CacheError, Registry, RegistryError, registry};
 pub use stats::Stats;
 pub use store::{MemoryStore, Store, StoreError, TypedStore};
@@ -69,6 +69,7 @@ pub mod __private {
     pub use crate::cache::{Cache, CacheBuilder};
     pub use crate::eviction::Eviction;
     pub use crate::key::{KeyArg, ViaHash, ViaKeyPart};
+    pub use crate::namespace::{TenantId, current_tenant};
     pub use std::sync::OnceLock;
     pub use std::time::Duration;
 
@@ -124,10 +125,87 @@ pub mod __private {
     pub trait ProbePlain {
         fn outcome(self) -> Outcome;
     }
+
     impl<T> ProbePlain for Probe<'_, T> {
         #[inline]
         fn outcome(self) -> Outcome {
             Outcome::Value
+        }
+    }
+
+    pub use inventory;
+
+    /// Builds a service's caches at startup, so its handlers answer before
+    /// its first call.
+    pub struct ServiceInit {
+        /// The service.
+        pub service: &'static str,
+        /// Touches each action's cache.
+        pub init: fn(),
+    }
+    inventory::collect!(ServiceInit);
+
+    /// Runs every service's `init` once.
+    pub(crate) fn init_services() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            for s in inventory::iter::<ServiceInit> {
+                tracing::debug!(service = s.service, "registering cache service");
+                (s.init)();
+            }
+        });
+    }
+
+    /// What `#[cache_evict]` removes from its service, rendered at call time.
+    pub struct EvictPlan {
+        /// The service.
+        pub service: &'static str,
+        /// Exact key texts.
+        pub keys: Vec<String>,
+        /// Glob patterns.
+        pub patterns: Vec<String>,
+        /// Tags.
+        pub tags: Vec<String>,
+        /// Everything of the service.
+        pub all: bool,
+    }
+
+    impl EvictPlan {
+        /// Evicts, within the current tenant, from every cache of the service.
+        pub fn run(&self) {
+            init_services();
+            let tenant = Some(crate::namespace::current_tenant());
+            let caches = crate::registry::registry().service_caches(self.service);
+            let mut removed = 0;
+            for c in &caches {
+                if self.all {
+                    removed += c.clear(tenant);
+                    continue;
+                }
+                for k in &self.keys {
+                    removed += c.invalidate_key_str(k, tenant);
+                }
+                for p in &self.patterns {
+                    match crate::pattern::Pattern::new(p) {
+                        Ok(p) => removed += c.revoke(&p, tenant),
+                        Err(e) => tracing::error!("cache_evict on {}: {e}", self.service),
+                    }
+                }
+                for t in &self.tags {
+                    removed += c.invalidate_tag(t, tenant);
+                }
+            }
+            tracing::debug!(service = self.service, removed, "cache_evict");
+        }
+    }
+
+    /// Appends `s` with glob characters escaped, so it matches only itself.
+    pub fn push_glob_escaped(out: &mut String, s: &str) {
+        for c in s.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
         }
     }
 

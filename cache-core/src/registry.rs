@@ -89,7 +89,9 @@ pub trait ErasedCache: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// No live cache has this name.
-    #[error("no cache named {0:?} is registered (a #[cached] function registers on its first call)")]
+    #[error(
+        "no cache named {0:?} is registered (a #[cached] function registers on its first call)"
+    )]
     UnknownCache(String),
     /// No service has this name.
     #[error("no service named {0:?} is registered")]
@@ -109,7 +111,9 @@ pub enum CacheError {
     #[error(transparent)]
     Pattern(#[from] PatternError),
     /// An event's payload lacks a field one of its key templates names.
-    #[error("event {event:?}: payload has no field `{field}`, which key template {template:?} names; nothing was revoked")]
+    #[error(
+        "event {event:?}: payload has no field `{field}`, which key template {template:?} names; nothing was revoked"
+    )]
     MissingField {
         /// The event.
         event: String,
@@ -187,6 +191,7 @@ impl Registry {
 
     /// The live caches of `service`.
     pub fn service_caches(&self, service: &str) -> Vec<Arc<dyn ErasedCache>> {
+        crate::__private::init_services();
         self.all()
             .into_iter()
             .filter(|c| c.service() == Some(service))
@@ -205,6 +210,7 @@ impl Registry {
 
     /// The names of all services with a live cache, sorted.
     pub fn services(&self) -> Vec<String> {
+        crate::__private::init_services();
         let mut s: Vec<String> = self
             .all()
             .iter()
@@ -215,11 +221,7 @@ impl Registry {
         s
     }
 
-    fn each<T>(
-        &self,
-        name: &str,
-        f: impl Fn(&dyn ErasedCache) -> T,
-    ) -> Result<Vec<T>, CacheError> {
+    fn each<T>(&self, name: &str, f: impl Fn(&dyn ErasedCache) -> T) -> Result<Vec<T>, CacheError> {
         let caches = self.caches(name);
         if caches.is_empty() {
             return Err(CacheError::UnknownCache(name.to_owned()));
@@ -267,7 +269,11 @@ impl Registry {
             limit: limit.min(MAX_LIST_LIMIT),
             ..KeyQuery::default()
         };
-        let mut all: Vec<String> = self.each(name, |c| c.keys(&q))?.into_iter().flatten().collect();
+        let mut all: Vec<String> = self
+            .each(name, |c| c.keys(&q))?
+            .into_iter()
+            .flatten()
+            .collect();
         all.sort();
         all.truncate(q.limit);
         Ok(all)
@@ -389,8 +395,11 @@ impl Registry {
                 for c in &caches {
                     let s = c.stats();
                     total.merge(&s);
-                    let entry = actions.entry(c.name().to_owned()).or_insert(json!(Stats::default()));
-                    let mut merged: Stats = serde_json::from_value(entry.clone()).unwrap_or_default();
+                    let entry = actions
+                        .entry(c.name().to_owned())
+                        .or_insert(json!(Stats::default()));
+                    let mut merged: Stats =
+                        serde_json::from_value(entry.clone()).unwrap_or_default();
                     merged.merge(&s);
                     *entry = stats_json(&merged);
                 }
@@ -458,6 +467,7 @@ impl Registry {
     /// `tenant` in the payload scopes it to that tenant. If any template
     /// names a field the payload lacks, nothing is revoked.
     pub async fn publish(&self, event: &str, payload: Value) -> Result<usize, CacheError> {
+        crate::__private::init_services();
         let config = crate::config::current();
         let code = self.events.read().clone();
         let mappings = config
@@ -650,10 +660,12 @@ mod tests {
     #[test]
     fn templates_fill_and_escape() {
         let p = json!({"id": 7, "name": "a*b", "user": {"org": "acme"}});
-        let f = |t| fill_template(t, &p).map_err(|e| match e {
-            Fill::Missing(f) => format!("missing {f}"),
-            Fill::Bad(m) => m,
-        });
+        let f = |t| {
+            fill_template(t, &p).map_err(|e| match e {
+                Fill::Missing(f) => format!("missing {f}"),
+                Fill::Bad(m) => m,
+            })
+        };
         assert_eq!(f("get_user:{id}").unwrap(), "get_user:7");
         assert_eq!(f("by_name:{name}").unwrap(), "by_name:a\\*b");
         assert_eq!(f("org:{user.org}:*").unwrap(), "org:acme:*");

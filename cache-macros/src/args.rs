@@ -24,6 +24,8 @@ pub struct CachedArgs {
     pub unless: Option<Expr>,
     pub tags: Vec<LitStr>,
     pub eviction: Option<Eviction>,
+    /// Set by `#[cache_service]`: the service the action belongs to.
+    pub service: Option<LitStr>,
     seen: Vec<String>,
 }
 
@@ -121,6 +123,7 @@ impl CachedArgs {
                     }
                 }
             }
+            "__service" => self.service = Some(value(&meta, "__service", "a string")?),
             "eviction" => {
                 let s: LitStr = value(&meta, "eviction", "\"lru\", \"lfu\" or \"engine\"")?;
                 self.eviction = Some(match s.value().as_str() {

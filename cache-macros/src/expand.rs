@@ -57,41 +57,18 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     )?;
 
     let fn_name = &sig.ident;
-    let action = args
-        .name
-        .as_ref()
-        .map(|n| n.value())
-        .unwrap_or_else(|| fn_name.to_string().trim_start_matches("r#").to_string());
+    let action = action_name(&args, fn_name);
     let names: Vec<String> = fn_args.iter().map(|a| a.ident.to_string()).collect();
 
     // The key template, and which arguments it names (in signature order).
-    let segments = match &args.key {
-        Some(lit) => template::parse(lit, &names, "key")?,
-        None => {
-            let mut s = vec![Segment::Text(action.clone())];
-            for i in 0..fn_args.len() {
-                s.push(Segment::Text(":".into()));
-                s.push(Segment::Arg(i));
-            }
-            s
-        }
-    };
-    let mut key_idx: Vec<usize> = segments
-        .iter()
-        .filter_map(|s| match s {
-            Segment::Arg(i) => Some(*i),
-            Segment::Text(_) => None,
-        })
-        .collect();
-    key_idx.sort_unstable();
-    key_idx.dedup();
+    let (segments, key_idx) = key_template(&args, &action, &names)?;
     let tag_templates = args
         .tags
         .iter()
         .map(|t| {
             let segs = template::parse(t, &names, "tag")?;
             for s in &segs {
-                if let Segment::Arg(i) = s
+                if let Segment::Arg(i) | Segment::SepArg(i) = s
                     && !key_idx.contains(i)
                 {
                     return Err(syn::Error::new(
@@ -107,49 +84,44 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         })
         .collect::<syn::Result<Vec<_>>>()?;
 
-    // The key type and how generated code reaches each key argument.
-    let key_ty = match key_idx.as_slice() {
-        [] => quote!(()),
-        [one] => fn_args[*one].owned.clone(),
-        many => {
-            let tys = many.iter().map(|i| &fn_args[*i].owned);
-            quote!((#(#tys,)*))
-        }
-    };
+    // The key type and how generated code reaches each key argument. In a
+    // service the key is (tenant, Option<arg>...): configuration's `keys`
+    // masks arguments out at runtime, and tenants never share entries.
+    let service = args.service.as_ref();
+    let key_ty = key_type(&fn_args, &key_idx, service.is_some());
     let access = |arg_index: usize| -> TokenStream {
         let pos = key_idx
             .iter()
             .position(|i| *i == arg_index)
             .expect("arg is in the key");
-        if key_idx.len() == 1 {
+        if service.is_some() {
+            let idx = syn::Index::from(pos + 1);
+            quote!(&__k.#idx)
+        } else if key_idx.len() == 1 {
             quote!(__k)
         } else {
             let idx = syn::Index::from(pos);
             quote!(&__k.#idx)
         }
     };
-    let key_expr = {
-        let parts = key_idx.iter().map(|i| {
-            let a = &fn_args[*i];
-            let id = &a.ident;
-            if a.by_ref {
-                quote!(::std::borrow::ToOwned::to_owned(#id))
-            } else {
-                quote!(::std::clone::Clone::clone(&#id))
-            }
-        });
-        match key_idx.len() {
-            0 => quote!(()),
-            1 => quote!(#(#parts)*),
-            _ => quote!((#(#parts,)*)),
-        }
-    };
+    let key_expr = key_expr(&fn_args, &key_idx, service.is_some(), &quote!(__cache));
     let write_segments = |segs: &[Segment]| -> TokenStream {
-        let steps = segs.iter().map(|s| match s {
-            Segment::Text(t) => quote!(__out.push_str(#t);),
-            Segment::Arg(i) => {
-                let acc = access(*i);
-                quote!((&::cache_core::__private::KeyArg(#acc)).write_arg(__out);)
+        let steps = segs.iter().map(|s| {
+            let (sep, i) = match s {
+                Segment::Text(t) => return quote!(__out.push_str(#t);),
+                Segment::Arg(i) => (None, *i),
+                Segment::SepArg(i) => (Some(':'), *i),
+            };
+            let acc = access(i);
+            let sep = sep.map(|c| quote!(__out.push(#c);));
+            if service.is_some() {
+                // A masked-out argument leaves no trace, separator included.
+                quote!(if let ::std::option::Option::Some(__v) = #acc {
+                    #sep
+                    (&::cache_core::__private::KeyArg(__v)).write_arg(__out);
+                })
+            } else {
+                quote!(#sep (&::cache_core::__private::KeyArg(#acc)).write_arg(__out);)
             }
         });
         quote!(#(#steps)*)
@@ -194,6 +166,20 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let refresh_after = ms(args.refresh)
         .map(|v| quote!(.refresh_after(::cache_core::__private::Duration::from_millis(#v))));
     let capacity = args.capacity.map(|c| quote!(.capacity(#c)));
+    let service_setup = service.map(|svc| {
+        let names = key_idx.iter().map(|i| names[*i].as_str());
+        quote! {
+            .service(#svc)
+            .key_args(&[#(#names),*])
+            .tenant_of({
+                fn __tenant(__k: &#key_ty) -> ::cache_core::__private::TenantId {
+                    __k.0
+                }
+                __tenant
+            })
+        }
+    });
+    let enabled_flag = args.enabled;
     let eviction = args.eviction.map(|e| {
         let variant = match e {
             crate::args::Eviction::Engine => quote!(Engine),
@@ -231,6 +217,8 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 }
                 ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
                     .name(#action)
+                    .enabled(#enabled_flag)
+                    #service_setup
                     #capacity #eviction #ttl #tti #refresh_after
                     .store_if(__store_if)
                     #tags_fn
@@ -239,10 +227,6 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
             })
         }
     };
-
-    if !args.enabled {
-        return Ok(quote!(#item #companion_fn));
-    }
 
     // The body moves, untouched, into a hidden sibling.
     let allow_attrs = item.attrs.iter().filter(|a| a.path().is_ident("allow"));
@@ -343,7 +327,28 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         (true, true) => quote!(::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await),
     };
 
+    // In a service, `#[cache_put]` on another method builds this action's
+    // key through a hidden sibling that takes the same arguments.
+    let key_fn = service.map(|_| {
+        let key_fn = format_ident!("__cache_key_{}", fn_name);
+        let params = key_idx.iter().map(|i| {
+            let (id, ty) = (&fn_args[*i].ident, &fn_args[*i].ty);
+            quote!(#id: #ty)
+        });
+        let generics = &sig.generics;
+        quote! {
+            #[doc(hidden)]
+            #[allow(dead_code, unused_variables)]
+            #vis fn #key_fn #generics(#(#params),*) -> #key_ty {
+                let __cache = #companion_call;
+                #key_expr
+            }
+        }
+    });
+
     Ok(quote! {
+        #key_fn
+
         #(#attrs)*
         #vis #outer_sig {
             #(#asserts)*
@@ -358,6 +363,101 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
 
         #companion_fn
     })
+}
+
+/// The action name: the `name` option, or the function's name.
+pub fn action_name(args: &CachedArgs, fn_name: &Ident) -> String {
+    args.name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| fn_name.to_string().trim_start_matches("r#").to_string())
+}
+
+/// The key template's segments and the arguments it names, in signature order.
+pub fn key_template(
+    args: &CachedArgs,
+    action: &str,
+    names: &[String],
+) -> syn::Result<(Vec<Segment>, Vec<usize>)> {
+    let segments = match &args.key {
+        Some(lit) => template::parse(lit, names, "key")?,
+        None => {
+            let mut s = vec![Segment::Text(action.to_owned())];
+            s.extend((0..names.len()).map(Segment::SepArg));
+            s
+        }
+    };
+    let mut key_idx: Vec<usize> = segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Arg(i) | Segment::SepArg(i) => Some(*i),
+            Segment::Text(_) => None,
+        })
+        .collect();
+    key_idx.sort_unstable();
+    key_idx.dedup();
+    Ok((segments, key_idx))
+}
+
+/// The names and types of the arguments that form an action's key.
+pub fn key_params(args: &CachedArgs, item: &ItemFn) -> syn::Result<Vec<(Ident, Type)>> {
+    let fn_args = collect_args(item)?;
+    let names: Vec<String> = fn_args.iter().map(|a| a.ident.to_string()).collect();
+    let action = action_name(args, &item.sig.ident);
+    let (_, key_idx) = key_template(args, &action, &names)?;
+    Ok(key_idx
+        .iter()
+        .map(|i| (fn_args[*i].ident.clone(), fn_args[*i].ty.clone()))
+        .collect())
+}
+
+/// The key type: the key arguments' owned types; in a service, the tenant
+/// and each argument as an `Option` that configuration can mask out.
+fn key_type(fn_args: &[Arg], key_idx: &[usize], service: bool) -> TokenStream {
+    let tys = key_idx.iter().map(|i| &fn_args[*i].owned);
+    if service {
+        return quote!((::cache_core::__private::TenantId, #(::std::option::Option<#tys>,)*));
+    }
+    match key_idx {
+        [] => quote!(()),
+        [one] => fn_args[*one].owned.clone(),
+        _ => quote!((#(#tys,)*)),
+    }
+}
+
+/// The expression that builds the key from the arguments in scope.
+fn key_expr(fn_args: &[Arg], key_idx: &[usize], service: bool, cache: &TokenStream) -> TokenStream {
+    let parts: Vec<TokenStream> = key_idx
+        .iter()
+        .map(|i| {
+            let a = &fn_args[*i];
+            let id = &a.ident;
+            if a.by_ref {
+                quote!(::std::borrow::ToOwned::to_owned(#id))
+            } else {
+                quote!(::std::clone::Clone::clone(&#id))
+            }
+        })
+        .collect();
+    if service {
+        let gated = parts.iter().enumerate().map(|(bit, p)| {
+            let bit = bit as u32;
+            quote!(if __mask & (1u64 << #bit) != 0 {
+                ::std::option::Option::Some(#p)
+            } else {
+                ::std::option::Option::None
+            })
+        });
+        return quote!({
+            let __mask = #cache.key_mask();
+            (::cache_core::__private::current_tenant(), #(#gated,)*)
+        });
+    }
+    match key_idx.len() {
+        0 => quote!(()),
+        1 => quote!(#(#parts)*),
+        _ => quote!((#(#parts,)*)),
+    }
 }
 
 fn check_generics(item: &ItemFn) -> syn::Result<()> {

@@ -8,6 +8,7 @@ mod args;
 #[allow(dead_code)]
 mod duration;
 mod expand;
+mod service;
 mod template;
 
 use proc_macro::TokenStream;
@@ -32,4 +33,57 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
             quote::quote!(#err #item).into()
         }
     }
+}
+
+/// Groups an impl block's cached actions under one service: generated
+/// handlers (`{service}/cache/clear|delete|revoke|stats|keys`), a
+/// configuration section, tenant-scoped keys, and `#[cache_evict]` and
+/// `#[cache_put]` on write methods. See the `cache-core` documentation.
+#[proc_macro_attribute]
+pub fn cache_service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemImpl);
+    let result = syn::parse::Parser::parse(service::ServiceArgs::parser(), attr)
+        .and_then(|args| service::expand(args, item.clone()));
+    match result {
+        Ok(ts) => ts.into(),
+        Err(e) => {
+            let err = e.to_compile_error();
+            quote::quote!(#err #item).into()
+        }
+    }
+}
+
+/// Marks a method of a `#[cache_service]` impl: `#[action(cache(ttl = 60))]`
+/// caches it like `#[cached(ttl = 60)]`; a bare `#[action]` leaves it as is.
+#[proc_macro_attribute]
+pub fn action(attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_service("action", attr, item)
+}
+
+/// Evicts keys, patterns, tags or everything of the service after the method
+/// succeeds (`before = true`: before it runs). Inside `#[cache_service]`.
+#[proc_macro_attribute]
+pub fn cache_evict(attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_service("cache_evict", attr, item)
+}
+
+/// Stores the method's result in the named action's cache, under the key
+/// that action builds from the same-named arguments. Inside `#[cache_service]`.
+#[proc_macro_attribute]
+pub fn cache_put(attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_service("cache_put", attr, item)
+}
+
+/// These attributes do their work inside `#[cache_service]`, which leaves
+/// them behind as inert `__consumed` markers; anywhere else they are errors.
+fn outside_service(name: &str, attr: TokenStream, item: TokenStream) -> TokenStream {
+    if attr.to_string() == "__consumed" {
+        return item;
+    }
+    let item = proc_macro2::TokenStream::from(item);
+    let msg = format!(
+        "#[{name}] works on a method of an impl block marked #[cache_service(name = \"...\")]; add that attribute to the impl"
+    );
+    let err = syn::Error::new(proc_macro2::Span::call_site(), msg).to_compile_error();
+    quote::quote!(#err #item).into()
 }

@@ -6,6 +6,9 @@ pub enum Segment {
     Text(String),
     /// An argument, by its index among the function's arguments.
     Arg(usize),
+    /// `:` and an argument, as default keys join them; both are left out
+    /// when configuration masks the argument out of the key.
+    SepArg(usize),
 }
 
 /// Parses `lit` against the argument names; `{{` and `}}` are literal braces.
