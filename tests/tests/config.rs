@@ -1,0 +1,303 @@
+//! Layered configuration from files and environment variables, applied at
+//! runtime. Global configuration is process-wide, so the tests that change
+//! it run as one sequential test; loading alone is checked in parallel.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_core::config::{self, ConfigSource, Defaults};
+use cache_core::{ConfigError, cache_service, cached, registry, with_tenant};
+use serde_json::json;
+
+fn temp_file(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cache-config-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Each loading test reads its own variable prefix, so they do not collide.
+fn source(file: &PathBuf, prefix: &str) -> ConfigSource {
+    ConfigSource::file(file).env_prefix(prefix)
+}
+
+#[test]
+fn the_three_formats_load_the_same_configuration() {
+    let toml = temp_file(
+        "a.toml",
+        r#"
+ttl = "10m"
+[services.user]
+ttl = 300
+quota = 5
+[services.user.actions.get_user]
+enabled = false
+keys = ["id"]
+[[events]]
+event = "user.updated"
+service = "user"
+keys = ["get_user:{id}"]
+"#,
+    );
+    let json = temp_file(
+        "a.json",
+        r#"{"ttl": "10m", "services": {"user": {"ttl": 300, "quota": 5,
+            "actions": {"get_user": {"enabled": false, "keys": ["id"]}}}},
+            "events": [{"event": "user.updated", "service": "user", "keys": ["get_user:{id}"]}]}"#,
+    );
+    let yaml = temp_file(
+        "a.yaml",
+        "ttl: 10m\nservices:\n  user:\n    ttl: 300\n    quota: 5\n    actions:\n      get_user:\n        enabled: false\n        keys: [id]\nevents:\n  - event: user.updated\n    service: user\n    keys: [\"get_user:{id}\"]\n",
+    );
+    let a = source(&toml, "NOPE1_").load().unwrap();
+    assert_eq!(source(&json, "NOPE1_").load().unwrap(), a);
+    assert_eq!(source(&yaml, "NOPE1_").load().unwrap(), a);
+    assert_eq!(a.ttl.unwrap().0, Duration::from_secs(600));
+    assert_eq!(a.quota("user"), 5);
+}
+
+#[test]
+fn layering_prefers_the_most_specific_setting() {
+    let f = temp_file(
+        "layers.toml",
+        r#"
+ttl = 10
+tti = 20
+capacity = 100
+[services.user]
+ttl = 30
+capacity = 50
+[services.user.actions.get_user]
+ttl = 40
+"#,
+    );
+    let c = source(&f, "NOPE2_").load().unwrap();
+    let code = Defaults {
+        enabled: true,
+        ttl: Some(Duration::from_secs(35)),
+        ..Defaults::default()
+    };
+    let s = c.resolve(Some("user"), "get_user", &code);
+    assert_eq!(s.ttl, Some(Duration::from_secs(40)), "action config beats code");
+    let s = c.resolve(Some("user"), "get_profile", &code);
+    assert_eq!(s.ttl, Some(Duration::from_secs(35)), "code beats service config");
+    assert_eq!(s.capacity, 50, "service beats global");
+    assert_eq!(s.tti, Some(Duration::from_secs(20)), "global applies last");
+    let s = c.resolve(Some("user"), "get_profile", &Defaults { enabled: true, ..Defaults::default() });
+    assert_eq!(s.ttl, Some(Duration::from_secs(30)));
+    let s = c.resolve(None, "square", &Defaults { enabled: true, ..Defaults::default() });
+    assert_eq!((s.ttl, s.capacity), (Some(Duration::from_secs(10)), 100));
+}
+
+#[test]
+fn invalid_configuration_names_the_file_the_field_and_the_value() {
+    let f = temp_file("bad.toml", "[services.user]\nttl = \"5 parsecs\"\n");
+    let e = source(&f, "NOPE3_").load().unwrap_err().to_string();
+    assert!(e.contains("bad.toml"), "{e}");
+    assert!(e.contains("services.user.ttl"), "{e}");
+    assert!(e.contains("5 parsecs"), "{e}");
+
+    let f = temp_file("unknown.toml", "[services.user]\nttl = 5\ncolour = \"blue\"\n");
+    let e = source(&f, "NOPE4_").load().unwrap_err().to_string();
+    assert!(e.contains("unknown field") && e.contains("colour"), "{e}");
+
+    let f = temp_file("type.json", r#"{"capacity": "lots"}"#);
+    let e = source(&f, "NOPE5_").load().unwrap_err().to_string();
+    assert!(e.contains("capacity") && e.contains("lots"), "{e}");
+
+    let f = temp_file("zero.yaml", "capacity: 0\n");
+    let e = source(&f, "NOPE6_").load().unwrap_err().to_string();
+    assert!(e.contains("capacity = 0"), "{e}");
+
+    let f = temp_file("events.toml", "[[events]]\nevent = \"x\"\nkeys = [\"get_user:{id\"]\n");
+    let e = source(&f, "NOPE7_").load().unwrap_err().to_string();
+    assert!(e.contains("events[0].keys") && e.contains("unclosed"), "{e}");
+
+    let f = temp_file("backend.toml", "backend = \"floppy\"\n");
+    let e = source(&f, "NOPE8_").load().unwrap_err().to_string();
+    assert!(e.contains("floppy") && e.contains("memory"), "{e}");
+
+    let e = source(&PathBuf::from("/nonexistent/cache.toml"), "NOPE9_")
+        .load()
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::Unreadable { .. }), "{e}");
+    let f = temp_file("conf.ini", "ttl=1");
+    assert!(matches!(source(&f, "NOPE10_").load(), Err(ConfigError::UnknownFormat(_))));
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let f = temp_file("env.toml", "ttl = 60\n[services.user]\nttl = 30\n");
+    // SAFETY: no other test reads or writes variables with this prefix.
+    unsafe {
+        std::env::set_var("ENVTEST_TTL", "5m");
+        std::env::set_var("ENVTEST_ENABLED", "false");
+        std::env::set_var("ENVTEST_SERVICES__USER__ACTIONS__GET_USER__CAPACITY", "7");
+    }
+    let c = source(&f, "ENVTEST_").load().unwrap();
+    assert_eq!(c.ttl.unwrap().0, Duration::from_secs(300));
+    assert_eq!(c.enabled, Some(false));
+    assert_eq!(c.services["user"].ttl.unwrap().0, Duration::from_secs(30));
+    assert_eq!(c.services["user"].actions["get_user"].capacity, Some(7));
+
+    unsafe { std::env::set_var("ENVTEST2_TTL", "soon") };
+    let e = ConfigSource::env_only()
+        .env_prefix("ENVTEST2_")
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ENVTEST2_") && e.contains("soon"), "{e}");
+}
+
+static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn plain(id: u64) -> u64 {
+    LOADS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+#[derive(Clone)]
+struct Accounts {
+    loads: Arc<AtomicUsize>,
+}
+
+#[cache_service(name = "accounts")]
+impl Accounts {
+    #[cached(ttl = 60)]
+    fn balance(&self, id: u64, verbose: bool) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("{id}:{verbose}")
+    }
+
+    #[cached]
+    fn owner(&self, id: u64) -> u64 {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+}
+
+/// One sequential story: the global configuration and what it does to caches.
+#[tokio::test]
+async fn configuration_applies_at_runtime_and_reloads() {
+    let svc = Accounts {
+        loads: Arc::default(),
+    };
+    let loads = || svc.loads.load(Ordering::SeqCst);
+    let file = temp_file("runtime.toml", "[services.accounts]\nttl = 30\n");
+    config::init(ConfigSource::file(&file).env_prefix("RUNTIME_")).unwrap();
+
+    svc.balance(1, true);
+    svc.balance(1, true);
+    assert_eq!(loads(), 1);
+    let settings = Accounts::balance_cache().settings();
+    assert_eq!(settings.ttl, Some(Duration::from_secs(60)), "code beats service");
+    assert_eq!(Accounts::owner_cache().settings().ttl, Some(Duration::from_secs(30)));
+
+    // Per action: the key is built from `id` alone.
+    std::fs::write(
+        &file,
+        "[services.accounts]\nttl = 30\n[services.accounts.actions.balance]\nkeys = [\"id\"]\nttl = \"2m\"\n",
+    )
+    .unwrap();
+    config::reload().unwrap();
+    assert_eq!(Accounts::balance_cache().settings().ttl, Some(Duration::from_secs(120)));
+    assert_eq!(Accounts::balance_cache().settings().keys, Some(vec!["id".to_string()]));
+    svc.balance(2, true);
+    assert_eq!(svc.balance(2, false), "2:true", "verbose is not part of the key");
+    assert_eq!(Accounts::balance_cache().keys(None, 10), vec!["balance:2"]);
+    assert_eq!(loads(), 2);
+
+    // A config naming a key argument the action lacks is refused whole.
+    std::fs::write(
+        &file,
+        "[services.accounts.actions.balance]\nkeys = [\"account\"]\nttl = 1\n",
+    )
+    .unwrap();
+    let e = config::reload().unwrap_err().to_string();
+    assert!(e.contains("accounts.balance") && e.contains("`account`") && e.contains("id, verbose"), "{e}");
+    assert_eq!(
+        Accounts::balance_cache().settings().ttl,
+        Some(Duration::from_secs(120)),
+        "the previous configuration stays in force"
+    );
+
+    // An invalid file: one clear error, previous configuration kept.
+    std::fs::write(&file, "ttl = \"forever\"\n").unwrap();
+    let e = config::reload().unwrap_err().to_string();
+    assert!(e.contains("runtime.toml") && e.contains("forever"), "{e}");
+    svc.balance(2, true);
+    assert_eq!(loads(), 2, "still cached");
+
+    // Off per action, per service, and system-wide.
+    std::fs::write(&file, "[services.accounts.actions.owner]\nenabled = false\n").unwrap();
+    config::reload().unwrap();
+    svc.owner(1);
+    svc.owner(1);
+    assert_eq!(loads(), 4, "owner is off");
+    svc.balance(3, true);
+    svc.balance(3, true);
+    assert_eq!(loads(), 5, "balance is still on");
+
+    std::fs::write(&file, "[services.accounts]\nenabled = false\n").unwrap();
+    config::reload().unwrap();
+    svc.balance(3, true);
+    assert_eq!(loads(), 6, "the service is off, and turning it off emptied it");
+
+    std::fs::write(&file, "enabled = false\n").unwrap();
+    config::reload().unwrap();
+    plain(1);
+    plain(1);
+    assert_eq!(LOADS.load(Ordering::SeqCst), 2, "off system-wide");
+
+    // Back on, with a quota of two entries per namespace and an event.
+    std::fs::write(
+        &file,
+        "[services.accounts]\nquota = 2\n[[events]]\nevent = \"account.closed\"\nservice = \"accounts\"\nkeys = [\"owner:{id}\"]\n",
+    )
+    .unwrap();
+    config::reload().unwrap();
+    plain(1);
+    plain(1);
+    assert_eq!(LOADS.load(Ordering::SeqCst), 3, "on again");
+    let before = loads();
+    for id in 10..14 {
+        svc.owner(id);
+    }
+    for id in 10..14 {
+        svc.owner(id);
+    }
+    assert_eq!(loads(), before + 4 + 2, "only two entries fit the namespace");
+    let stats = registry().request("accounts/cache/stats", json!({})).await.unwrap();
+    assert!(stats["quota_rejections"].as_u64().unwrap() >= 2);
+    // Another tenant's namespace has its own room.
+    with_tenant("other", || {
+        svc.owner(20);
+        svc.owner(20);
+    });
+    assert_eq!(loads(), before + 7);
+
+    // The event from configuration removes owner:10.
+    assert_eq!(registry().publish("account.closed", json!({"id": 10})).await.unwrap(), 1);
+    assert_eq!(
+        registry().publish("account.closed", json!({"id": 10})).await.unwrap(),
+        0
+    );
+
+    // A watcher picks up a changed file by itself.
+    let _watch = config::watch(Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(&file, "[services.accounts.actions.owner]\nttl = 99\n").unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if Accounts::owner_cache().settings().ttl == Some(Duration::from_secs(99)) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen, "the watcher reloaded the file");
+}
