@@ -29,6 +29,7 @@
 //! - [`registry`]: reaching caches by name; service handlers and events.
 //! - [`config`]: layered configuration from files and `CACHE_*` variables.
 //! - [`namespace`]: tenants and quotas.
+//! - `http` (feature `http`): the admin API as an axum router.
 //! - [`store`], [`codec`]: byte stores for values that leave the process.
 //! - [`clock`]: the system clock and a manual one for tests.
 
@@ -42,6 +43,8 @@ mod duration;
 pub mod events;
 pub mod eviction;
 mod flight;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod key;
 pub mod namespace;
 pub mod pattern;

@@ -81,14 +81,36 @@ ttl = 40
         ..Defaults::default()
     };
     let s = c.resolve(Some("user"), "get_user", &code);
-    assert_eq!(s.ttl, Some(Duration::from_secs(40)), "action config beats code");
+    assert_eq!(
+        s.ttl,
+        Some(Duration::from_secs(40)),
+        "action config beats code"
+    );
     let s = c.resolve(Some("user"), "get_profile", &code);
-    assert_eq!(s.ttl, Some(Duration::from_secs(35)), "code beats service config");
+    assert_eq!(
+        s.ttl,
+        Some(Duration::from_secs(35)),
+        "code beats service config"
+    );
     assert_eq!(s.capacity, 50, "service beats global");
     assert_eq!(s.tti, Some(Duration::from_secs(20)), "global applies last");
-    let s = c.resolve(Some("user"), "get_profile", &Defaults { enabled: true, ..Defaults::default() });
+    let s = c.resolve(
+        Some("user"),
+        "get_profile",
+        &Defaults {
+            enabled: true,
+            ..Defaults::default()
+        },
+    );
     assert_eq!(s.ttl, Some(Duration::from_secs(30)));
-    let s = c.resolve(None, "square", &Defaults { enabled: true, ..Defaults::default() });
+    let s = c.resolve(
+        None,
+        "square",
+        &Defaults {
+            enabled: true,
+            ..Defaults::default()
+        },
+    );
     assert_eq!((s.ttl, s.capacity), (Some(Duration::from_secs(10)), 100));
 }
 
@@ -100,7 +122,10 @@ fn invalid_configuration_names_the_file_the_field_and_the_value() {
     assert!(e.contains("services.user.ttl"), "{e}");
     assert!(e.contains("5 parsecs"), "{e}");
 
-    let f = temp_file("unknown.toml", "[services.user]\nttl = 5\ncolour = \"blue\"\n");
+    let f = temp_file(
+        "unknown.toml",
+        "[services.user]\nttl = 5\ncolour = \"blue\"\n",
+    );
     let e = source(&f, "NOPE4_").load().unwrap_err().to_string();
     assert!(e.contains("unknown field") && e.contains("colour"), "{e}");
 
@@ -112,9 +137,15 @@ fn invalid_configuration_names_the_file_the_field_and_the_value() {
     let e = source(&f, "NOPE6_").load().unwrap_err().to_string();
     assert!(e.contains("capacity = 0"), "{e}");
 
-    let f = temp_file("events.toml", "[[events]]\nevent = \"x\"\nkeys = [\"get_user:{id\"]\n");
+    let f = temp_file(
+        "events.toml",
+        "[[events]]\nevent = \"x\"\nkeys = [\"get_user:{id\"]\n",
+    );
     let e = source(&f, "NOPE7_").load().unwrap_err().to_string();
-    assert!(e.contains("events[0].keys") && e.contains("unclosed"), "{e}");
+    assert!(
+        e.contains("events[0].keys") && e.contains("unclosed"),
+        "{e}"
+    );
 
     let f = temp_file("backend.toml", "backend = \"floppy\"\n");
     let e = source(&f, "NOPE8_").load().unwrap_err().to_string();
@@ -125,7 +156,10 @@ fn invalid_configuration_names_the_file_the_field_and_the_value() {
         .unwrap_err();
     assert!(matches!(e, ConfigError::Unreadable { .. }), "{e}");
     let f = temp_file("conf.ini", "ttl=1");
-    assert!(matches!(source(&f, "NOPE10_").load(), Err(ConfigError::UnknownFormat(_))));
+    assert!(matches!(
+        source(&f, "NOPE10_").load(),
+        Err(ConfigError::UnknownFormat(_))
+    ));
 }
 
 #[test]
@@ -194,8 +228,15 @@ async fn configuration_applies_at_runtime_and_reloads() {
     svc.balance(1, true);
     assert_eq!(loads(), 1);
     let settings = Accounts::balance_cache().settings();
-    assert_eq!(settings.ttl, Some(Duration::from_secs(60)), "code beats service");
-    assert_eq!(Accounts::owner_cache().settings().ttl, Some(Duration::from_secs(30)));
+    assert_eq!(
+        settings.ttl,
+        Some(Duration::from_secs(60)),
+        "code beats service"
+    );
+    assert_eq!(
+        Accounts::owner_cache().settings().ttl,
+        Some(Duration::from_secs(30))
+    );
 
     // Per action: the key is built from `id` alone.
     std::fs::write(
@@ -204,10 +245,20 @@ async fn configuration_applies_at_runtime_and_reloads() {
     )
     .unwrap();
     config::reload().unwrap();
-    assert_eq!(Accounts::balance_cache().settings().ttl, Some(Duration::from_secs(120)));
-    assert_eq!(Accounts::balance_cache().settings().keys, Some(vec!["id".to_string()]));
+    assert_eq!(
+        Accounts::balance_cache().settings().ttl,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        Accounts::balance_cache().settings().keys,
+        Some(vec!["id".to_string()])
+    );
     svc.balance(2, true);
-    assert_eq!(svc.balance(2, false), "2:true", "verbose is not part of the key");
+    assert_eq!(
+        svc.balance(2, false),
+        "2:true",
+        "verbose is not part of the key"
+    );
     assert_eq!(Accounts::balance_cache().keys(None, 10), vec!["balance:2"]);
     assert_eq!(loads(), 2);
 
@@ -218,7 +269,10 @@ async fn configuration_applies_at_runtime_and_reloads() {
     )
     .unwrap();
     let e = config::reload().unwrap_err().to_string();
-    assert!(e.contains("accounts.balance") && e.contains("`account`") && e.contains("id, verbose"), "{e}");
+    assert!(
+        e.contains("accounts.balance") && e.contains("`account`") && e.contains("id, verbose"),
+        "{e}"
+    );
     assert_eq!(
         Accounts::balance_cache().settings().ttl,
         Some(Duration::from_secs(120)),
@@ -233,7 +287,11 @@ async fn configuration_applies_at_runtime_and_reloads() {
     assert_eq!(loads(), 2, "still cached");
 
     // Off per action, per service, and system-wide.
-    std::fs::write(&file, "[services.accounts.actions.owner]\nenabled = false\n").unwrap();
+    std::fs::write(
+        &file,
+        "[services.accounts.actions.owner]\nenabled = false\n",
+    )
+    .unwrap();
     config::reload().unwrap();
     svc.owner(1);
     svc.owner(1);
@@ -245,7 +303,11 @@ async fn configuration_applies_at_runtime_and_reloads() {
     std::fs::write(&file, "[services.accounts]\nenabled = false\n").unwrap();
     config::reload().unwrap();
     svc.balance(3, true);
-    assert_eq!(loads(), 6, "the service is off, and turning it off emptied it");
+    assert_eq!(
+        loads(),
+        6,
+        "the service is off, and turning it off emptied it"
+    );
 
     std::fs::write(&file, "enabled = false\n").unwrap();
     config::reload().unwrap();
@@ -270,8 +332,15 @@ async fn configuration_applies_at_runtime_and_reloads() {
     for id in 10..14 {
         svc.owner(id);
     }
-    assert_eq!(loads(), before + 4 + 2, "only two entries fit the namespace");
-    let stats = registry().request("accounts/cache/stats", json!({})).await.unwrap();
+    assert_eq!(
+        loads(),
+        before + 4 + 2,
+        "only two entries fit the namespace"
+    );
+    let stats = registry()
+        .request("accounts/cache/stats", json!({}))
+        .await
+        .unwrap();
     assert!(stats["quota_rejections"].as_u64().unwrap() >= 2);
     // Another tenant's namespace has its own room.
     with_tenant("other", || {
@@ -281,9 +350,18 @@ async fn configuration_applies_at_runtime_and_reloads() {
     assert_eq!(loads(), before + 7);
 
     // The event from configuration removes owner:10.
-    assert_eq!(registry().publish("account.closed", json!({"id": 10})).await.unwrap(), 1);
     assert_eq!(
-        registry().publish("account.closed", json!({"id": 10})).await.unwrap(),
+        registry()
+            .publish("account.closed", json!({"id": 10}))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        registry()
+            .publish("account.closed", json!({"id": 10}))
+            .await
+            .unwrap(),
         0
     );
 

@@ -1,0 +1,195 @@
+//! The admin API over HTTP (feature `http`): the service handlers as an axum
+//! [`Router`] to serve alone or nest into an application.
+//!
+//! | method | path | body or query |
+//! |---|---|---|
+//! | `POST` | `/{service}/cache/clear` | `{"tenant"?}` |
+//! | `POST` | `/{service}/cache/delete` | `{"key", "tenant"?}` |
+//! | `POST` | `/{service}/cache/revoke` | `{"pattern", "tenant"?}` |
+//! | `GET` | `/{service}/cache/stats` | |
+//! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=` |
+//!
+//! Every request needs `Authorization: Bearer <token>`; without it, or with
+//! a wrong one, the answer is 401. Bad input is a JSON `{"error": ...}` with
+//! a 4xx status. Every mutation writes an audit line to tracing (target
+//! `cache_core::audit`) naming the caller, the operation and how many
+//! entries it removed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+
+use crate::registry::{CacheError, registry};
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The admin routes, requiring `token` as a bearer token. An empty token
+/// refuses every request.
+pub fn router(token: impl Into<String>) -> Router {
+    let token: Arc<str> = token.into().into();
+    Router::new()
+        .route("/{service}/cache/{op}", any(handle))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(token)
+}
+
+/// The admin routes with the token from configuration (`[admin] token`, or
+/// `CACHE_ADMIN__TOKEN`).
+pub fn router_from_config() -> Router {
+    router(
+        crate::config::current()
+            .admin
+            .token
+            .clone()
+            .unwrap_or_default(),
+    )
+}
+
+/// Serves the admin routes on `addr` until the task is dropped.
+pub async fn serve(addr: SocketAddr, token: impl Into<String>) -> std::io::Result<()> {
+    serve_on(tokio::net::TcpListener::bind(addr).await?, token).await
+}
+
+/// Serves the admin routes on a bound listener until the task is dropped.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    token: impl Into<String>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(token).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    !token.is_empty() && same(given.trim().as_bytes(), token.as_bytes())
+}
+
+fn status_of(e: &CacheError) -> StatusCode {
+    match e {
+        CacheError::UnknownService(_)
+        | CacheError::UnknownPath(_)
+        | CacheError::UnknownCache(_) => StatusCode::NOT_FOUND,
+        CacheError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn handle(
+    State(token): State<Arc<str>>,
+    Path((service, op)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    if !authorized(&headers, &token) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let wants = match op.as_str() {
+        "clear" | "delete" | "revoke" => Method::POST,
+        "stats" | "keys" => Method::GET,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no operation {op:?}; use clear, delete, revoke (POST) or stats, keys (GET)"
+                ),
+            );
+        }
+    };
+    if method != wants {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{op} takes {wants}, not {method}"),
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_str(wants.as_str()).expect("a method name is a header value"),
+        );
+        return r;
+    }
+    let caller = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "http".to_string(), |c| format!("http:{}", c.0));
+    let body = if wants == Method::GET {
+        match query_body(req.uri()) {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    } else {
+        let bytes: Bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body: {e}")),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    return error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}"));
+                }
+            }
+        }
+    };
+    let path = format!("{service}/cache/{op}");
+    match registry().request_as(&caller, &path, body).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error(status_of(&e), e),
+    }
+}
+
+/// The query string as a JSON object; `limit` as a number.
+#[allow(clippy::result_large_err)]
+fn query_body(uri: &axum::http::Uri) -> Result<Value, Response> {
+    let Query(q) = Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("query string: {e}")))?;
+    let mut obj = serde_json::Map::new();
+    for (k, v) in q {
+        let value = if k == "limit" {
+            match v.parse::<u64>() {
+                Ok(n) => json!(n),
+                Err(_) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit {v:?} is not a whole number"),
+                    ));
+                }
+            }
+        } else {
+            json!(v)
+        };
+        obj.insert(k, value);
+    }
+    Ok(Value::Object(obj))
+}

@@ -1,0 +1,233 @@
+//! The admin API over real HTTP on loopback: auth, every route, bad input
+//! as JSON errors with 4xx statuses, audit lines, and nesting.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use cache_core::{cache_service, cached};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "s3cret-token";
+
+#[derive(Clone)]
+struct Shop;
+
+#[cache_service(name = "shop")]
+impl Shop {
+    #[cached]
+    fn product(&self, id: u64) -> String {
+        format!("product {id}")
+    }
+}
+
+/// One request on a fresh connection; returns the status and the JSON body.
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let payload = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let json = serde_json::from_str(payload).unwrap_or_else(|_| json!({ "raw": payload }));
+    (status, json)
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn start(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_over_http() {
+    let audit = Captured::default();
+    let w = audit.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish(),
+    )
+    .unwrap();
+
+    for id in 1..=5 {
+        Shop.product(id);
+    }
+    let addr = start(cache_core::http::router(TOKEN)).await;
+
+    // Auth.
+    let (st, body) = call(addr, "GET", "/shop/cache/stats", None, None).await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("bearer token"));
+    let (st, _) = call(addr, "GET", "/shop/cache/stats", Some("wrong"), None).await;
+    assert_eq!(st, 401);
+    let (st, _) = call(
+        addr,
+        "POST",
+        "/shop/cache/clear",
+        Some("s3cret-tokeN"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 401);
+
+    // Reads.
+    let (st, body) = call(addr, "GET", "/shop/cache/stats", Some(TOKEN), None).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["actions"]["product"]["entries"], 5);
+    let (st, body) = call(
+        addr,
+        "GET",
+        "/shop/cache/keys?pattern=product:%5B1-2%5D&limit=10",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["keys"], json!(["product:1", "product:2"]));
+
+    // Mutations.
+    let (st, body) = call(
+        addr,
+        "POST",
+        "/shop/cache/delete",
+        Some(TOKEN),
+        Some(r#"{"key":"product:1"}"#),
+    )
+    .await;
+    assert_eq!((st, body["deleted"].clone()), (200, json!(1)));
+    let (st, body) = call(
+        addr,
+        "POST",
+        "/shop/cache/revoke",
+        Some(TOKEN),
+        Some(r#"{"pattern":"product:[23]"}"#),
+    )
+    .await;
+    assert_eq!((st, body["revoked"].clone()), (200, json!(2)));
+
+    // Bad input: JSON errors with 4xx statuses, and nothing removed.
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        (
+            "POST",
+            "/shop/cache/revoke",
+            Some("{not json"),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/shop/cache/delete",
+            Some("{}"),
+            400,
+            "missing field `key`",
+        ),
+        (
+            "POST",
+            "/shop/cache/revoke",
+            Some(r#"{"pattern":"a[b"}"#),
+            400,
+            "unclosed",
+        ),
+        ("POST", "/nosuch/cache/clear", None, 404, "no service named"),
+        ("POST", "/shop/cache/explode", None, 404, "no operation"),
+        ("GET", "/shop/cache/clear", None, 405, "takes POST"),
+        ("POST", "/shop/cache/stats", None, 405, "takes GET"),
+        (
+            "GET",
+            "/shop/cache/keys?limit=lots",
+            None,
+            400,
+            "not a whole number",
+        ),
+        (
+            "GET",
+            "/shop/cache/keys?colour=red",
+            None,
+            400,
+            "unknown field",
+        ),
+    ];
+    for (m, p, b, want, text) in cases {
+        let (st, body) = call(addr, m, p, Some(TOKEN), *b).await;
+        assert_eq!(st, *want, "{m} {p}: {body}");
+        let msg = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{m} {p}: no JSON error: {body}"));
+        assert!(msg.contains(text), "{m} {p}: {msg}");
+    }
+    let long = format!(r#"{{"pattern":"{}"}}"#, "x".repeat(5000));
+    let (st, body) = call(addr, "POST", "/shop/cache/revoke", Some(TOKEN), Some(&long)).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit"));
+    let (_, body) = call(addr, "GET", "/shop/cache/keys", Some(TOKEN), None).await;
+    assert_eq!(
+        body["keys"],
+        json!(["product:4", "product:5"]),
+        "bad requests removed nothing"
+    );
+
+    // The audit log names the caller, the operation and what was removed.
+    let log = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cache revoke on shop"))
+        .unwrap_or_else(|| panic!("no audit line in:\n{log}"));
+    assert!(line.contains("by http:127.0.0.1:"), "{line}");
+    assert!(line.contains("2 removed"), "{line}");
+    assert!(log.contains("cache delete on shop"), "{log}");
+
+    // Nested into an application's own router.
+    let app = axum::Router::new().nest("/admin", cache_core::http::router(TOKEN));
+    let addr2 = start(app).await;
+    let (st, body) = call(addr2, "POST", "/admin/shop/cache/clear", Some(TOKEN), None).await;
+    assert_eq!((st, body["cleared"].clone()), (200, json!(2)));
+    assert!(
+        String::from_utf8(audit.0.lock().unwrap().clone())
+            .unwrap()
+            .contains("cache clear on shop")
+    );
+
+    // No token configured: every request is refused.
+    let addr3 = start(cache_core::http::router("")).await;
+    let (st, _) = call(addr3, "GET", "/shop/cache/stats", Some(""), None).await;
+    assert_eq!(st, 401);
+}
