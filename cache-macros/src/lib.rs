@@ -17,6 +17,10 @@ use proc_macro::TokenStream;
 /// arguments. See the `cache-core` crate documentation for the options.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    // Left inert by a `#[cache_service]` that reported an error.
+    if attr.to_string() == "__consumed" {
+        return item;
+    }
     let item = syn::parse_macro_input!(item as syn::ItemFn);
     let args = match syn::parse::Parser::parse(args::CachedArgs::parser(), attr) {
         Ok(a) => a,
@@ -46,8 +50,11 @@ pub fn cache_service(attr: TokenStream, item: TokenStream) -> TokenStream {
         .and_then(|args| service::expand(args, item.clone()));
     match result {
         Ok(ts) => ts.into(),
+        // Keep the impl, without the attributes that would now complain
+        // that they are outside a service.
         Err(e) => {
             let err = e.to_compile_error();
+            let item = service::strip_roles(item);
             quote::quote!(#err #item).into()
         }
     }

@@ -85,6 +85,14 @@ struct EvictArgs {
     span: Option<Span>,
 }
 
+/// A cached action that `#[cache_put]` can store into.
+struct Target {
+    method: Ident,
+    /// Its key arguments.
+    params: Vec<(Ident, Type)>,
+    ret: Type,
+}
+
 struct PutArgs {
     action: Ident,
     span: Span,
@@ -147,7 +155,7 @@ fn lit_list(meta: &ParseNestedMeta, what: &str) -> syn::Result<Vec<LitStr>> {
 
 fn parse_evict(attr: &Attribute) -> syn::Result<EvictArgs> {
     let mut a = EvictArgs {
-        span: Some(attr.span()),
+        span: Some(attr.path().span()),
         ..Default::default()
     };
     let Meta::List(list) = &attr.meta else {
@@ -180,7 +188,7 @@ fn parse_evict(attr: &Attribute) -> syn::Result<EvictArgs> {
     })?;
     if a.keys.is_empty() && a.patterns.is_empty() && a.tags.is_empty() && !a.all {
         return Err(syn::Error::new(
-            attr.span(),
+            attr.path().span(),
             "#[cache_evict] evicts nothing: give `keys = [...]`, `patterns = [...]`, `tags = [...]` or `all`",
         ));
     }
@@ -199,8 +207,8 @@ fn parse_put(attr: &Attribute) -> syn::Result<PutArgs> {
     };
     let action: Ident = syn::parse2(list.tokens.clone()).map_err(|_| err())?;
     Ok(PutArgs {
+        span: action.span(),
         action,
-        span: attr.span(),
     })
 }
 
@@ -243,7 +251,7 @@ fn role_of(m: &mut ImplItemFn) -> syn::Result<Option<Role>> {
         if let Some(r) = found {
             if role.is_some() {
                 return Err(syn::Error::new(
-                    attr.span(),
+                    attr.path().span(),
                     "a method takes one of #[cached], #[action(cache(...))], #[cache_evict] and #[cache_put]",
                 ));
             }
@@ -253,6 +261,23 @@ fn role_of(m: &mut ImplItemFn) -> syn::Result<Option<Role>> {
     markers.extend(keep);
     m.attrs = markers;
     Ok(role)
+}
+
+/// The impl with every cache attribute of its methods made inert.
+pub fn strip_roles(mut item: ItemImpl) -> ItemImpl {
+    for it in item.items.iter_mut() {
+        if let ImplItem::Fn(m) = it {
+            for a in m.attrs.iter_mut() {
+                if matches!(
+                    last_ident(a).as_deref(),
+                    Some("cached" | "action" | "cache_evict" | "cache_put")
+                ) {
+                    *a = marker(a);
+                }
+            }
+        }
+    }
+    item
 }
 
 fn as_item_fn(m: &ImplItemFn) -> ItemFn {
@@ -309,7 +334,7 @@ pub fn expand(args: ServiceArgs, mut item: ItemImpl) -> syn::Result<TokenStream>
 
     // First pass: each method's role; the cached actions by name.
     let mut roles = Vec::new();
-    let mut actions: BTreeMap<String, (Ident, Vec<(Ident, Type)>)> = BTreeMap::new();
+    let mut actions: BTreeMap<String, Target> = BTreeMap::new();
     for it in item.items.iter_mut() {
         let ImplItem::Fn(m) = it else {
             roles.push(None);
@@ -321,7 +346,18 @@ pub fn expand(args: ServiceArgs, mut item: ItemImpl) -> syn::Result<TokenStream>
             let f = as_item_fn(m);
             let action = expand::action_name(&cargs, &m.sig.ident);
             let params = expand::key_params(&cargs, &f)?;
-            actions.insert(action, (m.sig.ident.clone(), params));
+            let ret = match &m.sig.output {
+                syn::ReturnType::Type(_, t) => (**t).clone(),
+                syn::ReturnType::Default => syn::parse_quote!(()),
+            };
+            actions.insert(
+                action,
+                Target {
+                    method: m.sig.ident.clone(),
+                    params,
+                    ret,
+                },
+            );
         }
         roles.push(role);
     }
@@ -350,7 +386,7 @@ pub fn expand(args: ServiceArgs, mut item: ItemImpl) -> syn::Result<TokenStream>
                 extra.push(inner);
             }
             Role::Put(p) => {
-                let Some((target, params)) = actions.get(&p.action.to_string()) else {
+                let Some(target) = actions.get(&p.action.to_string()) else {
                     let known: Vec<&str> = actions.keys().map(String::as_str).collect();
                     return Err(syn::Error::new(
                         p.action.span(),
@@ -365,7 +401,7 @@ pub fn expand(args: ServiceArgs, mut item: ItemImpl) -> syn::Result<TokenStream>
                         ),
                     ));
                 };
-                let (wrapper, inner) = wrap_put(m, &p, target, params)?;
+                let (wrapper, inner) = wrap_put(m, &p, target)?;
                 *m = wrapper;
                 extra.push(inner);
             }
@@ -463,8 +499,9 @@ fn render(
     names: &[String],
     idents: &[Ident],
     escape: bool,
+    what: &str,
 ) -> syn::Result<TokenStream> {
-    let segs = template::parse(lit, names, "template")?;
+    let segs = template::parse(lit, names, what)?;
     let steps = segs.iter().map(|s| match s {
         Segment::Text(t) => quote!(__out.push_str(#t);),
         Segment::Arg(i) | Segment::SepArg(i) => {
@@ -501,17 +538,17 @@ fn wrap_evict(
     let keys = e
         .keys
         .iter()
-        .map(|l| render(l, &names, &idents, false))
+        .map(|l| render(l, &names, &idents, false, "key"))
         .collect::<syn::Result<Vec<_>>>()?;
     let patterns = e
         .patterns
         .iter()
-        .map(|l| render(l, &names, &idents, true))
+        .map(|l| render(l, &names, &idents, true, "pattern"))
         .collect::<syn::Result<Vec<_>>>()?;
     let tags = e
         .tags
         .iter()
-        .map(|l| render(l, &names, &idents, false))
+        .map(|l| render(l, &names, &idents, false, "tag"))
         .collect::<syn::Result<Vec<_>>>()?;
     let all = e.all;
     let span = e.span.unwrap_or_else(Span::call_site);
@@ -545,12 +582,8 @@ fn wrap_evict(
     Ok((wrapper, inner))
 }
 
-fn wrap_put(
-    m: &ImplItemFn,
-    p: &PutArgs,
-    target: &Ident,
-    params: &[(Ident, Type)],
-) -> syn::Result<(ImplItemFn, ImplItemFn)> {
+fn wrap_put(m: &ImplItemFn, p: &PutArgs, t: &Target) -> syn::Result<(ImplItemFn, ImplItemFn)> {
+    let (target, params, ret) = (&t.method, &t.params, &t.ret);
     let (mut wrapper, inner, call) = split(m, "put")?;
     let idents = arg_idents(m)?;
     let mut pass = Vec::new();
@@ -574,7 +607,9 @@ fn wrap_put(
     let ok = succeeded();
     let store = quote_spanned! {p.span=>
         if #ok {
-            Self::#companion().__put(__key, ::std::clone::Clone::clone(&__r));
+            // The result must have the type the action caches.
+            let __value: #ret = __r.clone();
+            Self::#companion().__put(__key, __value);
         }
     };
     let body = quote!({
