@@ -30,6 +30,7 @@
 //! - [`config`]: layered configuration from files and `CACHE_*` variables.
 //! - [`namespace`]: tenants and quotas.
 //! - `http` (feature `http`): the admin API as an axum router.
+//! - `redis`, `seal` (feature `redis`): the Redis store, tiering, sealing.
 //! - [`store`], [`codec`]: byte stores for values that leave the process.
 //! - [`clock`]: the system clock and a manual one for tests.
 
@@ -48,7 +49,11 @@ pub mod http;
 pub mod key;
 pub mod namespace;
 pub mod pattern;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod registry;
+#[cfg(feature = "redis")]
+pub mod seal;
 pub mod stats;
 pub mod store;
 

@@ -1,0 +1,606 @@
+//! The Redis store (feature `redis`): values in Redis, invalidations across
+//! nodes on a pub/sub channel, and a circuit breaker so that a Redis outage
+//! never fails a call.
+//!
+//! Keys are `prefix:service:tenant:action:key` (`_` for no service or
+//! tenant); the action segment keeps two actions with custom key templates
+//! apart. With `hash_keys`, the key text becomes a blake3 digest, so raw
+//! argument values never reach the server; patterns then select whole
+//! actions only. Values use the crate's codec (format version, type
+//! fingerprint, postcard), optionally compressed and encrypted ([`Sealer`]).
+//!
+//! Every operation has a deadline (50 ms by default). After `breaker_after`
+//! consecutive failures the breaker opens: operations are skipped (a miss, or
+//! nothing stored) until `breaker_cooldown` has passed, when one probe goes
+//! through; its success closes the breaker. Errors are counted and logged at
+//! most once per `log_every`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, PushInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::CodecError;
+use crate::pattern::Pattern;
+use crate::seal::Sealer;
+use crate::store::{BoxFuture, Store, StoreError};
+
+/// How to reach and use Redis; the `[redis]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port[/db]` (RESP3 is added).
+    pub url: String,
+    /// The first segment of every key.
+    pub prefix: String,
+    /// Deadline of one operation, in milliseconds.
+    pub timeout_ms: u64,
+    /// Store a digest of each key instead of its text.
+    pub hash_keys: bool,
+    /// Compress values larger than this many bytes.
+    pub compress_above: Option<usize>,
+    /// 64 hex digits: encrypt values with XChaCha20-Poly1305.
+    pub encryption_key: Option<String>,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_after: u32,
+    /// How long the breaker stays open before a probe, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// At most one error log line per this many milliseconds.
+    pub log_every_ms: u64,
+    /// Keys per SCAN step when revoking.
+    pub scan_count: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "cache".into(),
+            timeout_ms: 50,
+            hash_keys: false,
+            compress_above: None,
+            encryption_key: None,
+            breaker_after: 5,
+            breaker_cooldown_ms: 1000,
+            log_every_ms: 10_000,
+            scan_count: 500,
+        }
+    }
+}
+
+/// Counters of one store's traffic and trouble.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RemoteStats {
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+    /// Operations that failed or timed out.
+    pub errors: u64,
+    /// Operations skipped while the breaker was open.
+    pub skipped: u64,
+    /// Values that did not open or decode (counted as misses too).
+    pub undecodable: u64,
+    /// Invalidations received from other nodes.
+    pub invalidations_received: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    skipped: AtomicU64,
+    undecodable: AtomicU64,
+    received: AtomicU64,
+}
+
+/// The circuit breaker.
+struct Breaker {
+    after: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    /// Nanoseconds since `origin` when the breaker may probe; 0 = closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+    origin: Instant,
+}
+
+impl Breaker {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Whether an operation may go to Redis now.
+    fn allow(&self) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        // Open: after the cooldown, one caller probes.
+        self.now() >= until
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("redis is reachable again; the circuit breaker closed");
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn failure(&self) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.after || self.probing.load(Ordering::Acquire) {
+            let until = self.now() + self.cooldown.as_nanos() as u64;
+            self.open_until.store(until.max(1), Ordering::Release);
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Acquire) != 0
+    }
+}
+
+/// The runtime that owns every Redis connection: it outlives any caller's
+/// runtime, and sync code can reach it from anywhere.
+pub(crate) fn bridge() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cache-redis")
+            .enable_all()
+            .build()
+            .expect("the Redis runtime starts")
+    })
+}
+
+/// Runs `fut` on the bridge runtime and waits for it, from sync code, at
+/// most `deadline`.
+pub(crate) fn block_on_bridge<T: Send + 'static>(
+    deadline: Duration,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    bridge().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv_timeout(deadline).ok()
+}
+
+/// A message on the invalidation channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Invalidation {
+    /// The node that sent it, so it ignores its own.
+    pub node: u64,
+    /// `service/action` of the cache.
+    pub cache: String,
+    /// `key`, `pattern` or `clear`.
+    pub op: String,
+    /// The key text or pattern.
+    pub arg: String,
+    /// The tenant's name, if scoped.
+    pub tenant: Option<String>,
+}
+
+type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
+
+/// A Redis-backed [`Store`].
+pub struct RedisStore {
+    conn: ConnectionManager,
+    opts: RedisOptions,
+    sealer: Sealer,
+    breaker: Breaker,
+    counters: Counters,
+    last_log: AtomicU64,
+    node: u64,
+    handlers: Arc<RwLock<Vec<Handler>>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.opts.prefix)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+fn channel(prefix: &str) -> String {
+    format!("{prefix}:invalidate")
+}
+
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}/?protocol=resp3").replace("//?", "/?")
+    }
+}
+
+impl RedisStore {
+    /// A store for `opts`. It connects lazily, so Redis may be down now; it
+    /// subscribes to the invalidation channel, and keeps resubscribing.
+    pub fn connect(opts: RedisOptions) -> Result<Arc<RedisStore>, StoreError> {
+        let bad = |m: String| StoreError::Unavailable(m);
+        let sealer = Sealer::default().compress_above(opts.compress_above);
+        let sealer = match &opts.encryption_key {
+            Some(k) => sealer.encryption_key_hex(k).map_err(bad)?,
+            None => sealer,
+        };
+        let client = redis::Client::open(with_resp3(&opts.url))
+            .map_err(|e| bad(format!("invalid redis url {:?}: {e}", opts.url)))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
+        let timeout = Duration::from_millis(opts.timeout_ms.max(1));
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(tx)
+            .set_automatic_resubscription()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = {
+            let _enter = bridge().enter();
+            ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| bad(format!("redis: {e}")))?
+        };
+        let store = Arc::new(RedisStore {
+            conn,
+            breaker: Breaker {
+                after: opts.breaker_after.max(1),
+                cooldown: Duration::from_millis(opts.breaker_cooldown_ms),
+                failures: AtomicU32::new(0),
+                open_until: AtomicU64::new(0),
+                probing: AtomicBool::new(false),
+                origin: Instant::now(),
+            },
+            sealer,
+            counters: Counters::default(),
+            last_log: AtomicU64::new(0),
+            node: crate::key::digest(&(
+                std::process::id(),
+                Instant::now().elapsed().as_nanos(),
+                &opts.prefix,
+                rand_seed(),
+            )),
+            handlers: Arc::default(),
+            opts,
+        });
+        // Deliver invalidations from other nodes to the handlers.
+        let weak = Arc::downgrade(&store);
+        bridge().spawn(async move {
+            while let Some(push) = rx.recv().await {
+                let Some(store) = weak.upgrade() else { break };
+                store.on_push(push);
+            }
+        });
+        // Subscribe, retrying while Redis is unreachable; the manager then
+        // resubscribes by itself after each reconnect.
+        let weak = Arc::downgrade(&store);
+        bridge().spawn(async move {
+            loop {
+                let Some(store) = weak.upgrade() else { break };
+                let mut c = store.conn.clone();
+                let ch = channel(&store.opts.prefix);
+                drop(store);
+                match c.subscribe(&ch).await {
+                    Ok(()) => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    /// The options the store runs with.
+    pub fn options(&self) -> &RedisOptions {
+        &self.opts
+    }
+
+    /// This node's id on the invalidation channel.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> RemoteStats {
+        let c = &self.counters;
+        RemoteStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            undecodable: c.undecodable.load(Ordering::Relaxed),
+            invalidations_received: c.received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the circuit breaker is open (Redis is being skipped).
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// The Redis key of `key` in namespace `ns` (`service:tenant:action`).
+    pub fn remote_key(&self, ns: &str, key: &str) -> String {
+        if self.opts.hash_keys {
+            format!(
+                "{}:{ns}:#{}",
+                self.opts.prefix,
+                blake3::hash(key.as_bytes()).to_hex()
+            )
+        } else {
+            format!("{}:{ns}:{key}", self.opts.prefix)
+        }
+    }
+
+    /// The SCAN pattern for `pattern` in `ns`: the fixed part escaped.
+    fn remote_pattern(&self, ns: &str, pattern: &Pattern) -> Result<String, StoreError> {
+        let mut base = String::new();
+        crate::__private::push_glob_escaped(&mut base, &format!("{}:{ns}:", self.opts.prefix));
+        if self.opts.hash_keys {
+            return match pattern.as_str() {
+                "*" => Ok(base + "*"),
+                _ => match pattern.literal() {
+                    Some(k) => {
+                        let mut p = base;
+                        crate::__private::push_glob_escaped(
+                            &mut p,
+                            &format!("#{}", blake3::hash(k.as_bytes()).to_hex()),
+                        );
+                        Ok(p)
+                    }
+                    None => Err(StoreError::Unavailable(format!(
+                        "with hash_keys, Redis holds digests: pattern {pattern} can only be `*` or an exact key"
+                    ))),
+                },
+            };
+        }
+        Ok(base + pattern.as_str())
+    }
+
+    fn log(&self, what: &str, e: &dyn std::fmt::Display) {
+        let now = self.breaker.now() / 1_000_000;
+        let last = self.last_log.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= self.opts.log_every_ms)
+            && self
+                .last_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                "redis {what} failed: {e} ({} errors so far; calls compute values meanwhile)",
+                self.counters.errors.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    /// Runs one operation under the breaker and the deadline.
+    async fn guarded<T>(
+        &self,
+        what: &str,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        if !self.breaker.allow() {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable("circuit breaker open".into()));
+        }
+        let deadline = Duration::from_millis(self.opts.timeout_ms.max(1));
+        let r = match tokio::time::timeout(deadline, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Timeout(deadline)),
+        };
+        match &r {
+            Ok(_) => self.breaker.success(),
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failure();
+                self.log(what, e);
+            }
+        }
+        r
+    }
+
+    /// Calls `f` for every invalidation another node publishes.
+    pub(crate) fn on_invalidation(&self, f: impl Fn(&Invalidation) + Send + Sync + 'static) {
+        self.handlers.write().push(Arc::new(f));
+    }
+
+    /// Publishes an invalidation for the other nodes.
+    pub(crate) async fn publish(&self, mut msg: Invalidation) -> Result<(), StoreError> {
+        msg.node = self.node;
+        let payload = serde_json::to_string(&msg).expect("serializes");
+        let mut c = self.conn.clone();
+        let ch = channel(&self.opts.prefix);
+        self.guarded("publish", async move {
+            c.publish::<_, _, ()>(ch, payload).await
+        })
+        .await
+    }
+
+    fn on_push(&self, push: PushInfo) {
+        if push.kind != redis::PushKind::Message {
+            return;
+        }
+        // data: [channel, payload]
+        let Some(redis::Value::BulkString(bytes)) = push.data.get(1) else {
+            return;
+        };
+        let Ok(msg) = serde_json::from_slice::<Invalidation>(bytes) else {
+            tracing::warn!("ignoring a malformed invalidation message");
+            return;
+        };
+        if msg.node == self.node {
+            return;
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let handlers = self.handlers.read().clone();
+        for h in handlers {
+            h(&msg);
+        }
+    }
+
+    /// Reads and opens the value at `key` of `ns`; an undecodable one is a
+    /// counted miss, and is deleted.
+    pub async fn get_bytes(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rk = self.remote_key(ns, key);
+        let mut c = self.conn.clone();
+        let k = rk.clone();
+        let raw: Option<Vec<u8>> = self.guarded("GET", async move { c.get(k).await }).await?;
+        let Some(raw) = raw else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        match self.sealer.open(&raw, rk.as_bytes()) {
+            Ok(v) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(v))
+            }
+            Err(e) => {
+                self.undecodable(&rk, &e);
+                let mut c = self.conn.clone();
+                let _ = self
+                    .guarded("UNLINK", async move { c.unlink::<_, ()>(rk).await })
+                    .await;
+                Ok(None)
+            }
+        }
+    }
+
+    pub(crate) fn undecodable(&self, rk: &str, e: &CodecError) {
+        self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            key = rk,
+            "dropping a value from redis that does not open or decode: {e}"
+        );
+    }
+
+    async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let mut c = self.conn.clone();
+            let p = pattern.clone();
+            let count = self.opts.scan_count;
+            let (next, keys): (u64, Vec<String>) = self
+                .guarded("SCAN", async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(p)
+                        .arg("COUNT")
+                        .arg(count)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
+                let mut c = self.conn.clone();
+                let n: u64 = self
+                    .guarded("UNLINK", async move { c.unlink(keys).await })
+                    .await?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+impl Store for RedisStore {
+    fn get<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(self.get_bytes(ns, key))
+    }
+
+    fn set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let rk = self.remote_key(ns, key);
+            let sealed = self.sealer.seal(value, rk.as_bytes())?;
+            let mut c = self.conn.clone();
+            self.guarded("SET", async move {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(rk).arg(sealed);
+                if let Some(t) = ttl {
+                    cmd.arg("PX").arg((t.as_millis() as u64).max(1));
+                }
+                cmd.query_async::<()>(&mut c).await
+            })
+            .await
+        })
+    }
+
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let rk = self.remote_key(ns, key);
+            let mut c = self.conn.clone();
+            let n: u64 = self
+                .guarded("UNLINK", async move { c.unlink(rk).await })
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        ns: &'a str,
+        pattern: &'a Pattern,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let p = self.remote_pattern(ns, pattern)?;
+            self.scan_unlink(p).await
+        })
+    }
+
+    fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut p = String::new();
+            crate::__private::push_glob_escaped(&mut p, &format!("{}:{ns}:", self.opts.prefix));
+            self.scan_unlink(p + "*").await
+        })
+    }
+}
+
+/// Stores shared by every cache of the process, by options.
+pub(crate) fn shared(opts: &RedisOptions) -> Result<Arc<RedisStore>, StoreError> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<RedisStore>>>> = OnceLock::new();
+    let key = serde_json::to_string(opts).expect("serializes");
+    let mut map = STORES.get_or_init(Default::default).lock();
+    if let Some(s) = map.get(&key) {
+        return Ok(s.clone());
+    }
+    let s = RedisStore::connect(opts.clone())?;
+    map.insert(key, s.clone());
+    Ok(s)
+}
