@@ -19,6 +19,7 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::clock::Clock;
+use crate::codec::RemoteCodec;
 use crate::config::{Config, ConfigError, Defaults, Settings};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
@@ -28,6 +29,11 @@ use crate::namespace::{Quota, TenantId};
 use crate::pattern::{Pattern, PatternError};
 use crate::registry::{self, ErasedCache, KeyQuery};
 use crate::stats::{Counter, Counters, Stats};
+
+#[cfg(feature = "redis")]
+mod tier;
+#[cfg(feature = "redis")]
+use tier::RemoteOp;
 
 /// An `expires_at` that never comes.
 const NEVER: u64 = u64::MAX;
@@ -213,6 +219,11 @@ pub(crate) struct Inner<K, V> {
     key_args: &'static [&'static str],
     tenant_of: Option<fn(&K) -> TenantId>,
     quota: Option<Arc<Quota>>,
+    /// How values travel to a remote tier, when their type allows it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    codec: Option<RemoteCodec<V>>,
+    #[cfg(feature = "redis")]
+    tier: parking_lot::RwLock<Option<Arc<tier::Tier>>>,
     clock: Clock,
     counters: Counters,
     listeners: Listeners<K>,
@@ -270,6 +281,7 @@ pub struct CacheBuilder<K, V> {
     enabled: bool,
     key_args: &'static [&'static str],
     tenant_of: Option<fn(&K) -> TenantId>,
+    codec: Option<RemoteCodec<V>>,
     capacity: Option<usize>,
     ttl: Option<Duration>,
     tti: Option<Duration>,
@@ -304,6 +316,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             enabled: true,
             key_args: &[],
             tenant_of: None,
+            codec: None,
             capacity: None,
             ttl: None,
             tti: None,
@@ -345,6 +358,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     /// The names of the key's arguments, for configuration's `keys`.
     pub fn key_args(mut self, names: &'static [&'static str]) -> Self {
         self.key_args = names;
+        self
+    }
+
+    /// How values are encoded for a remote tier (`backend = "redis"` or
+    /// `"tiered"`); without one the cache stays in memory.
+    pub fn remote_codec(mut self, codec: Option<RemoteCodec<V>>) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -418,6 +438,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             tti: self.tti,
             capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
             keys: None,
+            backend: crate::config::Backend::Memory,
         };
         let quota = self
             .service
@@ -439,6 +460,9 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             key_args: self.key_args,
             tenant_of: self.tenant_of,
             quota,
+            codec: self.codec,
+            #[cfg(feature = "redis")]
+            tier: parking_lot::RwLock::new(None),
             clock: self.clock,
             counters: Counters::default(),
             listeners: Listeners::default(),
@@ -664,6 +688,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
+        #[cfg(feature = "redis")]
+        if !self.keeps_l1() {
+            return;
+        }
         if let Some(q) = &self.quota {
             // Count new entries of the namespace; at its quota, do not store.
             let t = self.tenant_of.map_or(TenantId::NONE, |f| f(&key));
@@ -877,13 +905,88 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         out
     }
 
+    /// Removes entries by pattern here, and in L2 and the other nodes' L1s.
+    fn revoke_everywhere(&self, pattern: &Pattern, scope: Option<TenantId>) -> usize {
+        let n = self.revoke(pattern, scope);
+        #[cfg(feature = "redis")]
+        self.propagate(RemoteOp::Pattern(pattern.clone()), scope);
+        n
+    }
+
+    /// Removes an entry by its key text here and everywhere.
+    fn invalidate_key_everywhere(&self, key: &str, scope: Option<TenantId>) -> usize {
+        let n = self.invalidate_key_str(key, scope);
+        #[cfg(feature = "redis")]
+        {
+            let mut p = String::new();
+            crate::__private::push_glob_escaped(&mut p, key);
+            if let Ok(p) = Pattern::new(&p) {
+                self.propagate(RemoteOp::Pattern(p), scope);
+            }
+        }
+        n
+    }
+
+    /// Clears here and everywhere.
+    fn clear_everywhere(&self, scope: Option<TenantId>) -> usize {
+        let n = self.clear(scope);
+        #[cfg(feature = "redis")]
+        self.propagate(RemoteOp::Clear, scope);
+        n
+    }
+
+    /// Removes a tag's entries here, and those keys everywhere.
+    fn invalidate_tag_everywhere(&self, tag: &str, scope: Option<TenantId>) -> usize {
+        #[cfg(feature = "redis")]
+        let keys: Vec<(String, TenantId)> = match self.tier() {
+            Some(_) => self
+                .tag_index
+                .lock()
+                .get(tag)
+                .map(|set| {
+                    set.iter()
+                        .filter(|k| self.in_scope(k, scope))
+                        .map(|k| (render_with(k, self.render), self.tenant(k)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let n = self.invalidate_tag(tag, scope);
+        #[cfg(feature = "redis")]
+        for (k, t) in keys {
+            let mut p = String::new();
+            crate::__private::push_glob_escaped(&mut p, &k);
+            if let Ok(p) = Pattern::new(&p) {
+                self.propagate(RemoteOp::Pattern(p), Some(t));
+            }
+        }
+        n
+    }
+
     /// Layers `cfg` over the code's settings and applies the result.
     fn apply(&self, cfg: &Config) -> Result<(), ConfigError> {
         let settings = cfg.resolve(self.service.as_deref(), &self.name, &self.defaults);
         if let (Some(q), Some(svc)) = (&self.quota, &self.service) {
             q.set_limit(cfg.quota(svc));
         }
-        self.apply_settings(&settings)
+        self.check_backend(&settings)?;
+        self.apply_settings(&settings)?;
+        #[cfg(feature = "redis")]
+        self.set_backend(settings.backend, cfg)?;
+        Ok(())
+    }
+
+    /// Refuses a remote backend in a build without the `redis` feature.
+    fn check_backend(&self, s: &Settings) -> Result<(), ConfigError> {
+        if cfg!(feature = "redis") || s.backend == crate::config::Backend::Memory {
+            return Ok(());
+        }
+        Err(ConfigError::Mismatch(format!(
+            "{}: backend {:?} needs cache-core's `redis` feature",
+            self.ident(),
+            s.backend
+        )))
     }
 
     /// Applies settings. An error changes nothing. Turning caching off, or
@@ -1029,8 +1132,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         })
     }
 
-    /// Stores `value` under `key` with the cache's TTL.
+    /// Stores `value` under `key` with the cache's TTL (in L2 too, when
+    /// the cache has a remote tier).
     pub fn insert(&self, key: K, value: V) {
+        #[cfg(feature = "redis")]
+        self.inner.remote_set_sync(&key, &value);
         self.inner.store(key, value, self.inner.ttl_ms())
     }
 
@@ -1071,9 +1177,19 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     }
                 }
                 Turn::Lead(lead) => {
+                    #[cfg(feature = "redis")]
+                    if let Some(v) = inner.remote_get_sync(&key) {
+                        inner.store(key, v.clone(), inner.ttl_ms());
+                        lead.land(&v);
+                        return v;
+                    }
                     let started = Instant::now();
                     let v = init();
                     let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    if store && inner.enabled.load(Ordering::Relaxed) {
+                        inner.remote_set_sync(&key, &v);
+                    }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
                     return v;
@@ -1102,9 +1218,19 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     }
                 }
                 Turn::Lead(lead) => {
+                    #[cfg(feature = "redis")]
+                    if let Some(v) = inner.remote_get_sync(&key) {
+                        inner.store(key, v.clone(), inner.ttl_ms());
+                        lead.land(&v);
+                        return Ok(v);
+                    }
                     let started = Instant::now();
                     let v = init()?;
                     let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    if store && inner.enabled.load(Ordering::Relaxed) {
+                        inner.remote_set_sync(&key, &v);
+                    }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
                     return Ok(v);
@@ -1140,9 +1266,19 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     }
                 }
                 Turn::Lead(lead) => {
+                    #[cfg(feature = "redis")]
+                    if let Some(v) = inner.remote_get(&key).await {
+                        inner.store(key, v.clone(), inner.ttl_ms());
+                        lead.land(&v);
+                        return v;
+                    }
                     let started = Instant::now();
                     let v = init.await;
                     let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    if store && inner.enabled.load(Ordering::Relaxed) {
+                        inner.remote_set(&key, &v).await;
+                    }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
                     return v;
@@ -1169,9 +1305,19 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     }
                 }
                 Turn::Lead(lead) => {
+                    #[cfg(feature = "redis")]
+                    if let Some(v) = inner.remote_get(&key).await {
+                        inner.store(key, v.clone(), inner.ttl_ms());
+                        lead.land(&v);
+                        return Ok(v);
+                    }
                     let started = Instant::now();
                     let v = init.await?;
                     let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    if store && inner.enabled.load(Ordering::Relaxed) {
+                        inner.remote_set(&key, &v).await;
+                    }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
                     return Ok(v);
@@ -1218,32 +1364,43 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Removes the entry for `key`; true if there was one.
     pub fn invalidate(&self, key: &K) -> bool {
-        self.inner.invalidate(key)
+        let removed = self.inner.invalidate(key);
+        #[cfg(feature = "redis")]
+        if self.inner.tier().is_some() {
+            let text = render_with(key, self.inner.render);
+            let mut p = String::new();
+            crate::__private::push_glob_escaped(&mut p, &text);
+            if let Ok(p) = Pattern::new(&p) {
+                self.inner
+                    .propagate(RemoteOp::Pattern(p), Some(self.inner.tenant(key)));
+            }
+        }
+        removed
     }
 
     /// Removes the entry whose key text is `key` (such as `get_user:123`).
     pub fn invalidate_key_str(&self, key: &str) -> bool {
-        self.inner.invalidate_key_str(key, None) > 0
+        self.inner.invalidate_key_everywhere(key, None) > 0
     }
 
     /// Removes the entries whose key text matches `pattern`; returns how many.
     pub fn revoke(&self, pattern: &Pattern) -> usize {
-        self.inner.revoke(pattern, None)
+        self.inner.revoke_everywhere(pattern, None)
     }
 
     /// Parses `pattern` and revokes what it matches.
     pub fn revoke_str(&self, pattern: &str) -> Result<usize, PatternError> {
-        Ok(self.inner.revoke(&Pattern::new(pattern)?, None))
+        Ok(self.inner.revoke_everywhere(&Pattern::new(pattern)?, None))
     }
 
     /// Removes the entries stored with `tag`; returns how many.
     pub fn invalidate_tag(&self, tag: &str) -> usize {
-        self.inner.invalidate_tag(tag, None)
+        self.inner.invalidate_tag_everywhere(tag, None)
     }
 
     /// Removes every entry; returns how many there were.
     pub fn clear(&self) -> usize {
-        self.inner.clear(None)
+        self.inner.clear_everywhere(None)
     }
 
     /// The first `limit` live keys as text, in sorted order, matching
@@ -1292,7 +1449,58 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     .map(|(_, a)| a.to_string())
                     .collect()
             }),
+            backend: self.backend(),
         }
+    }
+
+    /// Puts this cache in front of `store`: `Tiered` keeps values here and
+    /// in Redis, `Redis` only there, `Memory` detaches it. Invalidations that
+    /// other nodes publish on `store` reach this cache. Configuration does
+    /// this by itself for `backend = "redis" | "tiered"`; this is for caches
+    /// built by hand and for tests. A cache without a
+    /// [`CacheBuilder::remote_codec`] stays in memory.
+    #[cfg(feature = "redis")]
+    pub fn attach_remote(
+        &self,
+        store: Arc<crate::redis::RedisStore>,
+        mode: crate::config::Backend,
+    ) {
+        let weak = Arc::downgrade(&self.inner);
+        let ident = format!(
+            "{}/{}",
+            self.inner.service.as_deref().unwrap_or("_"),
+            self.inner.name
+        );
+        store.on_invalidation(move |msg| {
+            if msg.cache == ident
+                && let Some(inner) = weak.upgrade()
+            {
+                inner.apply_remote(msg);
+            }
+        });
+        let mut tier = self.inner.tier.write();
+        *tier = match mode {
+            crate::config::Backend::Memory => None,
+            m => Some(Arc::new(tier::Tier {
+                store,
+                l1: m == crate::config::Backend::Tiered,
+            })),
+        };
+        drop(tier);
+        self.inner.clear(None);
+    }
+
+    /// Where the cache's values live now.
+    pub fn backend(&self) -> crate::config::Backend {
+        #[cfg(feature = "redis")]
+        if let Some(t) = self.inner.tier() {
+            return if t.l1 {
+                crate::config::Backend::Tiered
+            } else {
+                crate::config::Backend::Redis
+            };
+        }
+        crate::config::Backend::Memory
     }
 
     /// Removes entries past their TTL or TTI now, rather than when next read.
@@ -1347,16 +1555,20 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
         self.service.as_deref()
     }
     fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize {
-        Inner::invalidate_key_str(self, key, tenant)
+        self.invalidate_key_everywhere(key, tenant)
     }
     fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> usize {
-        Inner::revoke(self, pattern, tenant)
+        self.revoke_everywhere(pattern, tenant)
     }
     fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize {
-        Inner::invalidate_tag(self, tag, tenant)
+        self.invalidate_tag_everywhere(tag, tenant)
     }
     fn clear(&self, tenant: Option<TenantId>) -> usize {
-        Inner::clear(self, tenant)
+        self.clear_everywhere(tenant)
+    }
+    #[cfg(feature = "redis")]
+    fn apply_remote(&self, msg: &crate::redis::Invalidation) {
+        Inner::apply_remote(self, msg)
     }
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String> {
         Inner::keys(self, query)
@@ -1366,6 +1578,7 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn check(&self, config: &Config) -> Result<(), ConfigError> {
         let s = config.resolve(self.service.as_deref(), &self.name, &self.defaults);
+        self.check_backend(&s)?;
         self.key_mask_for(&s).map(|_| ())
     }
     fn apply(&self, config: &Config) -> Result<(), ConfigError> {

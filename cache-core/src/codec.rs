@@ -97,3 +97,67 @@ impl Codec for Postcard {
         Ok(value)
     }
 }
+
+/// Encodes and decodes one cache's values for a remote tier.
+pub struct RemoteCodec<V> {
+    /// Encodes a value in the envelope.
+    pub encode: fn(&V) -> Result<Vec<u8>, CodecError>,
+    /// Decodes an envelope written for `V`.
+    pub decode: fn(&[u8]) -> Result<V, CodecError>,
+}
+
+impl<V> Clone for RemoteCodec<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for RemoteCodec<V> {}
+
+impl<V: Serialize + DeserializeOwned> RemoteCodec<V> {
+    /// The postcard codec for `V`.
+    pub fn postcard() -> Self {
+        RemoteCodec {
+            encode: |v| Postcard.encode(v),
+            decode: |b| Postcard.decode(b),
+        }
+    }
+}
+
+/// Finds out at the call site whether `V` can leave the process: generated
+/// code calls `(&CodecProbe::<V>::new()).remote_codec()`, which resolves to
+/// [`ViaSerde`] when `V` is serde-serializable and to [`NoSerde`] otherwise.
+#[doc(hidden)]
+pub struct CodecProbe<V>(std::marker::PhantomData<fn() -> V>);
+
+impl<V> CodecProbe<V> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        CodecProbe(std::marker::PhantomData)
+    }
+}
+impl<V> Clone for CodecProbe<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for CodecProbe<V> {}
+
+#[doc(hidden)]
+pub trait ViaSerde<V> {
+    fn remote_codec(self) -> Option<RemoteCodec<V>>;
+}
+impl<V: Serialize + DeserializeOwned> ViaSerde<V> for &CodecProbe<V> {
+    fn remote_codec(self) -> Option<RemoteCodec<V>> {
+        Some(RemoteCodec::postcard())
+    }
+}
+
+#[doc(hidden)]
+pub trait NoSerde<V> {
+    fn remote_codec(self) -> Option<RemoteCodec<V>>;
+}
+impl<V> NoSerde<V> for CodecProbe<V> {
+    fn remote_codec(self) -> Option<RemoteCodec<V>> {
+        None
+    }
+}

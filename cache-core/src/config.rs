@@ -94,6 +94,11 @@ pub enum Backend {
     /// In this process (the default).
     #[default]
     Memory,
+    /// In Redis only (feature `redis`).
+    Redis,
+    /// In this process (L1) and in Redis (L2), with invalidations broadcast
+    /// to every node (feature `redis`).
+    Tiered,
 }
 
 /// The whole configuration.
@@ -122,6 +127,9 @@ pub struct Config {
     /// The HTTP admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// How to reach Redis, for the `redis` and `tiered` backends.
+    #[cfg(feature = "redis")]
+    pub redis: Option<crate::redis::RedisOptions>,
 }
 
 /// One service's configuration.
@@ -130,6 +138,8 @@ pub struct Config {
 pub struct ServiceConfig {
     /// The service's switch.
     pub enabled: Option<bool>,
+    /// Where its actions' values live.
+    pub backend: Option<Backend>,
     /// Time to live for its actions.
     pub ttl: Option<ConfigDuration>,
     /// Time to idle for its actions.
@@ -209,6 +219,8 @@ pub struct Settings {
     pub capacity: usize,
     /// The arguments that form the key; all of the key template's when `None`.
     pub keys: Option<Vec<String>>,
+    /// Where values live.
+    pub backend: Backend,
 }
 
 impl Config {
@@ -240,6 +252,11 @@ impl Config {
                 .or(self.capacity)
                 .unwrap_or(crate::cache::DEFAULT_CAPACITY),
             keys: act.and_then(|a| a.keys.clone()),
+            backend: act
+                .and_then(|a| a.store)
+                .or(svc.and_then(|s| s.backend))
+                .or(self.backend)
+                .unwrap_or_default(),
         }
     }
 

@@ -75,6 +75,7 @@ pub use store::{MemoryStore, Store, StoreError, TypedStore};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cache::{Cache, CacheBuilder};
+    pub use crate::codec::{CodecProbe, NoSerde, ViaSerde};
     pub use crate::eviction::Eviction;
     pub use crate::key::{KeyArg, ViaHash, ViaKeyPart};
     pub use crate::namespace::{TenantId, current_tenant};

@@ -180,9 +180,9 @@ pub(crate) fn block_on_bridge<T: Send + 'static>(
     rx.recv_timeout(deadline).ok()
 }
 
-/// A message on the invalidation channel.
+/// A message on the invalidation channel, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Invalidation {
+pub struct Invalidation {
     /// The node that sent it, so it ignores its own.
     pub node: u64,
     /// `service/action` of the cache.
@@ -207,6 +207,7 @@ pub struct RedisStore {
     last_log: AtomicU64,
     node: u64,
     handlers: Arc<RwLock<Vec<Handler>>>,
+    subscribed: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -278,6 +279,7 @@ impl RedisStore {
                 rand_seed(),
             )),
             handlers: Arc::default(),
+            subscribed: AtomicBool::new(false),
             opts,
         });
         // Deliver invalidations from other nodes to the handlers.
@@ -298,7 +300,12 @@ impl RedisStore {
                 let ch = channel(&store.opts.prefix);
                 drop(store);
                 match c.subscribe(&ch).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        if let Some(s) = weak.upgrade() {
+                            s.subscribed.store(true, Ordering::Release);
+                        }
+                        break;
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
                 }
             }
@@ -329,6 +336,11 @@ impl RedisStore {
         }
     }
 
+    /// Whether the store listens on the invalidation channel yet.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
     /// Whether the circuit breaker is open (Redis is being skipped).
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
@@ -349,8 +361,18 @@ impl RedisStore {
 
     /// The SCAN pattern for `pattern` in `ns`: the fixed part escaped.
     fn remote_pattern(&self, ns: &str, pattern: &Pattern) -> Result<String, StoreError> {
+        let mut ns_glob = String::new();
+        crate::__private::push_glob_escaped(&mut ns_glob, ns);
+        self.remote_pattern_in(&ns_glob, pattern)
+    }
+
+    /// The SCAN pattern for `pattern` in the namespaces `ns_glob` matches.
+    fn remote_pattern_in(&self, ns_glob: &str, pattern: &Pattern) -> Result<String, StoreError> {
         let mut base = String::new();
-        crate::__private::push_glob_escaped(&mut base, &format!("{}:{ns}:", self.opts.prefix));
+        crate::__private::push_glob_escaped(&mut base, &self.opts.prefix);
+        base.push(':');
+        base.push_str(ns_glob);
+        base.push(':');
         if self.opts.hash_keys {
             return match pattern.as_str() {
                 "*" => Ok(base + "*"),
@@ -490,6 +512,17 @@ impl RedisStore {
         );
     }
 
+    /// Removes the keys matching `pattern` in the namespaces `ns_glob` (a
+    /// glob over `service:tenant:action`).
+    pub(crate) async fn revoke_in(
+        &self,
+        ns_glob: &str,
+        pattern: &Pattern,
+    ) -> Result<u64, StoreError> {
+        let p = self.remote_pattern_in(ns_glob, pattern)?;
+        self.scan_unlink(p).await
+    }
+
     async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
@@ -601,6 +634,7 @@ pub(crate) fn shared(opts: &RedisOptions) -> Result<Arc<RedisStore>, StoreError>
         return Ok(s.clone());
     }
     let s = RedisStore::connect(opts.clone())?;
+    s.on_invalidation(|msg| crate::registry::registry().deliver(msg));
     map.insert(key, s.clone());
     Ok(s)
 }

@@ -79,6 +79,9 @@ pub trait ErasedCache: Send + Sync {
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
     /// The cache's counters.
     fn stats(&self) -> Stats;
+    /// Applies an invalidation another node published, to this process only.
+    #[cfg(feature = "redis")]
+    fn apply_remote(&self, msg: &crate::redis::Invalidation);
     /// Checks that `config` fits this cache, changing nothing.
     fn check(&self, config: &Config) -> Result<(), ConfigError>;
     /// Applies configuration; an error changes nothing.
@@ -286,6 +289,20 @@ impl Registry {
             total.merge(&s);
         }
         Ok(total)
+    }
+
+    /// Delivers an invalidation from another node to the cache it names.
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver(&self, msg: &crate::redis::Invalidation) {
+        let Some((service, action)) = msg.cache.split_once('/') else {
+            return;
+        };
+        let service = (service != "_").then_some(service);
+        for c in self.caches(action) {
+            if c.service() == service {
+                c.apply_remote(msg);
+            }
+        }
     }
 
     /// Checks that `config` fits every live cache, without applying it.

@@ -215,8 +215,11 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                         && (#cache_none || __o != ::cache_core::__private::Outcome::None)
                         && !#unless
                 }
+                #[allow(unused_imports)]
+                use ::cache_core::__private::{NoSerde as _, ViaSerde as _};
                 ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
                     .name(#action)
+                    .remote_codec((&::cache_core::__private::CodecProbe::<#ret>::new()).remote_codec())
                     .enabled(#enabled_flag)
                     #service_setup
                     #capacity #eviction #ttl #tti #refresh_after
