@@ -33,7 +33,7 @@ use crate::stats::{Counter, Counters, Stats};
 #[cfg(feature = "redis")]
 mod tier;
 #[cfg(feature = "redis")]
-use tier::RemoteOp;
+use tier::{Remote, RemoteOp};
 
 /// An `expires_at` that never comes.
 const NEVER: u64 = u64::MAX;
@@ -1178,17 +1178,26 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 }
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
-                    if let Some(v) = inner.remote_get_sync(&key) {
-                        inner.store(key, v.clone(), inner.ttl_ms());
-                        lead.land(&v);
-                        return v;
-                    }
+                    let lock = match inner.remote_get_sync(&key) {
+                        Remote::Found(v) => {
+                            inner.store(key, v.clone(), inner.ttl_ms());
+                            lead.land(&v);
+                            return v;
+                        }
+                        Remote::Locked(token) => Some(token),
+                        Remote::Missing => None,
+                    };
                     let started = Instant::now();
                     let v = init();
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
-                    if store && inner.enabled.load(Ordering::Relaxed) {
-                        inner.remote_set_sync(&key, &v);
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) {
+                            inner.remote_set_sync(&key, &v);
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock_sync(&key, token);
+                        }
                     }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
@@ -1219,17 +1228,31 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 }
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
-                    if let Some(v) = inner.remote_get_sync(&key) {
-                        inner.store(key, v.clone(), inner.ttl_ms());
-                        lead.land(&v);
-                        return Ok(v);
-                    }
+                    let lock = match inner.remote_get_sync(&key) {
+                        Remote::Found(v) => {
+                            inner.store(key, v.clone(), inner.ttl_ms());
+                            lead.land(&v);
+                            return Ok(v);
+                        }
+                        Remote::Locked(token) => Some(token),
+                        Remote::Missing => None,
+                    };
                     let started = Instant::now();
-                    let v = init()?;
+                    let v = init();
+                    #[cfg(feature = "redis")]
+                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
+                        inner.remote_unlock_sync(&key, token);
+                    }
+                    let v = v?;
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
-                    if store && inner.enabled.load(Ordering::Relaxed) {
-                        inner.remote_set_sync(&key, &v);
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) {
+                            inner.remote_set_sync(&key, &v);
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock_sync(&key, token);
+                        }
                     }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
@@ -1267,17 +1290,26 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 }
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
-                    if let Some(v) = inner.remote_get(&key).await {
-                        inner.store(key, v.clone(), inner.ttl_ms());
-                        lead.land(&v);
-                        return v;
-                    }
+                    let lock = match inner.remote_get(&key).await {
+                        Remote::Found(v) => {
+                            inner.store(key, v.clone(), inner.ttl_ms());
+                            lead.land(&v);
+                            return v;
+                        }
+                        Remote::Locked(token) => Some(token),
+                        Remote::Missing => None,
+                    };
                     let started = Instant::now();
                     let v = init.await;
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
-                    if store && inner.enabled.load(Ordering::Relaxed) {
-                        inner.remote_set(&key, &v).await;
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) {
+                            inner.remote_set(&key, &v).await;
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock(&key, token).await;
+                        }
                     }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);
@@ -1306,17 +1338,31 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 }
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
-                    if let Some(v) = inner.remote_get(&key).await {
-                        inner.store(key, v.clone(), inner.ttl_ms());
-                        lead.land(&v);
-                        return Ok(v);
-                    }
+                    let lock = match inner.remote_get(&key).await {
+                        Remote::Found(v) => {
+                            inner.store(key, v.clone(), inner.ttl_ms());
+                            lead.land(&v);
+                            return Ok(v);
+                        }
+                        Remote::Locked(token) => Some(token),
+                        Remote::Missing => None,
+                    };
                     let started = Instant::now();
-                    let v = init.await?;
+                    let v = init.await;
+                    #[cfg(feature = "redis")]
+                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
+                        inner.remote_unlock(&key, token).await;
+                    }
+                    let v = v?;
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
-                    if store && inner.enabled.load(Ordering::Relaxed) {
-                        inner.remote_set(&key, &v).await;
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) {
+                            inner.remote_set(&key, &v).await;
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock(&key, token).await;
+                        }
                     }
                     inner.loaded(key, &v, started, store);
                     lead.land(&v);

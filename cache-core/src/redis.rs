@@ -55,6 +55,10 @@ pub struct RedisOptions {
     pub log_every_ms: u64,
     /// Keys per SCAN step when revoking.
     pub scan_count: usize,
+    /// If set, a node that misses takes a lock across nodes (`SET NX PX`,
+    /// held at most this many milliseconds); the others wait up to as long
+    /// for its value in Redis before computing it themselves.
+    pub lock_ms: Option<u64>,
 }
 
 impl Default for RedisOptions {
@@ -70,6 +74,7 @@ impl Default for RedisOptions {
             breaker_cooldown_ms: 1000,
             log_every_ms: 10_000,
             scan_count: 500,
+            lock_ms: None,
         }
     }
 }
@@ -510,6 +515,69 @@ impl RedisStore {
             key = rk,
             "dropping a value from redis that does not open or decode: {e}"
         );
+    }
+
+    fn lock_key(&self, ns: &str, key: &str) -> String {
+        // Outside every namespace's key space, so no revoke removes it.
+        let rk = self.remote_key(ns, key);
+        format!(
+            "{}:lock:{}",
+            self.opts.prefix,
+            &rk[self.opts.prefix.len() + 1..]
+        )
+    }
+
+    /// Tries to take the load lock of `key`; `Some(token)` when taken.
+    pub(crate) async fn try_lock(&self, ns: &str, key: &str) -> Option<String> {
+        let ms = self.opts.lock_ms?;
+        let lk = self.lock_key(ns, key);
+        let token = format!("{}-{}", self.node, rand_seed());
+        let mut c = self.conn.clone();
+        let t = token.clone();
+        let r: Result<Option<String>, _> = self
+            .guarded("SET NX", async move {
+                redis::cmd("SET")
+                    .arg(lk)
+                    .arg(t)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms.max(1))
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        match r {
+            Ok(Some(_)) => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Releases the load lock if this node still holds it.
+    pub(crate) async fn unlock(&self, ns: &str, key: &str, token: &str) {
+        let lk = self.lock_key(ns, key);
+        let mut c = self.conn.clone();
+        let token = token.to_owned();
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        );
+        let _ = self
+            .guarded("unlock", async move {
+                script.key(lk).arg(token).invoke_async::<i64>(&mut c).await
+            })
+            .await;
+    }
+
+    /// Waits, at most the lock's time, for another node to store `key`.
+    pub(crate) async fn wait_for(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
+        let ms = self.opts.lock_ms?;
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Ok(Some(v)) = self.get_bytes(ns, key).await {
+                return Some(v);
+            }
+        }
+        None
     }
 
     /// Removes the keys matching `pattern` in the namespaces `ns_glob` (a

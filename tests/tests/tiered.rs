@@ -13,11 +13,20 @@ use cache_core::{Cache, TenantId};
 use cache_tests::RedisServer;
 
 fn node(server: &RedisServer, mode: Backend) -> (Cache<(TenantId, u64), String>, Arc<RedisStore>) {
+    node_with(server, mode, None)
+}
+
+fn node_with(
+    server: &RedisServer,
+    mode: Backend,
+    lock_ms: Option<u64>,
+) -> (Cache<(TenantId, u64), String>, Arc<RedisStore>) {
     let store = RedisStore::connect(RedisOptions {
         url: server.url(),
         prefix: "two".into(),
         breaker_after: 2,
         breaker_cooldown_ms: 200,
+        lock_ms,
         ..RedisOptions::default()
     })
     .unwrap();
@@ -162,4 +171,59 @@ fn calls_stay_correct_while_redis_is_down_and_use_it_again_after() {
         "v100"
     );
     assert_eq!(so.stats().hits, 1, "an L2 hit after the restart");
+}
+
+#[test]
+fn a_lock_across_nodes_computes_a_missed_key_once() {
+    let server = RedisServer::start();
+    let nodes: Vec<_> = (0..3)
+        .map(|_| node_with(&server, Backend::Tiered, Some(2000)).0)
+        .collect();
+    let computed = AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(nodes.len());
+    let values: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                s.spawn(|| {
+                    barrier.wait();
+                    n.get_or_insert_with((TenantId::NONE, 5), || {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        "once".to_string()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(values, vec!["once"; 3]);
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "three nodes, one computation"
+    );
+    assert_eq!(
+        server.cli(&["KEYS", "two:lock:*"]).trim(),
+        "",
+        "the lock was released"
+    );
+
+    // Without the lock, each node computes for itself.
+    let free: Vec<_> = (0..3).map(|_| node(&server, Backend::Tiered).0).collect();
+    let computed = AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(free.len());
+    std::thread::scope(|s| {
+        for n in &free {
+            s.spawn(|| {
+                barrier.wait();
+                n.get_or_insert_with((TenantId::NONE, 6), || {
+                    computed.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                    "each".to_string()
+                })
+            });
+        }
+    });
+    assert_eq!(computed.load(Ordering::SeqCst), 3);
 }

@@ -59,7 +59,10 @@ async fn backend_is_a_configuration_change() {
     let u = Users.get_user(7).await.unwrap();
     assert_eq!(Users::get_user_cache().backend(), Backend::Tiered);
     let keys = server.cli(&["KEYS", "*"]);
-    assert!(keys.starts_with("cfg:users:_:get_user:#"), "hashed key: {keys}");
+    assert!(
+        keys.starts_with("cfg:users:_:get_user:#"),
+        "hashed key: {keys}"
+    );
     assert!(!keys.contains(":7"), "no raw argument in the key: {keys}");
     assert_eq!(LOADS.load(Ordering::SeqCst), 1);
     Users.handle(1);

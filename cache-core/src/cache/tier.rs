@@ -22,6 +22,23 @@ pub(crate) struct Tier {
     pub(crate) l1: bool,
 }
 
+/// What an L2 lookup found, before decoding.
+pub(crate) enum Lookup {
+    Found(String, Vec<u8>),
+    Locked(String),
+    Missing,
+}
+
+/// What an L2 lookup means for the caller.
+pub(crate) enum Remote<V> {
+    /// The value, from another node or an earlier load.
+    Found(V),
+    /// Not there, and this node holds the load lock: compute, then unlock.
+    Locked(String),
+    /// Not there: compute.
+    Missing,
+}
+
 /// A remote invalidation, before it is sent.
 pub(crate) enum RemoteOp {
     Pattern(Pattern),
@@ -73,33 +90,89 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// The value in L2, from async code.
-    pub(crate) async fn remote_get(&self, key: &K) -> Option<V> {
+    /// Looks `key` up in L2; with a lock across nodes configured, either
+    /// takes the lock (and returns its token with `None`) or waits for the
+    /// holder's value.
+    fn remote_lookup(&self, key: &K) -> Option<impl Future<Output = Lookup> + Send + 'static> {
         let tier = self.tier()?;
         self.codec?;
         let (ns, k) = (self.ns(key), render_with(key, self.render));
-        let rk = tier.store.remote_key(&ns, &k);
         let store = tier.store.clone();
-        let bytes = bridge()
-            .spawn(async move { store.get_bytes(&ns, &k).await })
-            .await
-            .ok()?
-            .ok()??;
-        self.decode(&tier.store, &rk, &bytes)
+        Some(async move {
+            let rk = store.remote_key(&ns, &k);
+            if let Ok(Some(b)) = store.get_bytes(&ns, &k).await {
+                return Lookup::Found(rk, b);
+            }
+            if store.options().lock_ms.is_none() {
+                return Lookup::Missing;
+            }
+            match store.try_lock(&ns, &k).await {
+                Some(token) => Lookup::Locked(token),
+                None => match store.wait_for(&ns, &k).await {
+                    Some(b) => Lookup::Found(rk, b),
+                    None => Lookup::Missing,
+                },
+            }
+        })
+    }
+
+    fn finish_lookup(&self, found: Option<Lookup>) -> Remote<V> {
+        let Some(tier) = self.tier() else {
+            return Remote::Missing;
+        };
+        match found {
+            Some(Lookup::Found(rk, bytes)) => match self.decode(&tier.store, &rk, &bytes) {
+                Some(v) => Remote::Found(v),
+                None => Remote::Missing,
+            },
+            Some(Lookup::Locked(token)) => Remote::Locked(token),
+            _ => Remote::Missing,
+        }
+    }
+
+    /// The value in L2, from async code.
+    pub(crate) async fn remote_get(&self, key: &K) -> Remote<V> {
+        let Some(fut) = self.remote_lookup(key) else {
+            return Remote::Missing;
+        };
+        let found = bridge().spawn(fut).await.ok();
+        self.finish_lookup(found)
     }
 
     /// The value in L2, from sync code.
-    pub(crate) fn remote_get_sync(&self, key: &K) -> Option<V> {
+    pub(crate) fn remote_get_sync(&self, key: &K) -> Remote<V> {
+        let (Some(fut), Some(tier)) = (self.remote_lookup(key), self.tier()) else {
+            return Remote::Missing;
+        };
+        let wait = Self::deadline(&tier.store)
+            + Duration::from_millis(tier.store.options().lock_ms.unwrap_or(0) * 2);
+        let found = block_on_bridge(wait, fut);
+        self.finish_lookup(found)
+    }
+
+    fn unlock_future(
+        &self,
+        key: &K,
+        token: String,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let tier = self.tier()?;
-        self.codec?;
         let (ns, k) = (self.ns(key), render_with(key, self.render));
-        let rk = tier.store.remote_key(&ns, &k);
         let store = tier.store.clone();
-        let bytes = block_on_bridge(Self::deadline(&tier.store), async move {
-            store.get_bytes(&ns, &k).await
-        })?
-        .ok()??;
-        self.decode(&tier.store, &rk, &bytes)
+        Some(async move { store.unlock(&ns, &k, &token).await })
+    }
+
+    /// Releases the lock across nodes, from async code.
+    pub(crate) async fn remote_unlock(&self, key: &K, token: String) {
+        if let Some(f) = self.unlock_future(key, token) {
+            let _ = bridge().spawn(f).await;
+        }
+    }
+
+    /// Releases the lock across nodes, from sync code.
+    pub(crate) fn remote_unlock_sync(&self, key: &K, token: String) {
+        if let (Some(f), Some(t)) = (self.unlock_future(key, token), self.tier()) {
+            block_on_bridge(Self::deadline(&t.store), f);
+        }
     }
 
     fn remote_write(
