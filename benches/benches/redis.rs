@@ -1,0 +1,172 @@
+//! L2 throughput against Redis's own client, on the same machine and server:
+//! a cached async fn on L2 hits (backend = redis, so every call reads Redis)
+//! with 50 concurrent tasks, against `redis-benchmark -t get -c 50`. Also a
+//! tiered hit against a plain L1 hit. Needs `redis-server` and
+//! `redis-benchmark` (`apt-get install redis-server`).
+//!
+//! Run: `cargo bench -p cache-bench --bench redis`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_core::Cache;
+use cache_core::codec::RemoteCodec;
+use cache_core::config::Backend;
+use cache_core::redis::{RedisOptions, RedisStore};
+
+const TASKS: usize = 50;
+const KEYS: u64 = 10_000;
+const CALLS: u64 = 200_000;
+
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start() -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server: install it with `apt-get install redis-server`");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Server(child, port)
+}
+
+fn redis_benchmark(port: u16) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            "get",
+            "-c",
+            &TASKS.to_string(),
+        ])
+        .args(["-n", &CALLS.to_string(), "-r", &KEYS.to_string(), "-q"])
+        .output()
+        .expect("redis-benchmark: install it with `apt-get install redis-server`");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Progress lines, then "GET: 123456.78 requests per second, p50=...".
+    text.rsplit("GET: ")
+        .next()
+        .and_then(|last| last.split(" requests per second").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark's output: {text}"))
+}
+
+fn node(port: u16, mode: Backend) -> Cache<u64, u64> {
+    let store = RedisStore::connect(RedisOptions {
+        url: format!("redis://127.0.0.1:{port}"),
+        prefix: "bench".into(),
+        timeout_ms: 1000,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let c: Cache<u64, u64> = Cache::builder()
+        .name("l2")
+        .capacity(KEYS as usize * 2)
+        .remote_codec(Some(RemoteCodec::postcard()))
+        .build();
+    c.attach_remote(store, mode);
+    c
+}
+
+async fn l2_throughput(c: Arc<Cache<u64, u64>>) -> f64 {
+    let per_task = CALLS / TASKS as u64;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS as u64)
+        .map(|t| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut sum = 0u64;
+                for i in 0..per_task {
+                    let k = (t * 7919 + i * 31) % KEYS;
+                    sum += c.get_or_insert_with_async(k, async move { u64::MAX }).await;
+                }
+                sum
+            })
+        })
+        .collect();
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s < u64::MAX, "every call was an L2 hit");
+    }
+    (per_task * TASKS as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn hit_ns(c: &Cache<u64, u64>) -> f64 {
+    let n = 5_000_000u64;
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for i in 0..n {
+        sum = sum.wrapping_add(c.get_or_insert_with(i % 1000, || 0));
+    }
+    std::hint::black_box(sum);
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let server = start();
+    let port = server.1;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Fill Redis through a tiered node, then read it through a redis-only one.
+    let writer = node(port, Backend::Tiered);
+    for k in 0..KEYS {
+        writer.insert(k, k);
+    }
+    let reader = Arc::new(node(port, Backend::Redis));
+    let ours_warm = rt.block_on(l2_throughput(reader.clone()));
+    let _ = ours_warm;
+    let theirs = redis_benchmark(port);
+    let ours = rt.block_on(l2_throughput(reader));
+
+    let tiered = node(port, Backend::Tiered);
+    let memory: Cache<u64, u64> = Cache::builder().capacity(2000).build();
+    for k in 0..1000 {
+        tiered.get_or_insert_with(k, || k);
+        memory.get_or_insert_with(k, || k);
+    }
+    let (t_ns, m_ns) = (hit_ns(&tiered), hit_ns(&memory));
+
+    println!(
+        "L2 hits, 50 tasks:  cache-core {ours:.0}/s, redis-benchmark GET -c 50 {theirs:.0}/s, ratio {:.2} (target >= 0.9)",
+        ours / theirs
+    );
+    println!(
+        "hit: tiered {t_ns:.1} ns, memory-only {m_ns:.1} ns, ratio {:.2}",
+        t_ns / m_ns
+    );
+}
