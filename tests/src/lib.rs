@@ -66,6 +66,8 @@ pub const GLOB_TABLE: &[(&str, &str, bool)] = &[
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    extra: Vec<String>,
+    password: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -81,6 +83,8 @@ impl RedisServer {
         let mut s = RedisServer {
             port: free_port(),
             child: None,
+            extra: Vec::new(),
+            password: None,
         };
         s.restart();
         s
@@ -96,12 +100,25 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Starts a server whose default user needs `password`.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let mut s = RedisServer {
+            port: free_port(),
+            child: None,
+            extra: vec!["--requirepass".into(), password.into()],
+            password: Some(password.into()),
+        };
+        s.restart();
+        s
+    }
+
     /// Starts the server again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the server is running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -133,13 +150,14 @@ impl RedisServer {
 
     /// Runs `redis-cli` against the server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-tools`")
-            });
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(p) = &self.password {
+            cmd.args(["--no-auth-warning", "-a", p]);
+        }
+        let out = cmd.args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-tools`")
+        });
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
