@@ -654,28 +654,24 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     #[inline]
     fn hit(&self, key: &K) {
-        self.counters.incr(Counter::Hit);
-        if self.listeners.active() {
-            self.listeners
-                .fire(EventKind::Hit, &self.name, key, self.render);
-        }
-        tracing::debug!(
-            cache = &*self.name,
-            "cache hit {}",
-            DisplayKey(key, self.render)
-        );
+        self.looked_up(key, EventKind::Hit, Counter::Hit, "hit");
     }
 
     #[inline]
     fn miss(&self, key: &K) {
-        self.counters.incr(Counter::Miss);
+        self.looked_up(key, EventKind::Miss, Counter::Miss, "miss");
+    }
+
+    /// Counts a lookup, tells listeners, and traces it (`cache hit get_user:1`).
+    #[inline]
+    fn looked_up(&self, key: &K, kind: EventKind, counter: Counter, word: &str) {
+        self.counters.incr(counter);
         if self.listeners.active() {
-            self.listeners
-                .fire(EventKind::Miss, &self.name, key, self.render);
+            self.listeners.fire(kind, &self.name, key, self.render);
         }
         tracing::debug!(
             cache = &*self.name,
-            "cache miss {}",
+            "cache {word} {}",
             DisplayKey(key, self.render)
         );
     }

@@ -2,7 +2,6 @@
 //! as JSON errors with 4xx statuses, audit lines, and nesting.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use cache_core::{cache_service, cached};
 use serde_json::{Value, json};
@@ -48,19 +47,6 @@ async fn call(
     (status, json)
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 async fn start(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -77,7 +63,7 @@ async fn start(router: axum::Router) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_over_http() {
-    let audit = Captured::default();
+    let audit = cache_tests::CapturedLog::default();
     let w = audit.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
@@ -206,7 +192,7 @@ async fn admin_api_over_http() {
     );
 
     // The audit log names the caller, the operation and what was removed.
-    let log = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
+    let log = audit.text();
     let line = log
         .lines()
         .find(|l| l.contains("cache revoke on shop"))
@@ -220,11 +206,7 @@ async fn admin_api_over_http() {
     let addr2 = start(app).await;
     let (st, body) = call(addr2, "POST", "/admin/shop/cache/clear", Some(TOKEN), None).await;
     assert_eq!((st, body["cleared"].clone()), (200, json!(2)));
-    assert!(
-        String::from_utf8(audit.0.lock().unwrap().clone())
-            .unwrap()
-            .contains("cache clear on shop")
-    );
+    assert!(audit.text().contains("cache clear on shop"));
 
     // No token configured: every request is refused.
     let addr3 = start(cache_core::http::router("")).await;

@@ -133,19 +133,6 @@ fn bad_patterns_are_errors_not_panics() {
     assert_eq!(c.len(), 1, "nothing removed");
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cached]
 fn traced_user(id: u64) -> u64 {
     id
@@ -153,7 +140,7 @@ fn traced_user(id: u64) -> u64 {
 
 #[test]
 fn hits_and_misses_are_traced_with_the_key() {
-    let out = Captured::default();
+    let out = cache_tests::CapturedLog::default();
     let o = out.clone();
     let sub = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
@@ -164,7 +151,7 @@ fn hits_and_misses_are_traced_with_the_key() {
         traced_user(123);
         traced_user(123);
     });
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.text();
     assert!(text.contains("cache miss traced_user:123"), "{text}");
     assert!(text.contains("cache hit traced_user:123"), "{text}");
 }
