@@ -627,7 +627,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, key: &K) -> Option<V> {
         if !self.enabled.load(Ordering::Relaxed) {
             self.miss(key);
@@ -663,7 +663,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Counts a lookup, tells listeners, and traces it (`cache hit get_user:1`).
-    #[inline]
+    #[inline(always)]
     fn looked_up(&self, key: &K, kind: EventKind, counter: Counter, word: &str) {
         self.counters.incr(counter);
         if self.listeners.active() {
