@@ -55,6 +55,9 @@ pub struct RedisOptions {
     pub log_every_ms: u64,
     /// Keys per SCAN step when revoking.
     pub scan_count: usize,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// `rediss://` URLs; without it the system's roots are trusted.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// If set, a node that misses takes a lock across nodes (`SET NX PX`,
     /// held at most this many milliseconds); the others wait up to as long
     /// for its value in Redis before computing it themselves.
@@ -74,6 +77,7 @@ impl Default for RedisOptions {
             breaker_cooldown_ms: 1000,
             log_every_ms: 10_000,
             scan_count: 500,
+            tls_ca_file: None,
             lock_ms: None,
         }
     }
@@ -248,8 +252,7 @@ impl RedisStore {
             Some(k) => sealer.encryption_key_hex(k).map_err(bad)?,
             None => sealer,
         };
-        let client = redis::Client::open(with_resp3(&opts.url))
-            .map_err(|e| bad(format!("invalid redis url {:?}: {e}", opts.url)))?;
+        let client = client_for(&opts)?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
         let timeout = Duration::from_millis(opts.timeout_ms.max(1));
         let config = ConnectionManagerConfig::new()
@@ -623,6 +626,38 @@ impl RedisStore {
             cursor = next;
         }
     }
+}
+
+/// A client for the URL: TLS for `rediss://` (trusting `tls_ca_file`, or the
+/// system's roots), credentials and database from the URL.
+fn client_for(opts: &RedisOptions) -> Result<redis::Client, StoreError> {
+    let bad = |m: String| StoreError::Unavailable(m);
+    let url = with_resp3(&opts.url);
+    if url.starts_with("rediss://") {
+        // rustls needs a process-wide crypto provider; ring is the one built in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let result = match (&opts.tls_ca_file, url.starts_with("rediss://")) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| bad(format!("cannot read tls_ca_file {}: {e}", ca.display())))?;
+            redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        (Some(_), false) => {
+            return Err(bad(format!(
+                "tls_ca_file is set but the url {:?} is not rediss://",
+                opts.url
+            )));
+        }
+        (None, _) => redis::Client::open(url.as_str()),
+    };
+    result.map_err(|e| bad(format!("invalid redis url {:?}: {e}", opts.url)))
 }
 
 fn rand_seed() -> u64 {

@@ -90,6 +90,8 @@ pub struct RedisServer {
     child: Option<Child>,
     extra: Vec<String>,
     password: Option<String>,
+    /// The CA certificate, when the server speaks TLS only.
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -107,6 +109,7 @@ impl RedisServer {
             child: None,
             extra: Vec::new(),
             password: None,
+            tls_ca: None,
         };
         s.restart();
         s
@@ -129,16 +132,110 @@ impl RedisServer {
             child: None,
             extra: vec!["--requirepass".into(), password.into()],
             password: Some(password.into()),
+            tls_ca: None,
         };
         s.restart();
         s
     }
 
+    /// Starts a server that speaks TLS only, with a certificate for
+    /// 127.0.0.1 signed by a CA made here with `openssl`.
+    pub fn start_tls() -> RedisServer {
+        let dir =
+            std::env::temp_dir().join(format!("redis-tls-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let st = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run openssl ({e}): install it with `apt-get install openssl`")
+                });
+            assert!(st.success(), "openssl {args:?} failed");
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cache-test-ca",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let port = free_port();
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let mut s = RedisServer {
+            port,
+            child: None,
+            extra: vec![
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                p("server.crt"),
+                "--tls-key-file".into(),
+                p("server.key"),
+                "--tls-ca-cert-file".into(),
+                p("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            password: None,
+            tls_ca: Some(dir.join("ca.crt")),
+        };
+        s.restart();
+        s
+    }
+
+    /// The CA certificate of a TLS server.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
+    }
+
     /// Starts the server again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the server is running");
+        let plain_port = if self.tls_ca.is_some() { 0 } else { self.port };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &plain_port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(&self.extra)
             .stdout(Stdio::null())
@@ -176,6 +273,9 @@ impl RedisServer {
         cmd.args(["-p", &self.port.to_string()]);
         if let Some(p) = &self.password {
             cmd.args(["--no-auth-warning", "-a", p]);
+        }
+        if let Some(ca) = &self.tls_ca {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
         }
         let out = cmd.args(args).output().unwrap_or_else(|e| {
             panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-tools`")

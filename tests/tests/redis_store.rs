@@ -229,3 +229,44 @@ async fn a_slow_redis_costs_at_most_the_deadline() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn tls_is_taken_from_a_rediss_url() {
+    let server = RedisServer::start_tls();
+    let ca = server.tls_ca().unwrap().to_path_buf();
+    let s = RedisStore::connect(RedisOptions {
+        url: format!("rediss://127.0.0.1:{}", server.port()),
+        tls_ca_file: Some(ca.clone()),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    s.set("n", "k", b"over tls".to_vec(), None).await.unwrap();
+    assert_eq!(s.get("n", "k").await.unwrap(), Some(b"over tls".to_vec()));
+    assert!(
+        server.cli(&["GET", "cache:n:k"]).contains("over tls"),
+        "stored through TLS"
+    );
+
+    // Plain text to a TLS port fails, and is just an error.
+    let plain = RedisStore::connect(RedisOptions {
+        url: format!("redis://127.0.0.1:{}", server.port()),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    assert!(plain.get("n", "k").await.is_err());
+    // Without the CA, the server's certificate is not trusted.
+    let untrusted = RedisStore::connect(RedisOptions {
+        url: format!("rediss://127.0.0.1:{}", server.port()),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    assert!(untrusted.get("n", "k").await.is_err());
+    // A CA file with a plain URL is a configuration mistake, said at once.
+    let e = RedisStore::connect(RedisOptions {
+        url: format!("redis://127.0.0.1:{}", server.port()),
+        tls_ca_file: Some(ca),
+        ..RedisOptions::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("not rediss://"), "{e}");
+}
