@@ -22,8 +22,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, PushInfo};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncCommands, Cmd, Pipeline, PushInfo, RedisFuture, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::CodecError;
@@ -55,6 +58,9 @@ pub struct RedisOptions {
     pub log_every_ms: u64,
     /// Keys per SCAN step when revoking.
     pub scan_count: usize,
+    /// Redis Cluster: the URLs of some of its nodes. When set, `url` is
+    /// ignored; revoke and clear scan every master.
+    pub cluster_nodes: Vec<String>,
     /// A PEM file of the CA that signed the server's certificate, for
     /// `rediss://` URLs; without it the system's roots are trusted.
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -78,6 +84,7 @@ impl Default for RedisOptions {
             log_every_ms: 10_000,
             scan_count: 500,
             tls_ca_file: None,
+            cluster_nodes: Vec::new(),
             lock_ms: None,
         }
     }
@@ -206,9 +213,52 @@ pub struct Invalidation {
 
 type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 
+/// How the store reaches Redis: one server, or a cluster.
+enum Link {
+    Single(ConnectionManager),
+    Cluster {
+        client: ClusterClient,
+        /// Connected on first use, so the cluster may be down at start.
+        conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+    },
+}
+
+/// A connection for one operation.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A Redis-backed [`Store`].
 pub struct RedisStore {
-    conn: ConnectionManager,
+    link: Link,
     opts: RedisOptions,
     sealer: Sealer,
     breaker: Breaker,
@@ -252,23 +302,42 @@ impl RedisStore {
             Some(k) => sealer.encryption_key_hex(k).map_err(bad)?,
             None => sealer,
         };
-        let client = client_for(&opts)?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
         let timeout = Duration::from_millis(opts.timeout_ms.max(1));
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(tx)
-            .set_automatic_resubscription()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = {
+        let link = if opts.cluster_nodes.is_empty() {
+            let client = client_for(&opts)?;
+            let config = ConnectionManagerConfig::new()
+                .set_push_sender(tx)
+                .set_automatic_resubscription()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
             let _enter = bridge().enter();
-            ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|e| bad(format!("redis: {e}")))?
+            Link::Single(
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| bad(format!("redis: {e}")))?,
+            )
+        } else {
+            let client = ClusterClientBuilder::new(opts.cluster_nodes.clone())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .response_timeout(timeout)
+                .connection_timeout(timeout.max(Duration::from_millis(200)))
+                .build()
+                .map_err(|e| {
+                    bad(format!(
+                        "invalid redis cluster nodes {:?}: {e}",
+                        opts.cluster_nodes
+                    ))
+                })?;
+            Link::Cluster {
+                client,
+                conn: tokio::sync::Mutex::new(None),
+            }
         };
         let store = Arc::new(RedisStore {
-            conn,
+            link,
             breaker: Breaker {
                 after: opts.breaker_after.max(1),
                 cooldown: Duration::from_millis(opts.breaker_cooldown_ms),
@@ -304,10 +373,14 @@ impl RedisStore {
         bridge().spawn(async move {
             loop {
                 let Some(store) = weak.upgrade() else { break };
-                let mut c = store.conn.clone();
                 let ch = channel(&store.opts.prefix);
+                let subscribed = match store.conn().await {
+                    Ok(Conn::Single(mut c)) => c.subscribe(&ch).await,
+                    Ok(Conn::Cluster(mut c)) => c.subscribe(&ch).await,
+                    Err(e) => Err(e),
+                };
                 drop(store);
-                match c.subscribe(&ch).await {
+                match subscribed {
                     Ok(()) => {
                         if let Some(s) = weak.upgrade() {
                             s.subscribed.store(true, Ordering::Release);
@@ -418,18 +491,38 @@ impl RedisStore {
         }
     }
 
+    /// A connection: the manager's, or the cluster's (connecting it first).
+    async fn conn(&self) -> redis::RedisResult<Conn> {
+        match &self.link {
+            Link::Single(m) => Ok(Conn::Single(m.clone())),
+            Link::Cluster { client, conn } => {
+                let mut g = conn.lock().await;
+                if let Some(c) = &*g {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let c = client.get_async_connection().await?;
+                *g = Some(c.clone());
+                Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
     /// Runs one operation under the breaker and the deadline.
-    async fn guarded<T>(
-        &self,
-        what: &str,
-        op: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+    async fn guarded<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         if !self.breaker.allow() {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Unavailable("circuit breaker open".into()));
         }
         let deadline = Duration::from_millis(self.opts.timeout_ms.max(1));
-        let r = match tokio::time::timeout(deadline, op).await {
+        let run = async {
+            let c = self.conn().await?;
+            op(c).await
+        };
+        let r = match tokio::time::timeout(deadline, run).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Timeout(deadline)),
@@ -454,9 +547,8 @@ impl RedisStore {
     pub(crate) async fn publish(&self, mut msg: Invalidation) -> Result<(), StoreError> {
         msg.node = self.node;
         let payload = serde_json::to_string(&msg).expect("serializes");
-        let mut c = self.conn.clone();
         let ch = channel(&self.opts.prefix);
-        self.guarded("publish", async move {
+        self.guarded("publish", |mut c| async move {
             c.publish::<_, _, ()>(ch, payload).await
         })
         .await
@@ -488,9 +580,10 @@ impl RedisStore {
     /// counted miss, and is deleted.
     pub async fn get_bytes(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let rk = self.remote_key(ns, key);
-        let mut c = self.conn.clone();
         let k = rk.clone();
-        let raw: Option<Vec<u8>> = self.guarded("GET", async move { c.get(k).await }).await?;
+        let raw: Option<Vec<u8>> = self
+            .guarded("GET", |mut c| async move { c.get(k).await })
+            .await?;
         let Some(raw) = raw else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -502,9 +595,8 @@ impl RedisStore {
             }
             Err(e) => {
                 self.undecodable(&rk, &e);
-                let mut c = self.conn.clone();
                 let _ = self
-                    .guarded("UNLINK", async move { c.unlink::<_, ()>(rk).await })
+                    .guarded("UNLINK", |mut c| async move { c.unlink::<_, ()>(rk).await })
                     .await;
                 Ok(None)
             }
@@ -535,10 +627,9 @@ impl RedisStore {
         let ms = self.opts.lock_ms?;
         let lk = self.lock_key(ns, key);
         let token = format!("{}-{}", self.node, rand_seed());
-        let mut c = self.conn.clone();
         let t = token.clone();
         let r: Result<Option<String>, _> = self
-            .guarded("SET NX", async move {
+            .guarded("SET NX", |mut c| async move {
                 redis::cmd("SET")
                     .arg(lk)
                     .arg(t)
@@ -558,13 +649,12 @@ impl RedisStore {
     /// Releases the load lock if this node still holds it.
     pub(crate) async fn unlock(&self, ns: &str, key: &str, token: &str) {
         let lk = self.lock_key(ns, key);
-        let mut c = self.conn.clone();
         let token = token.to_owned();
         let script = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
         );
         let _ = self
-            .guarded("unlock", async move {
+            .guarded("unlock", |mut c| async move {
                 script.key(lk).arg(token).invoke_async::<i64>(&mut c).await
             })
             .await;
@@ -595,36 +685,98 @@ impl RedisStore {
     }
 
     async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
+        match &self.link {
+            Link::Single(_) => self.scan_unlink_on(&pattern, None).await,
+            Link::Cluster { .. } => {
+                // Keys live on every master: scan each.
+                let mut removed = 0;
+                for node in self.masters().await? {
+                    removed += self.scan_unlink_on(&pattern, Some(node)).await?;
+                }
+                Ok(removed)
+            }
+        }
+    }
+
+    /// The cluster's masters, from `CLUSTER NODES`.
+    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let text: String = self
+            .guarded("CLUSTER NODES", |mut c| async move {
+                redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await
+            })
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let flags = f.get(2)?;
+                if !flags.contains("master") || flags.contains("fail") {
+                    return None;
+                }
+                let addr = f.get(1)?.split('@').next()?;
+                let (host, port) = addr.rsplit_once(':')?;
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// SCAN MATCH and UNLINK in batches, on one server or one cluster node.
+    async fn scan_unlink_on(
+        &self,
+        pattern: &str,
+        node: Option<(String, u16)>,
+    ) -> Result<u64, StoreError> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let mut c = self.conn.clone();
-            let p = pattern.clone();
-            let count = self.opts.scan_count;
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(self.opts.scan_count);
+            let node = node.clone();
             let (next, keys): (u64, Vec<String>) = self
-                .guarded("SCAN", async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(p)
-                        .arg("COUNT")
-                        .arg(count)
-                        .query_async(&mut c)
-                        .await
+                .guarded("SCAN", |c| async move {
+                    match (c, node) {
+                        (Conn::Cluster(mut c), Some((host, port))) => {
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host,
+                                    port,
+                                });
+                            let v = c.route_command(cmd, routing).await?;
+                            Ok(redis::from_redis_value(v)?)
+                        }
+                        (mut c, _) => cmd.query_async(&mut c).await,
+                    }
                 })
                 .await?;
             if !keys.is_empty() {
-                let mut c = self.conn.clone();
-                let n: u64 = self
-                    .guarded("UNLINK", async move { c.unlink(keys).await })
-                    .await?;
-                removed += n;
+                removed += self.unlink_all(keys).await?;
             }
             if next == 0 {
                 return Ok(removed);
             }
             cursor = next;
         }
+    }
+
+    /// UNLINK in one command on one server; key by key in a cluster, where
+    /// the keys of one command must share a slot.
+    async fn unlink_all(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+        if let Link::Single(_) = &self.link {
+            return self
+                .guarded("UNLINK", |mut c| async move { c.unlink(keys).await })
+                .await;
+        }
+        let mut n = 0;
+        for k in keys {
+            n += self
+                .guarded("UNLINK", |mut c| async move { c.unlink::<_, u64>(k).await })
+                .await?;
+        }
+        Ok(n)
     }
 }
 
@@ -684,8 +836,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let rk = self.remote_key(ns, key);
             let sealed = self.sealer.seal(value, rk.as_bytes())?;
-            let mut c = self.conn.clone();
-            self.guarded("SET", async move {
+            self.guarded("SET", |mut c| async move {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(rk).arg(sealed);
                 if let Some(t) = ttl {
@@ -700,9 +851,8 @@ impl Store for RedisStore {
     fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let rk = self.remote_key(ns, key);
-            let mut c = self.conn.clone();
             let n: u64 = self
-                .guarded("UNLINK", async move { c.unlink(rk).await })
+                .guarded("UNLINK", |mut c| async move { c.unlink(rk).await })
                 .await?;
             Ok(n > 0)
         })

@@ -11,10 +11,13 @@ use cache_tests::{GLOB_TABLE, RedisServer};
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
+/// A store with a generous deadline: the first operation also connects, and
+/// tests share two cores. Tests about deadlines set their own.
 fn store(server: &RedisServer, f: impl FnOnce(&mut RedisOptions)) -> Arc<RedisStore> {
     let mut o = RedisOptions {
         url: server.url(),
         prefix: "t".into(),
+        timeout_ms: 2000,
         ..RedisOptions::default()
     };
     f(&mut o);
@@ -174,6 +177,7 @@ async fn killed_then_restarted_redis_is_skipped_then_used_again() {
     let s = store(&server, |o| {
         o.breaker_after = 2;
         o.breaker_cooldown_ms = 200;
+        o.timeout_ms = 300;
     });
     s.set("n", "k", b"1".to_vec(), None).await.unwrap();
     assert_eq!(s.get("n", "k").await.unwrap(), Some(b"1".to_vec()));
@@ -212,7 +216,12 @@ async fn killed_then_restarted_redis_is_skipped_then_used_again() {
 async fn a_slow_redis_costs_at_most_the_deadline() {
     let server = RedisServer::start();
     let s = store(&server, |o| o.timeout_ms = 50);
-    s.set("n", "k", b"1".to_vec(), None).await.unwrap();
+    // The first operation also connects: retry it until the link is up.
+    let t = Instant::now();
+    while s.set("n", "k", b"1".to_vec(), None).await.is_err() {
+        assert!(t.elapsed() < Duration::from_secs(5), "never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.cli(&["CLIENT", "PAUSE", "1000"]);
     let t = Instant::now();
     let r = s.get("n", "k").await;
@@ -237,6 +246,7 @@ async fn tls_is_taken_from_a_rediss_url() {
     let s = RedisStore::connect(RedisOptions {
         url: format!("rediss://127.0.0.1:{}", server.port()),
         tls_ca_file: Some(ca.clone()),
+        timeout_ms: 2000,
         ..RedisOptions::default()
     })
     .unwrap();

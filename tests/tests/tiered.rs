@@ -26,6 +26,8 @@ fn node_with(
         prefix: "two".into(),
         breaker_after: 2,
         breaker_cooldown_ms: 200,
+        // Generous: the first operation also connects, on two busy cores.
+        timeout_ms: 300,
         lock_ms,
         ..RedisOptions::default()
     })
