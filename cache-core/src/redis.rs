@@ -216,11 +216,13 @@ type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 /// How the store reaches Redis: one server, or a cluster.
 enum Link {
     Single(ConnectionManager),
-    Cluster {
-        client: ClusterClient,
-        /// Connected on first use, so the cluster may be down at start.
-        conn: tokio::sync::Mutex<Option<ClusterConnection>>,
-    },
+    Cluster(Box<ClusterLink>),
+}
+
+struct ClusterLink {
+    client: ClusterClient,
+    /// Connected on first use, so the cluster may be down at start.
+    conn: tokio::sync::Mutex<Option<ClusterConnection>>,
 }
 
 /// A connection for one operation.
@@ -331,10 +333,10 @@ impl RedisStore {
                         opts.cluster_nodes
                     ))
                 })?;
-            Link::Cluster {
+            Link::Cluster(Box::new(ClusterLink {
                 client,
                 conn: tokio::sync::Mutex::new(None),
-            }
+            }))
         };
         let store = Arc::new(RedisStore {
             link,
@@ -495,12 +497,12 @@ impl RedisStore {
     async fn conn(&self) -> redis::RedisResult<Conn> {
         match &self.link {
             Link::Single(m) => Ok(Conn::Single(m.clone())),
-            Link::Cluster { client, conn } => {
-                let mut g = conn.lock().await;
+            Link::Cluster(link) => {
+                let mut g = link.conn.lock().await;
                 if let Some(c) = &*g {
                     return Ok(Conn::Cluster(c.clone()));
                 }
-                let c = client.get_async_connection().await?;
+                let c = link.client.get_async_connection().await?;
                 *g = Some(c.clone());
                 Ok(Conn::Cluster(c))
             }
@@ -687,7 +689,7 @@ impl RedisStore {
     async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
         match &self.link {
             Link::Single(_) => self.scan_unlink_on(&pattern, None).await,
-            Link::Cluster { .. } => {
+            Link::Cluster(_) => {
                 // Keys live on every master: scan each.
                 let mut removed = 0;
                 for node in self.masters().await? {
