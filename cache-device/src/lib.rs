@@ -1,7 +1,17 @@
 //! Deployment cache for MicroPython device methods.
 //!
-//! Placeholder: the transport, the deployment cache and `#[deploy_cached]`
-//! arrive with their own issue. It depends on `cache-core` already so the
-//! workspace builds it with the rest.
+//! This first part holds what the cache stands on:
+//! - [`repl`]: the MicroPython raw REPL protocol over any async byte stream;
+//! - [`device`]: what a device is (type, firmware), read over the REPL;
+//! - [`emulator`]: the test device, the real MicroPython VM (WebAssembly)
+//!   behind a small Node launcher in `cache-device/emulator`.
+//!
+//! The deployment cache and `#[deploy_cached]` build on these.
 
-pub use cache_core;
+pub mod device;
+pub mod emulator;
+pub mod repl;
+
+pub use device::Capabilities;
+pub use emulator::{Emulator, Firmware};
+pub use repl::{Output, RawRepl, ReplError};
