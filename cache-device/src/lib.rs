@@ -8,10 +8,12 @@
 //!
 //! The deployment cache and `#[deploy_cached]` build on these.
 
+pub mod deploy_cache;
 pub mod device;
 pub mod emulator;
 pub mod repl;
 
+pub use deploy_cache::{DeployCache, DeployCacheConfig, DeployEntry, DeployStats, MethodCacheKey};
 pub use device::Capabilities;
 pub use emulator::{Emulator, Firmware};
 pub use repl::{Output, RawRepl, ReplError};

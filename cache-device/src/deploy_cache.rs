@@ -1,0 +1,398 @@
+//! The deployment cache: which code was deployed for which device type,
+//! firmware and method, kept across restarts.
+//!
+//! An entry is keyed by [`MethodCacheKey`]: the device type, the firmware,
+//! the method's signature and the blake3 hash of its code. Entries live in
+//! memory and, with persistence on, one file each in the cache directory,
+//! written to a temporary name and renamed into place. Every file carries a
+//! checksum: a corrupt or truncated entry is dropped and logged, never used.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_core::Clock;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 4] = b"MPDC";
+const FORMAT: u8 = 1;
+const COMPRESSED: u8 = 1;
+const HEADER: usize = 4 + 1 + 1 + 32;
+
+/// What a deployment is keyed on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MethodCacheKey {
+    /// The device type, such as `webassembly/JS with Emscripten/pyscript`.
+    pub device_type: String,
+    /// The firmware, such as `3.4.0; MicroPython v1.27.0 on 2025-12-10/mpy774`.
+    pub firmware: String,
+    /// The method's signature, such as `Sensor::read(channel: u8) -> f32`.
+    pub signature: String,
+    /// The blake3 hash of the code, in hex.
+    pub code_hash: String,
+}
+
+impl MethodCacheKey {
+    /// The key for `code` deployed as `signature` on a device.
+    pub fn new(device_type: &str, firmware: &str, signature: &str, code: &str) -> Self {
+        MethodCacheKey {
+            device_type: device_type.into(),
+            firmware: firmware.into(),
+            signature: signature.into(),
+            code_hash: blake3::hash(code.as_bytes()).to_hex().to_string(),
+        }
+    }
+
+    /// A stable file-name-safe id of the whole key.
+    pub fn id(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for part in [
+            &self.device_type,
+            &self.firmware,
+            &self.signature,
+            &self.code_hash,
+        ] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().to_hex()[..32].to_string()
+    }
+}
+
+/// Whether a deployment worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// The code ran on the device and defined the method.
+    Deployed,
+    /// The device rejected the code.
+    Failed,
+}
+
+/// One deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployEntry {
+    /// Its key.
+    pub key: MethodCacheKey,
+    /// The code deployed.
+    pub code: String,
+    /// The function the code defines.
+    pub method_name: String,
+    /// When it was deployed (clock milliseconds).
+    pub deployed_at: u64,
+    /// When it was last used (clock milliseconds).
+    pub last_accessed: u64,
+    /// How often it was used.
+    pub access_count: u64,
+    /// How long the deployment took, in milliseconds.
+    pub deployment_ms: u64,
+    /// Whether it worked.
+    pub status: Status,
+    /// Anything else worth keeping.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The deployment cache's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployCacheConfig {
+    /// At most this many entries; the least recently used go first.
+    pub max_entries: usize,
+    /// An entry expires this long after its deployment.
+    pub expiry: Duration,
+    /// An entry expires after this long unused.
+    pub inactive_expiry: Duration,
+    /// Where entries are kept across restarts.
+    pub dir: Option<PathBuf>,
+    /// Whether entries are kept across restarts.
+    pub persistence: bool,
+    /// Whether stored code is compressed.
+    pub compression: bool,
+}
+
+impl Default for DeployCacheConfig {
+    fn default() -> Self {
+        DeployCacheConfig {
+            max_entries: 1000,
+            expiry: Duration::from_secs(24 * 3600),
+            inactive_expiry: Duration::from_secs(6 * 3600),
+            dir: None,
+            persistence: true,
+            compression: true,
+        }
+    }
+}
+
+/// The cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeployStats {
+    /// Lookups that found a usable entry.
+    pub hits: u64,
+    /// Lookups that found none.
+    pub misses: u64,
+    /// Deployments recorded.
+    pub deploys: u64,
+    /// Deployment time that hits saved, in milliseconds.
+    pub saved_ms: u64,
+    /// Files dropped because they were corrupt or truncated.
+    pub corrupt_dropped: u64,
+}
+
+/// Why an entry file could not be read.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error("too short ({0} bytes)")]
+    Truncated(usize),
+    #[error("not a deployment cache file")]
+    Magic,
+    #[error("format {0}, this build reads {FORMAT}")]
+    Format(u8),
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("{0}")]
+    Decode(String),
+}
+
+/// Deployed code by [`MethodCacheKey`], in memory and on disk.
+pub struct DeployCache {
+    cfg: DeployCacheConfig,
+    clock: Clock,
+    entries: Mutex<HashMap<String, DeployEntry>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    deploys: AtomicU64,
+    saved_ms: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+impl DeployCache {
+    /// Opens the cache, loading what its directory holds.
+    pub fn open(cfg: DeployCacheConfig, clock: Clock) -> std::io::Result<DeployCache> {
+        let cache = DeployCache {
+            entries: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            deploys: AtomicU64::new(0),
+            saved_ms: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            clock,
+            cfg,
+        };
+        if let Some(dir) = cache.dir() {
+            std::fs::create_dir_all(dir)?;
+            for f in std::fs::read_dir(dir)? {
+                let path = f?.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("entry") {
+                    continue;
+                }
+                match std::fs::read(&path)
+                    .map_err(|e| FileError::Decode(e.to_string()))
+                    .and_then(|b| decode(&b))
+                {
+                    Ok(e) => {
+                        cache.entries.lock().insert(e.key.id(), e);
+                    }
+                    Err(why) => {
+                        tracing::warn!("dropping deployment cache entry {}: {why}", path.display());
+                        cache.corrupt.fetch_add(1, Ordering::Relaxed);
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        Ok(cache)
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        self.cfg.dir.as_deref().filter(|_| self.cfg.persistence)
+    }
+
+    fn expired(&self, e: &DeployEntry, now: u64) -> bool {
+        now.saturating_sub(e.deployed_at) >= self.cfg.expiry.as_millis() as u64
+            || now.saturating_sub(e.last_accessed) >= self.cfg.inactive_expiry.as_millis() as u64
+    }
+
+    /// The live, successful entry for `key`, marked as used.
+    pub fn get(&self, key: &MethodCacheKey) -> Option<DeployEntry> {
+        let now = self.clock.now_ms();
+        let id = key.id();
+        let mut entries = self.entries.lock();
+        let live = entries
+            .get(&id)
+            .is_some_and(|e| e.status == Status::Deployed && !self.expired(e, now));
+        if !live {
+            if entries.remove(&id).is_some() {
+                self.remove_file(&id);
+            }
+            drop(entries);
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let e = entries.get_mut(&id).expect("checked");
+        e.last_accessed = now;
+        e.access_count += 1;
+        let out = e.clone();
+        drop(entries);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.saved_ms
+            .fetch_add(out.deployment_ms, Ordering::Relaxed);
+        self.write_file(&out);
+        Some(out)
+    }
+
+    /// Records a deployment; the least recently used entries make room.
+    pub fn put(&self, entry: DeployEntry) {
+        let id = entry.key.id();
+        self.deploys.fetch_add(1, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        {
+            let mut entries = self.entries.lock();
+            entries.insert(id.clone(), entry.clone());
+            while entries.len() > self.cfg.max_entries.max(1) {
+                let oldest = entries
+                    .iter()
+                    .filter(|(k, _)| **k != id)
+                    .min_by_key(|(_, e)| e.last_accessed)
+                    .map(|(k, _)| k.clone())
+                    .expect("more than one entry");
+                entries.remove(&oldest);
+                evicted.push(oldest);
+            }
+        }
+        for old in evicted {
+            self.remove_file(&old);
+        }
+        self.write_file(&entry);
+    }
+
+    /// Removes the entry for `key`; true if there was one.
+    pub fn invalidate(&self, key: &MethodCacheKey) -> bool {
+        let id = key.id();
+        let removed = self.entries.lock().remove(&id).is_some();
+        self.remove_file(&id);
+        removed
+    }
+
+    /// Removes every entry; returns how many there were.
+    pub fn clear(&self) -> usize {
+        let ids: Vec<String> = self.entries.lock().drain().map(|(k, _)| k).collect();
+        for id in &ids {
+            self.remove_file(id);
+        }
+        ids.len()
+    }
+
+    /// Removes expired entries, and those of firmware other than `firmware`
+    /// for the same device type, if given; returns how many went.
+    pub fn compact(&self, device_type: Option<&str>, firmware: Option<&str>) -> usize {
+        let now = self.clock.now_ms();
+        let gone: Vec<String> = {
+            let mut entries = self.entries.lock();
+            let ids: Vec<String> = entries
+                .iter()
+                .filter(|(_, e)| {
+                    self.expired(e, now)
+                        || (device_type.is_none_or(|t| t == e.key.device_type)
+                            && firmware.is_some_and(|f| f != e.key.firmware))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for id in &ids {
+                entries.remove(id);
+            }
+            ids
+        };
+        for id in &gone {
+            self.remove_file(id);
+        }
+        gone.len()
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> DeployStats {
+        DeployStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            deploys: self.deploys.load(Ordering::Relaxed),
+            saved_ms: self.saved_ms.load(Ordering::Relaxed),
+            corrupt_dropped: self.corrupt.load(Ordering::Relaxed),
+        }
+    }
+
+    fn path(&self, id: &str) -> Option<PathBuf> {
+        self.dir().map(|d| d.join(format!("{id}.entry")))
+    }
+
+    fn write_file(&self, e: &DeployEntry) {
+        let Some(path) = self.path(&e.key.id()) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let bytes = encode(e, self.cfg.compression);
+        let done = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(err) = done {
+            tracing::warn!(
+                "cannot persist deployment cache entry {}: {err}",
+                path.display()
+            );
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    fn remove_file(&self, id: &str) {
+        if let Some(p) = self.path(id) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn encode(e: &DeployEntry, compress: bool) -> Vec<u8> {
+    let json = serde_json::to_vec(e).expect("entries serialize");
+    let (flags, payload) = match compress
+        .then(|| zstd::bulk::compress(&json, 3).ok())
+        .flatten()
+    {
+        Some(c) if c.len() < json.len() => (COMPRESSED, c),
+        _ => (0, json),
+    };
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.push(flags);
+    out.extend_from_slice(blake3::hash(&payload).as_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn decode(b: &[u8]) -> Result<DeployEntry, FileError> {
+    if b.len() < HEADER {
+        return Err(FileError::Truncated(b.len()));
+    }
+    if &b[..4] != MAGIC {
+        return Err(FileError::Magic);
+    }
+    if b[4] != FORMAT {
+        return Err(FileError::Format(b[4]));
+    }
+    let payload = &b[HEADER..];
+    if blake3::hash(payload).as_bytes() != &b[6..HEADER] {
+        return Err(FileError::Checksum);
+    }
+    let json = if b[5] & COMPRESSED != 0 {
+        zstd::bulk::decompress(payload, 64 << 20).map_err(|e| FileError::Decode(e.to_string()))?
+    } else {
+        payload.to_vec()
+    };
+    serde_json::from_slice(&json).map_err(|e| FileError::Decode(e.to_string()))
+}
