@@ -309,6 +309,30 @@ impl DeployCache {
         gone.len()
     }
 
+    /// The newest live entry for `signature` on this device type and
+    /// firmware, whatever its code hash: the code to redeploy without
+    /// generating it again.
+    pub fn find(&self, device_type: &str, firmware: &str, signature: &str) -> Option<DeployEntry> {
+        let now = self.clock.now_ms();
+        self.entries
+            .lock()
+            .values()
+            .filter(|e| {
+                e.key.device_type == device_type
+                    && e.key.firmware == firmware
+                    && e.key.signature == signature
+                    && e.status == Status::Deployed
+                    && !self.expired(e, now)
+            })
+            .max_by_key(|e| e.deployed_at)
+            .cloned()
+    }
+
+    /// The cache clock's time, in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// How many entries there are.
     pub fn len(&self) -> usize {
         self.entries.lock().len()

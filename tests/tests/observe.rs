@@ -1,4 +1,4 @@
-//! Listeners, stats, eviction, tags and tracing.
+//! Listeners, stats, eviction and tags.
 
 use std::sync::{Arc, Mutex};
 
@@ -131,29 +131,6 @@ fn bad_patterns_are_errors_not_panics() {
     let e = c.revoke_str("[1").unwrap_err();
     assert!(e.to_string().contains("unclosed"), "{e}");
     assert_eq!(c.len(), 1, "nothing removed");
-}
-
-#[cached]
-fn traced_user(id: u64) -> u64 {
-    id
-}
-
-#[test]
-fn hits_and_misses_are_traced_with_the_key() {
-    let out = cache_tests::CapturedLog::default();
-    let o = out.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || o.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(sub, || {
-        traced_user(123);
-        traced_user(123);
-    });
-    let text = out.text();
-    assert!(text.contains("cache miss traced_user:123"), "{text}");
-    assert!(text.contains("cache hit traced_user:123"), "{text}");
 }
 
 static LRU_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

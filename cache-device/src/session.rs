@@ -1,0 +1,265 @@
+//! A session with one device: deploy a method's code once, then only invoke it.
+//!
+//! The device is the source of truth for what is deployed: deployed code
+//! sets a marker global holding its hash, and every invocation checks it
+//! first. A missing marker (the device was reset or reconnected, or this is
+//! a new host process) means the code is sent again, from the deployment
+//! cache, without generating it again. Arguments travel as JSON and are read
+//! with `json.loads`; results come back through `json.dumps`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::deploy_cache::{DeployCache, DeployEntry, MethodCacheKey, Status};
+use crate::device::Capabilities;
+use crate::repl::{RawRepl, ReplError};
+
+/// Why a device call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The transport failed (disconnect, timeout, protocol).
+    #[error(transparent)]
+    Repl(ReplError),
+    /// The method raised on the device.
+    #[error("{method} raised on the device:\n{traceback}")]
+    Raised {
+        /// The method.
+        method: String,
+        /// The device's traceback.
+        traceback: String,
+    },
+    /// The code could not be deployed (a syntax error, say).
+    #[error("cannot deploy {method}:\n{traceback}")]
+    Deploy {
+        /// The method.
+        method: String,
+        /// The device's traceback.
+        traceback: String,
+    },
+    /// The method's name cannot be a Python identifier.
+    #[error("{0:?} is not a valid Python function name")]
+    BadName(String),
+    /// The arguments did not encode.
+    #[error("arguments of {method}: {error}")]
+    Args {
+        /// The method.
+        method: String,
+        /// Why.
+        error: String,
+    },
+    /// The result did not decode into the declared type.
+    #[error("result of {method} is {output:?}, which does not decode: {error}")]
+    Result {
+        /// The method.
+        method: String,
+        /// What the device printed.
+        output: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A device and what this session has deployed on it.
+pub struct DeviceSession<R, W> {
+    repl: RawRepl<R, W>,
+    caps: Capabilities,
+    cache: Arc<DeployCache>,
+    /// Keys deployed (and confirmed) in this session.
+    deployed: HashSet<String>,
+    /// Code generated in this process, by signature.
+    generated: HashMap<String, Arc<str>>,
+    /// Code generations this session ran.
+    generations: u64,
+}
+
+fn check_name(name: &str) -> Result<(), DeviceError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(DeviceError::BadName(name.into()))
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
+    /// Opens a session on a device in the raw REPL, reading its capabilities.
+    pub async fn open(mut repl: RawRepl<R, W>, cache: Arc<DeployCache>) -> Result<Self, ReplError> {
+        let caps = Capabilities::read(&mut repl).await?;
+        Ok(DeviceSession {
+            repl,
+            caps,
+            cache,
+            deployed: HashSet::new(),
+            generated: HashMap::new(),
+            generations: 0,
+        })
+    }
+
+    /// The device's type and firmware.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// How often this session generated code.
+    pub fn generations(&self) -> u64 {
+        self.generations
+    }
+
+    /// Forgets what this session deployed (after a reset it knows of).
+    pub fn forget_deployed(&mut self) {
+        self.deployed.clear();
+    }
+
+    /// The transport, for raw access.
+    pub fn repl(&mut self) -> &mut RawRepl<R, W> {
+        &mut self.repl
+    }
+
+    /// Soft-resets the device; the next call redeploys.
+    pub async fn soft_reset(&mut self) -> Result<(), ReplError> {
+        self.repl.soft_reset().await?;
+        self.deployed.clear();
+        Ok(())
+    }
+
+    /// The code for `signature`: generated once per process, or found in the
+    /// deployment cache for this device type and firmware.
+    fn code_for(&mut self, signature: &str, generate: impl FnOnce() -> String) -> Arc<str> {
+        if let Some(c) = self.generated.get(signature) {
+            return c.clone();
+        }
+        let code: Arc<str> =
+            match self
+                .cache
+                .find(&self.caps.device_type, &self.caps.firmware, signature)
+            {
+                Some(e) => e.code.into(),
+                None => {
+                    self.generations += 1;
+                    generate().into()
+                }
+            };
+        self.generated.insert(signature.to_owned(), code.clone());
+        code
+    }
+
+    /// Calls `method` with `args` (a tuple: `()`, `(x,)`, `(x, y)`) on the
+    /// device, deploying its code first if the device does not have it.
+    pub async fn call<A: Serialize, T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        signature: &str,
+        generate: impl FnOnce() -> String,
+        args: &A,
+    ) -> Result<T, DeviceError> {
+        check_name(method)?;
+        let code = self.code_for(signature, generate);
+        let key = MethodCacheKey::new(
+            &self.caps.device_type,
+            &self.caps.firmware,
+            signature,
+            &code,
+        );
+        let marker = format!("__dc_{method}");
+        // `args` is a tuple: `()` for none, `(x,)` for one.
+        let args_value = serde_json::to_value(args).map_err(|e| DeviceError::Args {
+            method: method.into(),
+            error: e.to_string(),
+        })?;
+        let args_list = match args_value {
+            serde_json::Value::Null => serde_json::Value::Array(Vec::new()),
+            list @ serde_json::Value::Array(_) => list,
+            one => serde_json::Value::Array(vec![one]),
+        };
+        let args_json = args_list.to_string();
+        // A JSON string is also a valid Python string literal.
+        let literal = serde_json::to_string(&args_json).expect("a string encodes");
+        let invoke = format!(
+            "import json\n\
+             if globals().get({marker:?}) != {hash:?}:\n    raise NameError('__dc_missing')\n\
+             print(json.dumps({method}(*json.loads({literal}))))",
+            hash = key.code_hash,
+        );
+        for attempt in 0..2 {
+            let id = key.id();
+            if !self.deployed.contains(&id) {
+                // Known from the cache (or this session): try the device first.
+                if attempt == 0 && self.cache.get(&key).is_some() {
+                    self.deployed.insert(id.clone());
+                } else {
+                    self.deploy(method, &key, &code, &marker).await?;
+                }
+            }
+            let out = self
+                .repl
+                .exec_raw(&invoke)
+                .await
+                .map_err(DeviceError::Repl)?;
+            if out.stderr.contains("__dc_missing") {
+                // The device lost the code (reset, reconnect): send it again.
+                self.deployed.remove(&id);
+                continue;
+            }
+            if !out.stderr.is_empty() {
+                return Err(DeviceError::Raised {
+                    method: method.into(),
+                    traceback: out.stderr,
+                });
+            }
+            return serde_json::from_str(out.stdout.trim()).map_err(|e| DeviceError::Result {
+                method: method.into(),
+                output: out.stdout,
+                error: e.to_string(),
+            });
+        }
+        Err(DeviceError::Deploy {
+            method: method.into(),
+            traceback: "the device lost the code again right after deploying it".into(),
+        })
+    }
+
+    async fn deploy(
+        &mut self,
+        method: &str,
+        key: &MethodCacheKey,
+        code: &str,
+        marker: &str,
+    ) -> Result<(), DeviceError> {
+        let started = Instant::now();
+        let program = format!("{code}\n{marker} = {:?}\n", key.code_hash);
+        let out = self
+            .repl
+            .exec_raw(&program)
+            .await
+            .map_err(DeviceError::Repl)?;
+        if !out.stderr.is_empty() {
+            return Err(DeviceError::Deploy {
+                method: method.into(),
+                traceback: out.stderr,
+            });
+        }
+        let now = self.cache.now_ms();
+        self.cache.put(DeployEntry {
+            key: key.clone(),
+            code: code.to_owned(),
+            method_name: method.to_owned(),
+            deployed_at: now,
+            last_accessed: now,
+            access_count: 0,
+            deployment_ms: started.elapsed().as_millis() as u64,
+            status: Status::Deployed,
+            metadata: Default::default(),
+        });
+        self.deployed.insert(key.id());
+        Ok(())
+    }
+}
