@@ -1163,43 +1163,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     #[doc(hidden)]
     #[inline(never)]
     pub fn __load(&self, key: K, init: impl FnOnce() -> V) -> V {
-        let inner = &*self.inner;
-        loop {
-            match inner.turn(&key) {
-                Turn::Done(v) => return v,
-                Turn::Wait(f) => {
-                    if let Some(v) = f.wait() {
-                        return v;
-                    }
-                }
-                Turn::Lead(lead) => {
-                    #[cfg(feature = "redis")]
-                    let lock = match inner.remote_get_sync(&key) {
-                        Remote::Found(v) => {
-                            inner.store(key, v.clone(), inner.ttl_ms());
-                            lead.land(&v);
-                            return v;
-                        }
-                        Remote::Locked(token) => Some(token),
-                        Remote::Missing => None,
-                    };
-                    let started = Instant::now();
-                    let v = init();
-                    let store = inner.should_store(&v);
-                    #[cfg(feature = "redis")]
-                    {
-                        if store && inner.enabled.load(Ordering::Relaxed) {
-                            inner.remote_set_sync(&key, &v);
-                        }
-                        if let Some(token) = lock {
-                            inner.remote_unlock_sync(&key, token);
-                        }
-                    }
-                    inner.loaded(key, &v, started, store);
-                    lead.land(&v);
-                    return v;
-                }
-            }
+        match self.load_sync(key, || Ok::<V, std::convert::Infallible>(init())) {
+            Ok(v) => v,
+            Err(never) => match never {},
         }
     }
 
@@ -1213,6 +1179,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if let Some(v) = self.inner.get(&key) {
             return Ok(v);
         }
+        self.load_sync(key, init)
+    }
+
+    /// The miss path shared by the sync loaders: join the key's flight, and
+    /// as its leader look in L2, compute, and store.
+    fn load_sync<E>(&self, key: K, init: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
         let inner = &*self.inner;
         loop {
             match inner.turn(&key) {
@@ -1275,43 +1247,10 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// The miss path of [`Cache::get_or_insert_with_async`].
     #[doc(hidden)]
     pub async fn __load_async<F: Future<Output = V>>(&self, key: K, init: F) -> V {
-        let inner = &*self.inner;
-        loop {
-            match inner.turn(&key) {
-                Turn::Done(v) => return v,
-                Turn::Wait(f) => {
-                    if let Some(v) = f.wait_async().await {
-                        return v;
-                    }
-                }
-                Turn::Lead(lead) => {
-                    #[cfg(feature = "redis")]
-                    let lock = match inner.remote_get(&key).await {
-                        Remote::Found(v) => {
-                            inner.store(key, v.clone(), inner.ttl_ms());
-                            lead.land(&v);
-                            return v;
-                        }
-                        Remote::Locked(token) => Some(token),
-                        Remote::Missing => None,
-                    };
-                    let started = Instant::now();
-                    let v = init.await;
-                    let store = inner.should_store(&v);
-                    #[cfg(feature = "redis")]
-                    {
-                        if store && inner.enabled.load(Ordering::Relaxed) {
-                            inner.remote_set(&key, &v).await;
-                        }
-                        if let Some(token) = lock {
-                            inner.remote_unlock(&key, token).await;
-                        }
-                    }
-                    inner.loaded(key, &v, started, store);
-                    lead.land(&v);
-                    return v;
-                }
-            }
+        let init = async { Ok::<V, std::convert::Infallible>(init.await) };
+        match self.load_async(key, init).await {
+            Ok(v) => v,
+            Err(never) => match never {},
         }
     }
 
@@ -1323,6 +1262,14 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if let Some(v) = self.inner.get(&key) {
             return Ok(v);
         }
+        self.load_async(key, init).await
+    }
+
+    /// The miss path shared by the async loaders.
+    async fn load_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
         let inner = &*self.inner;
         loop {
             match inner.turn(&key) {
