@@ -10,6 +10,8 @@
 //!   code hash, kept across restarts;
 //! - [`session`]: deploy a method once per device, then only invoke it.
 
+#![warn(missing_docs)]
+
 pub mod deploy_cache;
 pub mod device;
 pub mod emulator;
