@@ -41,6 +41,17 @@ pub enum DeviceError {
         /// The device's traceback.
         traceback: String,
     },
+    /// The method was called with another number of arguments than its
+    /// Python function takes.
+    #[error("{method} on the device does not take the {given} argument(s) it was given: {message}")]
+    Arity {
+        /// The method.
+        method: String,
+        /// How many arguments the call passed.
+        given: usize,
+        /// The device's message.
+        message: String,
+    },
     /// The method's name cannot be a Python identifier.
     #[error("{0:?} is not a valid Python function name")]
     BadName(String),
@@ -75,6 +86,38 @@ pub struct DeviceSession<R, W> {
     generated: HashMap<String, Arc<str>>,
     /// Code generations this session ran.
     generations: u64,
+}
+
+/// Classifies a traceback of the invocation by where it was raised: at the
+/// call itself (line 4, no frame of the method: wrong arity), at encoding
+/// the result (line 5), or inside the method.
+fn invoke_error(method: &str, given: usize, traceback: String) -> DeviceError {
+    let frames: Vec<&str> = traceback
+        .lines()
+        .filter(|l| l.trim_start().starts_with("File "))
+        .collect();
+    let last = traceback
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    match frames.as_slice() {
+        [only] if only.contains("line 4,") && last.starts_with("TypeError") => DeviceError::Arity {
+            method: method.into(),
+            given,
+            message: last,
+        },
+        [only] if only.contains("line 5,") => DeviceError::Result {
+            method: method.into(),
+            output: String::new(),
+            error: format!("json.dumps on the device failed: {last}"),
+        },
+        _ => DeviceError::Raised {
+            method: method.into(),
+            traceback,
+        },
+    }
 }
 
 fn check_name(name: &str) -> Result<(), DeviceError> {
@@ -180,13 +223,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             list @ serde_json::Value::Array(_) => list,
             one => serde_json::Value::Array(vec![one]),
         };
+        let given = args_list.as_array().map_or(0, Vec::len);
         let args_json = args_list.to_string();
         // A JSON string is also a valid Python string literal.
         let literal = serde_json::to_string(&args_json).expect("a string encodes");
+        // Line 4 calls, line 5 encodes: the traceback's line tells a call
+        // with the wrong arity from a result that does not encode.
         let invoke = format!(
             "import json\n\
              if globals().get({marker:?}) != {hash:?}:\n    raise NameError('__dc_missing')\n\
-             print(json.dumps({method}(*json.loads({literal}))))",
+             __dc_r = {method}(*json.loads({literal}))\n\
+             print(json.dumps(__dc_r))",
             hash = key.code_hash,
         );
         for attempt in 0..2 {
@@ -210,10 +257,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
                 continue;
             }
             if !out.stderr.is_empty() {
-                return Err(DeviceError::Raised {
-                    method: method.into(),
-                    traceback: out.stderr,
-                });
+                return Err(invoke_error(method, given, out.stderr));
             }
             return serde_json::from_str(out.stdout.trim()).map_err(|e| DeviceError::Result {
                 method: method.into(),
@@ -235,7 +279,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         marker: &str,
     ) -> Result<(), DeviceError> {
         let started = Instant::now();
-        let program = format!("{code}\n{marker} = {:?}\n", key.code_hash);
+        // The marker is set only once the code ran and defined the method.
+        let program = format!(
+            "{code}\n\
+             if not callable(globals().get({method:?})):\n    \
+             raise NameError('the code does not define a function {method}')\n\
+             {marker} = {:?}\n",
+            key.code_hash
+        );
         let out = self
             .repl
             .exec_raw(&program)
@@ -261,5 +312,70 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         });
         self.deployed.insert(key.id());
         Ok(())
+    }
+}
+
+/// A device handle whose `#[deploy_cached]` methods run on its session.
+///
+/// ```ignore
+/// struct Board { session: DeviceSession<ChildStdout, ChildStdin> }
+///
+/// impl DeviceHandle for Board {
+///     type Reader = ChildStdout;
+///     type Writer = ChildStdin;
+///     fn session(&mut self) -> &mut DeviceSession<ChildStdout, ChildStdin> {
+///         &mut self.session
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a device handle",
+    label = "#[deploy_cached] methods run on the handle's DeviceSession",
+    note = "implement `cache_device::DeviceHandle` for `{Self}`, returning its `DeviceSession`"
+)]
+pub trait DeviceHandle {
+    /// The stream the device answers on.
+    type Reader: AsyncRead + Unpin;
+    /// The stream code is sent on.
+    type Writer: AsyncWrite + Unpin;
+    /// The session the methods run on.
+    fn session(&mut self) -> &mut DeviceSession<Self::Reader, Self::Writer>;
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceHandle for DeviceSession<R, W> {
+    type Reader = R;
+    type Writer = W;
+    fn session(&mut self) -> &mut DeviceSession<R, W> {
+        self
+    }
+}
+
+/// What the body of a `#[deploy_cached]` method may yield: the MicroPython
+/// source of the method.
+#[diagnostic::on_unimplemented(
+    message = "the body of a #[deploy_cached] method yields MicroPython source, not `{Self}`",
+    label = "expected a `String` or `&str` of Python code",
+    note = "end the body with the code, e.g. `\"def read(pin):\\n    return pin\\n\"`"
+)]
+pub trait IntoCode {
+    /// The source.
+    fn into_code(self) -> String;
+}
+
+impl IntoCode for String {
+    fn into_code(self) -> String {
+        self
+    }
+}
+
+impl IntoCode for &str {
+    fn into_code(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl IntoCode for std::borrow::Cow<'_, str> {
+    fn into_code(self) -> String {
+        self.into_owned()
     }
 }

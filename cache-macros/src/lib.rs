@@ -3,6 +3,7 @@
 //! `::cache_core::__private`.
 
 mod args;
+mod device;
 /// Shared with the runtime, so attribute and configuration read durations alike.
 #[path = "../../cache-core/src/duration.rs"]
 #[allow(dead_code)]
@@ -56,6 +57,28 @@ pub fn cache_service(attr: TokenStream, item: TokenStream) -> TokenStream {
             let err = e.to_compile_error();
             let item = service::strip_roles(item);
             quote::quote!(#err #item).into()
+        }
+    }
+}
+
+/// Deploys a device method's MicroPython code once, then only invokes it.
+/// Re-exported and documented by `cache-device`; expands to
+/// `::cache_device::__private`.
+#[proc_macro_attribute]
+pub fn deploy_cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
+    let result = syn::parse::Parser::parse(device::DeployArgs::parser(), attr)
+        .and_then(|args| device::expand(args, item.clone()));
+    match result {
+        Ok(ts) => ts.into(),
+        // Keep the method's signature, so its callers do not fail too; its
+        // body (the code, not a Result) would only add noise.
+        Err(e) => {
+            let err = e.to_compile_error();
+            let syn::ItemFn {
+                attrs, vis, sig, ..
+            } = item;
+            quote::quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unimplemented!() }).into()
         }
     }
 }

@@ -165,10 +165,42 @@ async fn results_decode_and_errors_are_typed() {
         other => panic!("{other:?}"),
     }
     match s.call::<_, i64>("scale", SIG, scale_code, &(1, 2, 3)).await {
+        Err(DeviceError::Arity { given, message, .. }) => {
+            assert_eq!(given, 3);
+            assert!(message.starts_with("TypeError"), "{message}")
+        }
+        other => panic!("wrong arity: {other:?}"),
+    }
+    // A TypeError inside the method is the method's, not an arity error.
+    match s
+        .call::<_, i64>(
+            "inner",
+            "inner(x)",
+            || "def inner(x):\n    return len(x, x)\n".into(),
+            &(1,),
+        )
+        .await
+    {
         Err(DeviceError::Raised { traceback, .. }) => {
             assert!(traceback.contains("TypeError"), "{traceback}")
         }
-        other => panic!("wrong arity: {other:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A result json cannot encode is a result error, not garbage.
+    match s
+        .call::<_, i64>(
+            "odd",
+            "odd()",
+            || "def odd():\n    return object()\n".into(),
+            &(),
+        )
+        .await
+    {
+        // MicroPython's json.dumps writes the object's repr, which does not decode.
+        Err(DeviceError::Result { output, .. }) => {
+            assert!(output.starts_with("<object"), "{output}")
+        }
+        other => panic!("{other:?}"),
     }
     match s.call::<_, String>("scale", SIG, scale_code, &(1, 2)).await {
         Err(DeviceError::Result { output, .. }) => assert_eq!(output.trim(), "2"),

@@ -1,0 +1,21 @@
+use cache_device::{deploy_cached, DeviceError, DeviceHandle, DeviceSession};
+use tokio::process::{ChildStdin, ChildStdout};
+
+struct Board(DeviceSession<ChildStdout, ChildStdin>);
+
+impl DeviceHandle for Board {
+    type Reader = ChildStdout;
+    type Writer = ChildStdin;
+    fn session(&mut self) -> &mut DeviceSession<ChildStdout, ChildStdin> {
+        &mut self.0
+    }
+}
+
+impl Board {
+    #[deploy_cached(name = "read-pin")]
+    async fn read(&mut self, pin: u8) -> Result<u8, DeviceError> {
+        "def read(pin):\n    return pin\n"
+    }
+}
+
+fn main() {}
