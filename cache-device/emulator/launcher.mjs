@@ -2,12 +2,26 @@
 // behind its REPL, for cache-device's tests and benchmarks.
 //
 //   node launcher.mjs [--firmware 1.27|1.29] [--baud 115200|0]
+//                     [--raw-paste native|emulate|refuse|old] [--listen]
 //
 // - Bytes on stdin go to the REPL one by one; the REPL's bytes go to stdout.
+//   With --listen, the device is on TCP instead: the launcher listens on a
+//   free loopback port, prints "listening PORT" on stdout, and serves one
+//   connection at a time.
 // - --baud throttles both directions to what a serial line carries
 //   (10 bits a byte); 0 turns throttling off.
 // - Ctrl-D on an empty raw-REPL line is a soft reset, as on a board: a fresh
 //   VM (everything defined is gone), "soft reboot", and the raw REPL again.
+// - SIGUSR1 is the reset button: a fresh VM that prints its boot banner and
+//   waits in the friendly REPL, as a board does after a hard reset.
+// - --raw-paste says what a raw-paste request (Ctrl-E "A" Ctrl-A on an empty
+//   raw-REPL line) meets. native (default): the VM itself, which answers
+//   R\x01 and its window and then stalls. emulate: the launcher speaks the
+//   protocol as a board does (R\x01, a 64-byte window, \x01 for each window
+//   taken, \x04 at the end) and runs the code on the VM. refuse: R\x00, as
+//   firmware that knows raw-paste but has it off. old: as firmware before
+//   raw-paste, which only sees the Ctrl-A and prints the raw REPL banner.
+import net from "node:net";
 import { loadMicroPython as load127 } from "mp127/micropython.mjs";
 import { loadMicroPython as load129 } from "mp129/micropython.mjs";
 
@@ -25,14 +39,41 @@ if (!load) {
   process.exit(2);
 }
 const byteMs = baud > 0 ? 10000 / baud : 0;
+const rawPaste = opt("--raw-paste", "native");
+if (!["native", "emulate", "refuse", "old"].includes(rawPaste)) {
+  process.stderr.write(`unknown --raw-paste ${rawPaste}; use native, emulate, refuse or old\n`);
+  process.exit(2);
+}
+const PASTE_WINDOW = 64;
+const listen = args.includes("--listen");
+// LAUNCHER_DEBUG=1 logs both directions on stderr.
+const debug = process.env.LAUNCHER_DEBUG
+  ? (dir, buf) => process.stderr.write(`${dir} ${JSON.stringify(Buffer.from(buf).toString("latin1"))}\n`)
+  : () => {};
+// Where the device's bytes go: stdout, or the TCP connection (and nowhere
+// while no one is connected).
+let out = listen ? () => {} : (buf) => process.stdout.write(buf);
+const sink = (buf) => {
+  debug("OUT", buf);
+  out(buf);
+};
 
 // Output, paced at the line rate.
 const outQueue = [];
 let draining = false;
 let muted = false;
+// After an emulated raw paste, the VM's "OK" (standard raw REPL) is not sent.
+let dropOk = 0;
 function emit(bytes) {
   if (muted) return;
-  for (const b of bytes) outQueue.push(b);
+  for (const b of bytes) {
+    if (dropOk > 0 && b === "OK".charCodeAt(2 - dropOk)) {
+      dropOk -= 1;
+      continue;
+    }
+    dropOk = 0;
+    outQueue.push(b);
+  }
   if (!draining) drain();
 }
 function drain() {
@@ -42,13 +83,13 @@ function drain() {
   }
   draining = true;
   if (byteMs === 0) {
-    process.stdout.write(Buffer.from(outQueue.splice(0)));
+    sink(Buffer.from(outQueue.splice(0)));
     draining = false;
     return;
   }
   // Send what the line carried since the last tick, at least one byte.
   const n = Math.max(1, Math.floor(4 / byteMs));
-  process.stdout.write(Buffer.from(outQueue.splice(0, n)));
+  sink(Buffer.from(outQueue.splice(0, n)));
   setTimeout(drain, n * byteMs);
 }
 
@@ -62,7 +103,56 @@ async function boot() {
 let raw = false;
 let lineEmpty = true;
 
+// Raw-paste: the request's bytes seen so far, and the code of a paste.
+let request = [];
+let paste = null;
+
+function emulatedPaste(b) {
+  if (b === 0x04) {
+    // End of data: acknowledge, then run the code on the VM's raw REPL.
+    emit([0x04]);
+    if (paste.code.length === 0) {
+      // Nothing to run (Ctrl-D on an empty line would be a soft reset).
+      paste = null;
+      emit([0x04, 0x04, 0x3e]);
+      return;
+    }
+    for (const c of paste.code) mp.replProcessChar(c);
+    paste = null;
+    dropOk = 2;
+    mp.replProcessChar(0x04);
+    lineEmpty = true;
+    return;
+  }
+  paste.code.push(b);
+  paste.taken += 1;
+  if (paste.taken % PASTE_WINDOW === 0) emit([0x01]);
+}
+
 async function feed(b) {
+  if (paste) return emulatedPaste(b);
+  if (rawPaste !== "native" && raw && lineEmpty && (request.length > 0 || b === 0x05)) {
+    request.push(b);
+    const expect = [0x05, 0x41, 0x01];
+    if (request.every((x, i) => x === expect[i])) {
+      if (request.length < 3) return;
+      request = [];
+      if (rawPaste === "emulate") {
+        emit([0x52, 0x01, PASTE_WINDOW & 0xff, PASTE_WINDOW >> 8]);
+        paste = { code: [], taken: 0 };
+      } else if (rawPaste === "refuse") {
+        emit([0x52, 0x00]);
+      } else {
+        mp.replProcessChar(0x01);
+      }
+      return;
+    }
+    // Not a raw-paste request after all: hand the bytes on.
+    const held = request;
+    request = [];
+    for (const x of held) await feed(x);
+    return;
+  }
   if (b === 0x01) {
     raw = true;
     lineEmpty = true;
@@ -102,8 +192,34 @@ async function pump() {
 }
 
 await boot();
-process.stdin.on("data", (data) => {
-  for (const b of data) inQueue.push(b);
-  pump();
+process.on("SIGUSR1", async () => {
+  raw = false;
+  lineEmpty = true;
+  request = [];
+  paste = null;
+  await boot();
 });
-process.stdin.on("end", () => process.exit(0));
+if (listen) {
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true);
+    out = (buf) => socket.write(buf);
+    socket.on("data", (data) => {
+      debug("IN", data);
+    for (const b of data) inQueue.push(b);
+      pump();
+    });
+    socket.on("error", () => {});
+  });
+  server.listen(0, "127.0.0.1", () => {
+    process.stdout.write(`listening ${server.address().port}\n`);
+  });
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.resume();
+} else {
+  process.stdin.on("data", (data) => {
+    debug("IN", data);
+    for (const b of data) inQueue.push(b);
+    pump();
+  });
+  process.stdin.on("end", () => process.exit(0));
+}

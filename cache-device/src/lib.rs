@@ -1,14 +1,19 @@
-//! Deployment cache for MicroPython device methods.
+//! Deployment cache for MicroPython device methods: a method's body yields
+//! MicroPython code; [`deploy_cached`] deploys it once per device type,
+//! firmware and code hash, keeps that knowledge across restarts, and
+//! afterwards only invokes it.
 //!
-//! This first part holds what the cache stands on:
-//! - [`repl`]: the MicroPython raw REPL protocol over any async byte stream;
+//! - [`repl`]: the raw REPL protocol (raw-paste negotiated, with a
+//!   fallback) over any async byte stream: a child process's stdio, TCP
+//!   ([`TcpRepl`]), or a serial port (`SerialRepl`, feature `serial`);
+//!   a device that resets on its own is noticed and entered again;
 //! - [`device`]: what a device is (type, firmware), read over the REPL;
+//! - [`deploy_cache`]: deployed code by device type, firmware, signature and
+//!   code hash: checksummed files, an LRU bound, expiry, compaction, stats;
+//! - [`session`]: one device; deploys a method once, then only invokes it,
+//!   and redeploys from the cache after a reset or reconnect;
 //! - [`emulator`]: the test device, the real MicroPython VM (WebAssembly)
 //!   behind a small Node launcher in `cache-device/emulator`.
-//!
-//! - [`deploy_cache`]: deployed code by device type, firmware, signature and
-//!   code hash, kept across restarts;
-//! - [`session`]: deploy a method once per device, then only invoke it.
 
 #![warn(missing_docs)]
 
@@ -20,8 +25,10 @@ pub mod session;
 
 pub use deploy_cache::{DeployCache, DeployCacheConfig, DeployEntry, DeployStats, MethodCacheKey};
 pub use device::Capabilities;
-pub use emulator::{Emulator, Firmware};
-pub use repl::{Output, RawRepl, ReplError};
+pub use emulator::{Emulator, EmulatorOptions, Firmware, PasteSupport};
+#[cfg(feature = "serial")]
+pub use repl::SerialRepl;
+pub use repl::{Output, RawPaste, RawRepl, ReplError, TcpRepl};
 pub use session::{DeviceError, DeviceHandle, DeviceSession, IntoCode};
 
 /// Deploys a device method's MicroPython code once per device type,

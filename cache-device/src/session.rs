@@ -86,6 +86,8 @@ pub struct DeviceSession<R, W> {
     generated: HashMap<String, Arc<str>>,
     /// Code generations this session ran.
     generations: u64,
+    /// The transport's reset count when `deployed` was last checked.
+    resets_seen: u64,
 }
 
 /// Classifies a traceback of the invocation by where it was raised: at the
@@ -144,7 +146,25 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             deployed: HashSet::new(),
             generated: HashMap::new(),
             generations: 0,
+            resets_seen: 0,
         })
+    }
+
+    /// Continues on a new connection to the device (after a disconnect, or
+    /// when the board came back on another port): reads the capabilities
+    /// again and forgets what was deployed. After a firmware change, no code
+    /// or entry of the old firmware is used.
+    pub async fn reconnect(&mut self, mut repl: RawRepl<R, W>) -> Result<(), ReplError> {
+        let caps = Capabilities::read(&mut repl).await?;
+        if caps != self.caps {
+            tracing::info!(from = ?self.caps, to = ?caps, "the device changed");
+            self.generated.clear();
+        }
+        self.caps = caps;
+        self.repl = repl;
+        self.resets_seen = self.repl.resets();
+        self.deployed.clear();
+        Ok(())
     }
 
     /// The device's type and firmware.
@@ -205,6 +225,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         args: &A,
     ) -> Result<T, DeviceError> {
         check_name(method)?;
+        if self.repl.resets() != self.resets_seen {
+            // The device reset on its own: what it had is gone.
+            self.resets_seen = self.repl.resets();
+            self.deployed.clear();
+        }
         let code = self.code_for(signature, generate);
         let key = MethodCacheKey::new(
             &self.caps.device_type,
