@@ -35,6 +35,12 @@ pub struct MethodCacheKey {
 }
 
 impl MethodCacheKey {
+    /// A short tag of the code hash (64 bits), which the device keeps to
+    /// confirm it has this code.
+    pub fn code_tag(&self) -> &str {
+        &self.code_hash[..16.min(self.code_hash.len())]
+    }
+
     /// The key for `code` deployed as `signature` on a device.
     pub fn new(device_type: &str, firmware: &str, signature: &str, code: &str) -> Self {
         MethodCacheKey {

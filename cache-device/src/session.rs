@@ -52,8 +52,11 @@ pub enum DeviceError {
         /// The device's message.
         message: String,
     },
-    /// The method's name cannot be a Python identifier.
-    #[error("{0:?} is not a valid Python function name")]
+    /// The method's name cannot be a Python identifier (or is one of the
+    /// `__dc` names the session itself uses on the device).
+    #[error(
+        "{0:?} is not a usable Python function name (letters, digits and `_`, not starting with a digit or `__dc`)"
+    )]
     BadName(String),
     /// The arguments did not encode.
     #[error("arguments of {method}: {error}")]
@@ -90,35 +93,52 @@ pub struct DeviceSession<R, W> {
     resets_seen: u64,
 }
 
-/// Classifies a traceback of the invocation by where it was raised: at the
-/// call itself (line 4, no frame of the method: wrong arity), at encoding
-/// the result (line 5), or inside the method.
+/// Defined on the device with each deployment: `__dc_call` checks that the
+/// method's code is the expected one and calls it with the JSON arguments;
+/// `__dc_out` prints the result as JSON.
+const HELPERS: &str = "def __dc_call(n, h, a):
+    import json
+    if globals().get('__dcm_' + n) != h:
+        raise NameError('__dc_missing')
+    return globals()[n](*json.loads(a))
+def __dc_out(r):
+    import json
+    print(json.dumps(r))
+";
+
+/// Classifies a traceback of the invocation by where it was raised: in
+/// `__dc_call` itself (the call did not match the function: wrong arity),
+/// in `__dc_out` (the result does not encode), or inside the method.
 fn invoke_error(method: &str, given: usize, traceback: String) -> DeviceError {
-    let frames: Vec<&str> = traceback
+    let last_frame = traceback
         .lines()
         .filter(|l| l.trim_start().starts_with("File "))
-        .collect();
+        .next_back()
+        .unwrap_or_default()
+        .trim_end();
     let last = traceback
         .lines()
-        .last()
+        .next_back()
         .unwrap_or_default()
         .trim()
         .to_owned();
-    match frames.as_slice() {
-        [only] if only.contains("line 4,") && last.starts_with("TypeError") => DeviceError::Arity {
+    if last_frame.ends_with("in __dc_call") && last.starts_with("TypeError") {
+        DeviceError::Arity {
             method: method.into(),
             given,
             message: last,
-        },
-        [only] if only.contains("line 5,") => DeviceError::Result {
+        }
+    } else if last_frame.ends_with("in __dc_out") {
+        DeviceError::Result {
             method: method.into(),
             output: String::new(),
             error: format!("json.dumps on the device failed: {last}"),
-        },
-        _ => DeviceError::Raised {
+        }
+    } else {
+        DeviceError::Raised {
             method: method.into(),
             traceback,
-        },
+        }
     }
 }
 
@@ -127,7 +147,8 @@ fn check_name(name: &str) -> Result<(), DeviceError> {
         .chars()
         .next()
         .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !name.starts_with("__dc");
     if ok {
         Ok(())
     } else {
@@ -237,7 +258,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             signature,
             &code,
         );
-        let marker = format!("__dc_{method}");
+        let marker = format!("__dcm_{method}");
         // `args` is a tuple: `()` for none, `(x,)` for one.
         let args_value = serde_json::to_value(args).map_err(|e| DeviceError::Args {
             method: method.into(),
@@ -252,14 +273,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         let args_json = args_list.to_string();
         // A JSON string is also a valid Python string literal.
         let literal = serde_json::to_string(&args_json).expect("a string encodes");
-        // Line 4 calls, line 5 encodes: the traceback's line tells a call
-        // with the wrong arity from a result that does not encode.
+        // A short line: on a serial line, bytes are time.
         let invoke = format!(
-            "import json\n\
-             if globals().get({marker:?}) != {hash:?}:\n    raise NameError('__dc_missing')\n\
-             __dc_r = {method}(*json.loads({literal}))\n\
-             print(json.dumps(__dc_r))",
-            hash = key.code_hash,
+            "__dc_out(__dc_call({method:?},{tag:?},{literal}))",
+            tag = key.code_tag(),
         );
         for attempt in 0..2 {
             let id = key.id();
@@ -276,7 +293,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
                 .exec_raw(&invoke)
                 .await
                 .map_err(DeviceError::Repl)?;
-            if out.stderr.contains("__dc_missing") {
+            if out.stderr.contains("__dc_missing")
+                || out.stderr.contains("'__dc_call'")
+                || out.stderr.contains("'__dc_out'")
+            {
                 // The device lost the code (reset, reconnect): send it again.
                 self.deployed.remove(&id);
                 continue;
@@ -304,13 +324,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         marker: &str,
     ) -> Result<(), DeviceError> {
         let started = Instant::now();
-        // The marker is set only once the code ran and defined the method.
+        // The marker is set only once the code ran and defined the method;
+        // the helpers check it, call, and print the result as JSON.
         let program = format!(
             "{code}\n\
              if not callable(globals().get({method:?})):\n    \
              raise NameError('the code does not define a function {method}')\n\
-             {marker} = {:?}\n",
-            key.code_hash
+             {marker} = {tag:?}\n\
+             {HELPERS}",
+            tag = key.code_tag(),
         );
         let out = self
             .repl

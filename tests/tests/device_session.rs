@@ -206,6 +206,23 @@ async fn results_decode_and_errors_are_typed() {
         Err(DeviceError::Result { output, .. }) => assert_eq!(output.trim(), "2"),
         other => panic!("{other:?}"),
     }
+    // Names like the session's own helpers do not collide with them.
+    for name in ["call", "out"] {
+        let v: String = s
+            .call(
+                name,
+                name,
+                || format!("def {name}(x):\n    return x + '!'\n"),
+                &("hi",),
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, "hi!");
+    }
+    assert!(matches!(
+        s.call::<_, i64>("__dc_call", "x", String::new, &()).await,
+        Err(DeviceError::BadName(_))
+    ));
     assert!(matches!(
         s.call::<_, i64>("not a name", "x", String::new, &()).await,
         Err(DeviceError::BadName(_))
