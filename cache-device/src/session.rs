@@ -112,8 +112,7 @@ def __dc_out(r):
 fn invoke_error(method: &str, given: usize, traceback: String) -> DeviceError {
     let last_frame = traceback
         .lines()
-        .filter(|l| l.trim_start().starts_with("File "))
-        .next_back()
+        .rfind(|l| l.trim_start().starts_with("File "))
         .unwrap_or_default()
         .trim_end();
     let last = traceback
