@@ -76,21 +76,52 @@ function emit(bytes) {
   }
   if (!draining) drain();
 }
+// A line carries one byte every byteMs: a byte is delivered once the line
+// has carried it. `line()` keeps that account for one direction, on the
+// wall clock, so late timers do not slow the line down.
+function line() {
+  let since = 0;
+  let carried = 0;
+  return {
+    // Starts the clock when the line was idle.
+    start() {
+      since = performance.now();
+      carried = 0;
+    },
+    // How many more bytes the line has carried by now.
+    due() {
+      const n = Math.floor((performance.now() - since) / byteMs) - carried;
+      return Math.max(0, n);
+    },
+    took(n) {
+      carried += n;
+    },
+  };
+}
+const tick = () => new Promise((r) => setTimeout(r, 1));
+
+const outLine = line();
 function drain() {
   if (outQueue.length === 0) {
     draining = false;
     return;
   }
-  draining = true;
   if (byteMs === 0) {
     sink(Buffer.from(outQueue.splice(0)));
+    return;
+  }
+  if (!draining) outLine.start();
+  draining = true;
+  const n = Math.min(outLine.due(), outQueue.length);
+  if (n > 0) {
+    outLine.took(n);
+    sink(Buffer.from(outQueue.splice(0, n)));
+  }
+  if (outQueue.length === 0) {
     draining = false;
     return;
   }
-  // Send what the line carried since the last tick, at least one byte.
-  const n = Math.max(1, Math.floor(4 / byteMs));
-  sink(Buffer.from(outQueue.splice(0, n)));
-  setTimeout(drain, n * byteMs);
+  setTimeout(drain, 1);
 }
 
 let mp;
@@ -179,14 +210,23 @@ async function feed(b) {
 // Input, paced at the line rate, processed strictly in order.
 const inQueue = [];
 let feeding = false;
+const inLine = line();
 async function pump() {
   if (feeding) return;
   feeding = true;
+  inLine.start();
   while (inQueue.length > 0) {
-    await feed(inQueue.shift());
-    if (byteMs > 0 && inQueue.length % 8 === 0) {
-      await new Promise((r) => setTimeout(r, 8 * byteMs));
+    if (byteMs === 0) {
+      await feed(inQueue.shift());
+      continue;
     }
+    let n = Math.min(inLine.due(), inQueue.length);
+    if (n === 0) {
+      await tick();
+      continue;
+    }
+    inLine.took(n);
+    while (n-- > 0) await feed(inQueue.shift());
   }
   feeding = false;
 }

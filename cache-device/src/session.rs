@@ -93,22 +93,25 @@ pub struct DeviceSession<R, W> {
     resets_seen: u64,
 }
 
-/// Defined on the device with each deployment: `__dc_call` checks that the
-/// method's code is the expected one and calls it with the JSON arguments;
-/// `__dc_out` prints the result as JSON.
-const HELPERS: &str = "def __dc_call(n, h, a):
+/// Defined on the device with each deployment. `__dc` is what an
+/// invocation calls: `__dcc` checks that the method's code is the expected
+/// one and calls it with the JSON arguments; `__dco` prints the result as
+/// JSON. Short names: on a serial line, bytes are time.
+const HELPERS: &str = "def __dc(n, h, a):
+    __dco(__dcc(n, h, a))
+def __dcc(n, h, a):
     import json
     if globals().get('__dcm_' + n) != h:
         raise NameError('__dc_missing')
     return globals()[n](*json.loads(a))
-def __dc_out(r):
+def __dco(r):
     import json
     print(json.dumps(r))
 ";
 
 /// Classifies a traceback of the invocation by where it was raised: in
-/// `__dc_call` itself (the call did not match the function: wrong arity),
-/// in `__dc_out` (the result does not encode), or inside the method.
+/// `__dcc` itself (the call did not match the function: wrong arity), in
+/// `__dco` (the result does not encode), or inside the method.
 fn invoke_error(method: &str, given: usize, traceback: String) -> DeviceError {
     let last_frame = traceback
         .lines()
@@ -121,13 +124,13 @@ fn invoke_error(method: &str, given: usize, traceback: String) -> DeviceError {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    if last_frame.ends_with("in __dc_call") && last.starts_with("TypeError") {
+    if last_frame.ends_with("in __dcc") && last.starts_with("TypeError") {
         DeviceError::Arity {
             method: method.into(),
             given,
             message: last,
         }
-    } else if last_frame.ends_with("in __dc_out") {
+    } else if last_frame.ends_with("in __dco") {
         DeviceError::Result {
             method: method.into(),
             output: String::new(),
@@ -202,6 +205,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         self.deployed.clear();
     }
 
+    /// Ends the session, handing back the transport (the device keeps what
+    /// was deployed).
+    pub fn into_repl(self) -> RawRepl<R, W> {
+        self.repl
+    }
+
     /// The transport, for raw access.
     pub fn repl(&mut self) -> &mut RawRepl<R, W> {
         &mut self.repl
@@ -273,10 +282,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         // A JSON string is also a valid Python string literal.
         let literal = serde_json::to_string(&args_json).expect("a string encodes");
         // A short line: on a serial line, bytes are time.
-        let invoke = format!(
-            "__dc_out(__dc_call({method:?},{tag:?},{literal}))",
-            tag = key.code_tag(),
-        );
+        let invoke = format!("__dc({method:?},{tag:?},{literal})", tag = key.code_tag(),);
         for attempt in 0..2 {
             let id = key.id();
             if !self.deployed.contains(&id) {
@@ -292,10 +298,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
                 .exec_raw(&invoke)
                 .await
                 .map_err(DeviceError::Repl)?;
-            if out.stderr.contains("__dc_missing")
-                || out.stderr.contains("'__dc_call'")
-                || out.stderr.contains("'__dc_out'")
-            {
+            if out.stderr.contains("__dc_missing") || out.stderr.contains("'__dc'") {
                 // The device lost the code (reset, reconnect): send it again.
                 self.deployed.remove(&id);
                 continue;
