@@ -7,7 +7,7 @@
 //! cache, without generating it again. Arguments travel as JSON and are read
 //! with `json.loads`; results come back through `json.dumps`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -83,8 +83,8 @@ pub struct DeviceSession<R, W> {
     repl: RawRepl<R, W>,
     caps: Capabilities,
     cache: Arc<DeployCache>,
-    /// Keys deployed (and confirmed) in this session.
-    deployed: HashSet<String>,
+    /// Keys deployed (and confirmed) in this session, with their methods.
+    deployed: HashMap<String, String>,
     /// Code generated in this process, by signature.
     generated: HashMap<String, Arc<str>>,
     /// Code generations this session ran.
@@ -166,7 +166,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             repl,
             caps,
             cache,
-            deployed: HashSet::new(),
+            deployed: HashMap::new(),
             generated: HashMap::new(),
             generations: 0,
             resets_seen: 0,
@@ -198,6 +198,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
     /// How often this session generated code.
     pub fn generations(&self) -> u64 {
         self.generations
+    }
+
+    /// The methods this session knows to be on the device, sorted: deployed
+    /// or confirmed since the session opened, or since the last reset or
+    /// reconnect.
+    pub fn deployed_methods(&self) -> Vec<&str> {
+        let mut m: Vec<&str> = self.deployed.values().map(String::as_str).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
     }
 
     /// Forgets what this session deployed (after a reset it knows of).
@@ -285,10 +295,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         let invoke = format!("__dc({method:?},{tag:?},{literal})", tag = key.code_tag(),);
         for attempt in 0..2 {
             let id = key.id();
-            if !self.deployed.contains(&id) {
+            if !self.deployed.contains_key(&id) {
                 // Known from the cache (or this session): try the device first.
                 if attempt == 0 && self.cache.get(&key).is_some() {
-                    self.deployed.insert(id.clone());
+                    self.deployed.insert(id.clone(), method.to_owned());
                 } else {
                     self.deploy(method, &key, &code, &marker).await?;
                 }
@@ -359,7 +369,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             status: Status::Deployed,
             metadata: Default::default(),
         });
-        self.deployed.insert(key.id());
+        self.deployed.insert(key.id(), method.to_owned());
         Ok(())
     }
 }

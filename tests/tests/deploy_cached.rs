@@ -126,11 +126,14 @@ async fn methods_deploy_once_and_then_only_invoke() {
     let s = cache.stats();
     assert_eq!(s.deploys, 2, "one deploy per method");
     assert_eq!(b.session.generations(), 2);
+    assert_eq!(b.session.deployed_methods(), ["scale", "uptime_ticks"]);
 
     // A reset loses the code on the device; the next call redeploys it from
     // the cache without generating it again.
     b.session.soft_reset().await.unwrap();
+    assert!(b.session.deployed_methods().is_empty());
     assert_eq!(b.scale(3, 3).await.unwrap(), 9);
+    assert_eq!(b.session.deployed_methods(), ["scale"]);
     assert_eq!(cache.stats().deploys, 3);
     assert_eq!(b.session.generations(), 2);
 }
