@@ -11,6 +11,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::repl::{RawPaste, RawRepl, ReplError};
 
+/// A session with the emulated device, over its process's pipes.
+pub type EmulatorSession = crate::session::DeviceSession<ChildStdout, ChildStdin>;
+
 /// The firmware versions the emulator carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {

@@ -25,7 +25,7 @@ pub mod session;
 
 pub use deploy_cache::{DeployCache, DeployCacheConfig, DeployEntry, DeployStats, MethodCacheKey};
 pub use device::Capabilities;
-pub use emulator::{Emulator, EmulatorOptions, Firmware, PasteSupport};
+pub use emulator::{Emulator, EmulatorOptions, EmulatorSession, Firmware, PasteSupport};
 #[cfg(feature = "serial")]
 pub use repl::SerialRepl;
 pub use repl::{Output, RawPaste, RawRepl, ReplError, TcpRepl};

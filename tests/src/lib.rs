@@ -1,5 +1,6 @@
-//! Shared by the integration tests: the glob table, and a real
-//! `redis-server` on a free loopback port that tests can kill and restart.
+//! Shared by the integration tests: the glob table, a real `redis-server`
+//! on a free loopback port that tests can kill and restart, and a device
+//! handle for `#[deploy_cached]` tests.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -376,4 +377,21 @@ impl RedisCluster {
             .map(|n| n.cli(&["DBSIZE"]).trim().parse::<usize>().unwrap_or(0))
             .collect()
     }
+}
+
+/// Declares `struct $name(EmulatorSession)`, a device handle for
+/// `#[deploy_cached]` methods on the emulated device.
+#[macro_export]
+macro_rules! device_handle {
+    ($name:ident) => {
+        struct $name(::cache_device::EmulatorSession);
+
+        impl ::cache_device::DeviceHandle for $name {
+            type Reader = <::cache_device::EmulatorSession as ::cache_device::DeviceHandle>::Reader;
+            type Writer = <::cache_device::EmulatorSession as ::cache_device::DeviceHandle>::Writer;
+            fn session(&mut self) -> &mut ::cache_device::EmulatorSession {
+                &mut self.0
+            }
+        }
+    };
 }

@@ -184,14 +184,7 @@ async fn structs_travel_as_json_and_errors_are_typed() {
 async fn the_signature_tells_handles_apart() {
     // Another handle type with a method of the same name and types, but
     // other code: each gets its own.
-    struct Other(DeviceSession<ChildStdout, ChildStdin>);
-    impl DeviceHandle for Other {
-        type Reader = ChildStdout;
-        type Writer = ChildStdin;
-        fn session(&mut self) -> &mut DeviceSession<ChildStdout, ChildStdin> {
-            &mut self.0
-        }
-    }
+    cache_tests::device_handle!(Other);
     impl Other {
         #[deploy_cached]
         async fn scale(&mut self, x: i64, k: i64) -> Result<i64, DeviceError> {

@@ -1,15 +1,6 @@
-use cache_device::{deploy_cached, DeviceError, DeviceHandle, DeviceSession};
-use tokio::process::{ChildStdin, ChildStdout};
+use cache_device::{deploy_cached, DeviceError};
 
-struct Board(DeviceSession<ChildStdout, ChildStdin>);
-
-impl DeviceHandle for Board {
-    type Reader = ChildStdout;
-    type Writer = ChildStdin;
-    fn session(&mut self) -> &mut DeviceSession<ChildStdout, ChildStdin> {
-        &mut self.0
-    }
-}
+cache_tests::device_handle!(Board);
 
 impl Board {
     #[deploy_cached]
