@@ -17,10 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::Clock;
 use cache_device::{
-    DeployCache, DeployCacheConfig, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware,
-    deploy_cached,
+    DeployCache, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware, deploy_cached,
 };
 use tokio::process::{ChildStdin, ChildStdout};
 
@@ -74,16 +72,7 @@ impl Board {
 }
 
 fn open_cache(dir: &Path) -> Arc<DeployCache> {
-    Arc::new(
-        DeployCache::open(
-            DeployCacheConfig {
-                dir: Some(dir.to_path_buf()),
-                ..DeployCacheConfig::default()
-            },
-            Clock::System,
-        )
-        .expect("the cache directory opens"),
-    )
+    Arc::new(DeployCache::open_dir(dir).expect("the cache directory opens"))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

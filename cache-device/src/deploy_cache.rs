@@ -173,6 +173,18 @@ pub struct DeployCache {
 }
 
 impl DeployCache {
+    /// Opens a persistent cache in `dir` with the default settings and the
+    /// system clock, loading what the directory holds.
+    pub fn open_dir(dir: impl Into<PathBuf>) -> std::io::Result<DeployCache> {
+        DeployCache::open(
+            DeployCacheConfig {
+                dir: Some(dir.into()),
+                ..DeployCacheConfig::default()
+            },
+            Clock::System,
+        )
+    }
+
     /// Opens the cache, loading what its directory holds.
     pub fn open(cfg: DeployCacheConfig, clock: Clock) -> std::io::Result<DeployCache> {
         let cache = DeployCache {

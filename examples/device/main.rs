@@ -14,10 +14,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cache_core::Clock;
 use cache_device::{
-    DeployCache, DeployCacheConfig, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware,
-    deploy_cached,
+    DeployCache, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware, deploy_cached,
 };
 use serde::{Deserialize, Serialize};
 use tokio::process::{ChildStdin, ChildStdout};
@@ -106,16 +104,7 @@ fn ms(t: Instant) -> String {
 }
 
 fn open_cache(dir: &std::path::Path) -> Arc<DeployCache> {
-    Arc::new(
-        DeployCache::open(
-            DeployCacheConfig {
-                dir: Some(dir.to_path_buf()),
-                ..DeployCacheConfig::default()
-            },
-            Clock::System,
-        )
-        .expect("the deployment cache directory opens"),
-    )
+    Arc::new(DeployCache::open_dir(dir).expect("the deployment cache directory opens"))
 }
 
 #[tokio::main]

@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use cache_core::Clock;
 use cache_device::{
-    DeployCache, DeployCacheConfig, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware,
-    deploy_cached,
+    DeployCache, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware, deploy_cached,
 };
 use serde::{Deserialize, Serialize};
 use tokio::process::{ChildStdin, ChildStdout};
@@ -95,16 +93,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 }
 
 async fn board(dir: &std::path::Path) -> (Board, Arc<DeployCache>) {
-    let cache = Arc::new(
-        DeployCache::open(
-            DeployCacheConfig {
-                dir: Some(dir.to_path_buf()),
-                ..DeployCacheConfig::default()
-            },
-            Clock::System,
-        )
-        .unwrap(),
-    );
+    let cache = Arc::new(DeployCache::open_dir(dir).unwrap());
     let (device, repl) = Emulator::start(Firmware::V1_27, 0).await.unwrap();
     let session = DeviceSession::open(repl, cache.clone()).await.unwrap();
     (

@@ -3,10 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::Clock;
-use cache_device::{
-    DeployCache, DeployCacheConfig, DeviceError, DeviceSession, Emulator, Firmware,
-};
+use cache_device::{DeployCache, DeviceError, DeviceSession, Emulator, Firmware};
 use serde::Deserialize;
 
 const SIG: &str = "Sensor::scale(x: i64, k: i64) -> i64";
@@ -16,16 +13,7 @@ fn scale_code() -> String {
 }
 
 fn cache(dir: &std::path::Path) -> Arc<DeployCache> {
-    Arc::new(
-        DeployCache::open(
-            DeployCacheConfig {
-                dir: Some(dir.to_path_buf()),
-                ..DeployCacheConfig::default()
-            },
-            Clock::System,
-        )
-        .unwrap(),
-    )
+    Arc::new(DeployCache::open_dir(dir).unwrap())
 }
 
 fn temp(name: &str) -> std::path::PathBuf {

@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::Clock;
 use cache_device::{
-    DeployCache, DeployCacheConfig, DeviceSession, Emulator, EmulatorOptions, Firmware,
-    PasteSupport, RawPaste, ReplError, SerialRepl, TcpRepl,
+    DeployCache, DeviceSession, Emulator, EmulatorOptions, Firmware, PasteSupport, RawPaste,
+    ReplError, SerialRepl, TcpRepl,
 };
 
 fn options(raw_paste: PasteSupport) -> EmulatorOptions {
@@ -31,16 +30,7 @@ fn long_program() -> String {
 fn cache(name: &str) -> Arc<DeployCache> {
     let dir = std::env::temp_dir().join(format!("device-transport-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    Arc::new(
-        DeployCache::open(
-            DeployCacheConfig {
-                dir: Some(dir),
-                ..DeployCacheConfig::default()
-            },
-            Clock::System,
-        )
-        .unwrap(),
-    )
+    Arc::new(DeployCache::open_dir(dir).unwrap())
 }
 
 #[tokio::test]
