@@ -73,6 +73,12 @@ impl Board {
         "def fails(why):\n    raise ValueError(why)\n"
     }
 
+    /// Borrowed arguments serialize as owned ones do.
+    #[deploy_cached]
+    pub async fn label(&mut self, name: &str, bytes: &[u8]) -> Result<String, DeviceError> {
+        "def label(name, bytes):\n    return name + ':' + str(sum(bytes))\n"
+    }
+
     /// The Python function takes one argument; the method passes two.
     #[deploy_cached]
     async fn mismatched(&mut self, a: u8, b: u8) -> Result<u8, DeviceError> {
@@ -165,6 +171,7 @@ async fn structs_travel_as_json_and_errors_are_typed() {
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(b.label("adc", &[1, 2, 3]).await.unwrap(), "adc:6");
     // The session still works after each of those.
     assert_eq!(b.scale(2, 2).await.unwrap(), 4);
 }

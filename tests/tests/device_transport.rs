@@ -120,7 +120,8 @@ async fn a_reset_button_press_is_detected_and_the_next_call_redeploys() {
 
     // The board resets on its own and waits in the friendly REPL.
     dev.press_reset().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A board takes a moment to boot and print its banner.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let v: i64 = s
         .call("inc", "inc(x)", || unreachable!("generated again"), &(2,))
         .await
