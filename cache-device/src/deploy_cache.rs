@@ -231,6 +231,25 @@ impl DeployCache {
             || now.saturating_sub(e.last_accessed) >= self.cfg.inactive_expiry.as_millis() as u64
     }
 
+    /// Whether a live, successful entry for `key` is here (not counted as a
+    /// use).
+    pub fn contains(&self, key: &MethodCacheKey) -> bool {
+        let now = self.clock.now_ms();
+        self.entries
+            .lock()
+            .get(&key.id())
+            .is_some_and(|e| e.status == Status::Deployed && !self.expired(e, now))
+    }
+
+    /// The keys of the entries held, live or not yet compacted.
+    pub fn keys(&self) -> Vec<MethodCacheKey> {
+        self.entries
+            .lock()
+            .values()
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
     /// The live, successful entry for `key`, marked as used.
     pub fn get(&self, key: &MethodCacheKey) -> Option<DeployEntry> {
         let now = self.clock.now_ms();

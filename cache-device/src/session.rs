@@ -269,6 +269,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             self.resets_seen = self.repl.resets();
             self.deployed.clear();
         }
+        // The cache decides what is current: an entry invalidated, expired
+        // or evicted there is generated and deployed afresh.
+        if let Some(code) = self.generated.get(signature) {
+            let key =
+                MethodCacheKey::new(&self.caps.device_type, &self.caps.firmware, signature, code);
+            if !self.cache.contains(&key) {
+                self.generated.remove(signature);
+                self.deployed.remove(&key.id());
+            }
+        }
         let code = self.code_for(signature, generate);
         let key = MethodCacheKey::new(
             &self.caps.device_type,

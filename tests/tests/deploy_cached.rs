@@ -131,6 +131,28 @@ async fn methods_deploy_once_and_then_only_invoke() {
     assert_eq!(b.session.deployed_methods(), ["scale"]);
     assert_eq!(cache.stats().deploys, 3);
     assert_eq!(b.session.generations(), 2);
+
+    // Invalidating one key: that method is generated and deployed afresh;
+    // the other is not.
+    assert_eq!(b.uptime_ticks().await.unwrap(), 7);
+    let deploys = cache.stats().deploys;
+    let key = cache
+        .keys()
+        .into_iter()
+        .find(|k| k.signature.ends_with("as scale"))
+        .expect("scale's entry");
+    assert!(cache.invalidate(&key));
+    assert_eq!(b.scale(4, 4).await.unwrap(), 16);
+    assert_eq!(b.uptime_ticks().await.unwrap(), 7);
+    assert_eq!(cache.stats().deploys, deploys + 1);
+    assert_eq!(b.session.generations(), 3);
+
+    // Invalidating everything: each method once more.
+    cache.clear();
+    assert_eq!(b.scale(1, 1).await.unwrap(), 1);
+    assert_eq!(b.uptime_ticks().await.unwrap(), 7);
+    assert_eq!(cache.stats().deploys, deploys + 3);
+    assert_eq!(b.session.generations(), 5);
 }
 
 #[tokio::test]
