@@ -1,11 +1,13 @@
 //! A session with one device: deploy a method's code once, then only invoke it.
 //!
 //! The device is the source of truth for what is deployed: deployed code
-//! sets a marker global holding its hash, and every invocation checks it
-//! first. A missing marker (the device was reset or reconnected, or this is
-//! a new host process) means the code is sent again, from the deployment
-//! cache, without generating it again. Arguments travel as JSON and are read
-//! with `json.loads`; results come back through `json.dumps`.
+//! sets a marker global holding a tag of its hash, and every invocation
+//! checks it first. A session reads the markers when it opens or reconnects
+//! (a new host process finds the code the device kept, and only invokes it);
+//! a reset empties them. A missing marker means the code is sent again, from
+//! the deployment cache, without generating it again. Arguments travel as
+//! JSON and are read with `json.loads`; results come back through
+//! `json.dumps`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +93,29 @@ pub struct DeviceSession<R, W> {
     generations: u64,
     /// The transport's reset count when `deployed` was last checked.
     resets_seen: u64,
+    /// What the device holds, as far as known: method → code tag. Read
+    /// from the device when the session opens or reconnects, kept up to
+    /// date by deployments, emptied by resets.
+    on_device: HashMap<String, String>,
+}
+
+/// Lists the methods deployed on the device, with their code tags.
+const DISCOVER: &str = "import json\n\
+print(json.dumps({k[6:]: v for k, v in globals().items() if k.startswith('__dcm_')}))";
+
+/// What the device holds: method → code tag. A device that cannot say is
+/// taken to hold nothing (everything is deployed again).
+async fn discover<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    repl: &mut RawRepl<R, W>,
+) -> Result<HashMap<String, String>, ReplError> {
+    let out = repl.exec_raw(DISCOVER).await?;
+    match serde_json::from_str(out.stdout.trim()) {
+        Ok(m) if out.stderr.is_empty() => Ok(m),
+        _ => {
+            tracing::warn!(stdout = %out.stdout, stderr = %out.stderr, "cannot list what the device holds; deploying afresh");
+            Ok(HashMap::new())
+        }
+    }
 }
 
 /// Defined on the device with each deployment. `__dc` is what an
@@ -162,7 +187,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
     /// Opens a session on a device in the raw REPL, reading its capabilities.
     pub async fn open(mut repl: RawRepl<R, W>, cache: Arc<DeployCache>) -> Result<Self, ReplError> {
         let caps = Capabilities::read(&mut repl).await?;
+        let on_device = discover(&mut repl).await?;
         Ok(DeviceSession {
+            on_device,
             repl,
             caps,
             cache,
@@ -187,6 +214,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         self.repl = repl;
         self.resets_seen = self.repl.resets();
         self.deployed.clear();
+        self.on_device = discover(&mut self.repl).await?;
         Ok(())
     }
 
@@ -204,15 +232,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
     /// or confirmed since the session opened, or since the last reset or
     /// reconnect.
     pub fn deployed_methods(&self) -> Vec<&str> {
-        let mut m: Vec<&str> = self.deployed.values().map(String::as_str).collect();
+        let mut m: Vec<&str> = self.on_device.keys().map(String::as_str).collect();
         m.sort_unstable();
-        m.dedup();
         m
     }
 
-    /// Forgets what this session deployed (after a reset it knows of).
+    /// Forgets what the device holds (after a reset the session did not
+    /// see): everything is deployed again.
     pub fn forget_deployed(&mut self) {
         self.deployed.clear();
+        self.on_device.clear();
     }
 
     /// Ends the session, handing back the transport (the device keeps what
@@ -229,7 +258,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
     /// Soft-resets the device; the next call redeploys.
     pub async fn soft_reset(&mut self) -> Result<(), ReplError> {
         self.repl.soft_reset().await?;
-        self.deployed.clear();
+        self.forget_deployed();
         Ok(())
     }
 
@@ -267,7 +296,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         if self.repl.resets() != self.resets_seen {
             // The device reset on its own: what it had is gone.
             self.resets_seen = self.repl.resets();
-            self.deployed.clear();
+            self.forget_deployed();
         }
         // The cache decides what is current: an entry invalidated, expired
         // or evicted there is generated and deployed afresh.
@@ -306,8 +335,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         for attempt in 0..2 {
             let id = key.id();
             if !self.deployed.contains_key(&id) {
-                // Known from the cache (or this session): try the device first.
-                if attempt == 0 && self.cache.get(&key).is_some() {
+                // The device holds this code, and the cache vouches for it:
+                // only invoke.
+                let on_device =
+                    self.on_device.get(method).map(String::as_str) == Some(key.code_tag());
+                if attempt == 0 && on_device && self.cache.get(&key).is_some() {
                     self.deployed.insert(id.clone(), method.to_owned());
                 } else {
                     self.deploy(method, &key, &code, &marker).await?;
@@ -319,8 +351,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
                 .await
                 .map_err(DeviceError::Repl)?;
             if out.stderr.contains("__dc_missing") || out.stderr.contains("'__dc'") {
-                // The device lost the code (reset, reconnect): send it again.
+                // The device lost the code (a reset the session did not
+                // see): send it again.
                 self.deployed.remove(&id);
+                self.on_device.remove(method);
                 continue;
             }
             if !out.stderr.is_empty() {
@@ -380,6 +414,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
             metadata: Default::default(),
         });
         self.deployed.insert(key.id(), method.to_owned());
+        self.on_device
+            .insert(method.to_owned(), key.code_tag().to_owned());
         Ok(())
     }
 }

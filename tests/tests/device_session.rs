@@ -69,18 +69,35 @@ async fn a_new_host_process_finds_the_code_in_the_persistent_cache() {
     // The first host process deploys.
     let mut s = DeviceSession::open(repl, cache(&d)).await.unwrap();
     let _: i64 = s.call("scale", SIG, scale_code, &(1, 1)).await.unwrap();
-    // The second reopens the cache from disk and a fresh device: the code comes
-    // from the cache, not from generating it.
+
+    // The host restarts; the device keeps running. The new session reads
+    // what the device holds, the cache vouches for it: only an invocation.
+    let repl = s.into_repl();
     let c2 = cache(&d);
-    let (_dev2, repl2) = Emulator::start(Firmware::V1_27, 0).await.unwrap();
-    let mut s2 = DeviceSession::open(repl2, c2.clone()).await.unwrap();
+    let mut s2 = DeviceSession::open(repl, c2.clone()).await.unwrap();
+    assert_eq!(s2.deployed_methods(), ["scale"]);
     let v: i64 = s2
         .call("scale", SIG, || unreachable!("regenerated"), &(6, 7))
         .await
         .unwrap();
     assert_eq!(v, 42);
     assert_eq!(s2.generations(), 0);
-    assert_eq!(c2.stats().hits, 1);
+    let st = c2.stats();
+    assert_eq!((st.hits, st.deploys), (1, 0), "a persistent hit");
+
+    // Another host process, and a fresh device: the code comes from the
+    // cache, not from generating it, and is deployed.
+    let c3 = cache(&d);
+    let (_dev2, repl3) = Emulator::start(Firmware::V1_27, 0).await.unwrap();
+    let mut s3 = DeviceSession::open(repl3, c3.clone()).await.unwrap();
+    assert!(s3.deployed_methods().is_empty());
+    let v: i64 = s3
+        .call("scale", SIG, || unreachable!("regenerated"), &(6, 7))
+        .await
+        .unwrap();
+    assert_eq!(v, 42);
+    assert_eq!(s3.generations(), 0);
+    assert_eq!(c3.stats().deploys, 1);
 }
 
 #[tokio::test]
