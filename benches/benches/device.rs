@@ -3,7 +3,9 @@
 //! Needs Node.js and the emulator's packages (`npm ci` in
 //! cache-device/emulator; scripts/test does it).
 //!
-//! For a 2 KB and an 8 KB driver, through `#[deploy_cached]` methods:
+//! For a 2 KB and an 8 KB driver, through `#[deploy_cached]` methods taking
+//! a 16-byte argument (and a 1-byte one: a cached call's cost is mostly its
+//! bytes on the line):
 //! - deploy + call: the device and the deployment cache are empty;
 //! - cached call: the method is deployed;
 //! - after a host restart: a new process (a new `DeployCache` over the same
@@ -84,14 +86,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn run(kb: usize, dir: PathBuf) {
+async fn run(kb: usize, arg_len: u8, dir: PathBuf) {
     let _ = std::fs::remove_dir_all(&dir);
     let (_device, repl) = Emulator::start(Firmware::V1_27, BAUD)
         .await
         .expect("the emulator starts (needs node and `npm ci` in cache-device/emulator)");
     let mut cache = open_cache(&dir);
     let mut board = Board(DeviceSession::open(repl, cache.clone()).await.unwrap());
-    let data: Vec<u8> = (0..16).collect();
+    let data: Vec<u8> = (0..arg_len).collect();
 
     let mut deploy_call = Vec::new();
     for _ in 0..ROUNDS {
@@ -142,7 +144,9 @@ async fn run(kb: usize, dir: PathBuf) {
     let rh = median(restart_hit);
     let rr = median(restart_redeploy);
     let saved = |x: Duration| 100.0 * (1.0 - x.as_secs_f64() / dc.as_secs_f64());
-    println!("{kb} KB driver at {BAUD} baud (medians of {ROUNDS}+ rounds):");
+    println!(
+        "{kb} KB driver, {arg_len}-byte argument, at {BAUD} baud (medians of {ROUNDS}+ rounds):"
+    );
     println!("  deploy + call                {:8.1} ms", ms(dc));
     println!(
         "  cached call                  {:8.1} ms  {:5.1}% faster ({:.0}x)",
@@ -172,8 +176,8 @@ fn main() {
         .unwrap();
     let base = std::env::temp_dir().join(format!("device-bench-{}", std::process::id()));
     rt.block_on(async {
-        for kb in [2, 8] {
-            run(kb, base.join(format!("{kb}k"))).await;
+        for (kb, arg_len) in [(2, 16), (8, 16), (8, 1)] {
+            run(kb, arg_len, base.join(format!("{kb}k-{arg_len}"))).await;
         }
     });
 }
