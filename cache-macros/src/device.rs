@@ -106,6 +106,12 @@ pub fn expand(args: DeployArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 ));
             }
         }
+        if let Type::ImplTrait(t) = &*pt.ty {
+            return Err(syn::Error::new(
+                t.span(),
+                "`impl Trait` arguments make the method generic; name a concrete type (it travels to the device as JSON)",
+            ));
+        }
         types.push((*pt.ty).clone());
     }
     let ok_type = result_ok_type(&sig.output, sig.paren_token.span.close())?;
