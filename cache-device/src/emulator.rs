@@ -152,8 +152,9 @@ impl Emulator {
         let pid = self.child.id().ok_or_else(|| ReplError::Closed {
             waiting_for: "the device to reset".into(),
         })?;
-        let status = Command::new("kill")
-            .args(["-USR1", &pid.to_string()])
+        // The shell's own `kill`: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -USR1 {pid}")])
             .status()
             .await?;
         if !status.success() {
