@@ -158,8 +158,11 @@ pub fn expand(args: DeployArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let output = &sig.output;
     let block = &item.block;
     let body_span = block.span();
+    // The body runs in a closure of its own, so `return` in it yields code.
     let code = quote_spanned! {body_span=>
-        ::cache_device::__private::IntoCode::into_code(#block)
+        #[allow(clippy::redundant_closure_call)]
+        let __dc_code = ::cache_device::__private::IntoCode::into_code((|| #block)());
+        __dc_code
     };
     let json_args = types.iter().zip(&hidden).map(|(t, h)| {
         quote_spanned!(t.span()=> <#t as ::cache_device::__private::Arg>::to_json(&#h, #py_name)?)

@@ -54,9 +54,13 @@ impl Board {
         SCALE
     }
 
+    /// An early `return` in the body yields the code too (7, not 0).
     #[deploy_cached]
     async fn uptime_ticks(&mut self) -> Result<u32, DeviceError> {
-        "def uptime_ticks():\n    return 7\n".to_string()
+        if std::hint::black_box(true) {
+            return "def uptime_ticks():\n    return 7\n".to_string();
+        }
+        "def uptime_ticks():\n    return 0\n".to_string()
     }
 
     /// Structs go in as JSON objects and come back into the declared type.
