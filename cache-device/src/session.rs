@@ -87,8 +87,9 @@ pub struct DeviceSession<R, W> {
     cache: Arc<DeployCache>,
     /// Keys deployed (and confirmed) in this session, with their methods.
     deployed: HashMap<String, String>,
-    /// Code generated in this process, by signature.
-    generated: HashMap<String, Arc<str>>,
+    /// Code generated (or found in the cache) in this process, with its
+    /// key, by signature: hashed once, not on every call.
+    generated: HashMap<String, Arc<Generated>>,
     /// Code generations this session ran.
     generations: u64,
     /// The transport's reset count when `deployed` was last checked.
@@ -97,6 +98,12 @@ pub struct DeviceSession<R, W> {
     /// from the device when the session opens or reconnects, kept up to
     /// date by deployments, emptied by resets.
     on_device: HashMap<String, String>,
+}
+
+/// A method's code and its key on this device.
+struct Generated {
+    code: String,
+    key: MethodCacheKey,
 }
 
 /// Lists the methods deployed on the device, with their code tags.
@@ -264,23 +271,22 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
 
     /// The code for `signature`: generated once per process, or found in the
     /// deployment cache for this device type and firmware.
-    fn code_for(&mut self, signature: &str, generate: impl FnOnce() -> String) -> Arc<str> {
-        if let Some(c) = self.generated.get(signature) {
-            return c.clone();
+    fn code_for(&mut self, signature: &str, generate: impl FnOnce() -> String) -> Arc<Generated> {
+        if let Some(g) = self.generated.get(signature) {
+            return g.clone();
         }
-        let code: Arc<str> =
-            match self
-                .cache
-                .find(&self.caps.device_type, &self.caps.firmware, signature)
-            {
-                Some(e) => e.code.into(),
-                None => {
-                    self.generations += 1;
-                    generate().into()
-                }
-            };
-        self.generated.insert(signature.to_owned(), code.clone());
-        code
+        let (device_type, firmware) = (&self.caps.device_type, &self.caps.firmware);
+        let code = match self.cache.find(device_type, firmware, signature) {
+            Some(e) => e.code,
+            None => {
+                self.generations += 1;
+                generate()
+            }
+        };
+        let key = MethodCacheKey::new(device_type, firmware, signature, &code);
+        let g = Arc::new(Generated { code, key });
+        self.generated.insert(signature.to_owned(), g.clone());
+        g
     }
 
     /// Calls `method` with `args` (a tuple: `()`, `(x,)`, `(x, y)`) on the
@@ -300,21 +306,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
         }
         // The cache decides what is current: an entry invalidated, expired
         // or evicted there is generated and deployed afresh.
-        if let Some(code) = self.generated.get(signature) {
-            let key =
-                MethodCacheKey::new(&self.caps.device_type, &self.caps.firmware, signature, code);
-            if !self.cache.contains(&key) {
+        if let Some(g) = self.generated.get(signature) {
+            if !self.cache.contains(&g.key) {
+                let id = g.key.id();
                 self.generated.remove(signature);
-                self.deployed.remove(&key.id());
+                self.deployed.remove(&id);
             }
         }
-        let code = self.code_for(signature, generate);
-        let key = MethodCacheKey::new(
-            &self.caps.device_type,
-            &self.caps.firmware,
-            signature,
-            &code,
-        );
+        let generated = self.code_for(signature, generate);
+        let (code, key) = (&generated.code, &generated.key);
         let marker = format!("__dcm_{method}");
         // `args` is a tuple: `()` for none, `(x,)` for one.
         let args_value = serde_json::to_value(args).map_err(|e| DeviceError::Args {
@@ -339,10 +339,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DeviceSession<R, W> {
                 // only invoke.
                 let on_device =
                     self.on_device.get(method).map(String::as_str) == Some(key.code_tag());
-                if attempt == 0 && on_device && self.cache.get(&key).is_some() {
+                if attempt == 0 && on_device && self.cache.get(key).is_some() {
                     self.deployed.insert(id.clone(), method.to_owned());
                 } else {
-                    self.deploy(method, &key, &code, &marker).await?;
+                    self.deploy(method, key, code, &marker).await?;
                 }
             }
             let out = self
