@@ -72,13 +72,17 @@ pub fn deploy_cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     match result {
         Ok(ts) => ts.into(),
         // Keep the method's signature, so its callers do not fail too; its
-        // body (the code, not a Result) would only add noise.
+        // body (the code, not a Result) would only add noise. The
+        // compile_error! beside it stops the build, so this body never runs.
         Err(e) => {
             let err = e.to_compile_error();
             let syn::ItemFn {
                 attrs, vis, sig, ..
             } = item;
-            quote::quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unimplemented!() }).into()
+            let body = quote::quote!(::core::unreachable!(
+                "#[deploy_cached] reported a compile error for this method"
+            ));
+            quote::quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { #body }).into()
         }
     }
 }
