@@ -26,9 +26,10 @@ use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Flight, Flights, Join};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
-use crate::pattern::{Pattern, PatternError};
-use crate::registry::{self, ErasedCache, KeyQuery};
+use crate::pattern::Pattern;
+use crate::registry::{self, CacheError, ErasedCache, KeyQuery};
 use crate::stats::{Counter, Counters, Stats};
+use crate::store::StoreError;
 
 #[cfg(feature = "redis")]
 mod tier;
@@ -200,6 +201,12 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
 pub(crate) struct Inner<K, V> {
     name: Arc<str>,
+    /// The cache's identity outside the process: the action name in a
+    /// service, an explicit name, or `module::path::function`.
+    identity: Arc<str>,
+    /// The literal every key text starts with, which remote keys leave out
+    /// because the identity implies it.
+    text_prefix: &'static str,
     service: Option<Arc<str>>,
     map: Engine<K, V>,
     /// Runtime settings: configuration may change them at any time.
@@ -277,6 +284,8 @@ impl<K: CacheKey, V: CacheValue> fmt::Debug for Cache<K, V> {
 /// Configures and builds a [`Cache`].
 pub struct CacheBuilder<K, V> {
     name: String,
+    module_path: Option<&'static str>,
+    text_prefix: &'static str,
     service: Option<String>,
     enabled: bool,
     key_args: &'static [&'static str],
@@ -312,6 +321,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     pub fn with_render(render: fn(&K, &mut String)) -> Self {
         CacheBuilder {
             name: "cache".into(),
+            module_path: None,
+            text_prefix: "",
             service: None,
             enabled: true,
             key_args: &[],
@@ -336,6 +347,23 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
+    /// The module the cache's function is defined in. Outside a service, a
+    /// cache named after its function is told apart from another module's
+    /// function of the same name by this: `module::path::name` is its
+    /// identity outside the process.
+    pub fn module_path(mut self, path: &'static str) -> Self {
+        self.module_path = Some(path);
+        self
+    }
+
+    /// The literal text every key of this cache starts with (a key
+    /// template's leading text, such as `get_user:`). Remote keys leave it
+    /// out, since the cache's identity implies it.
+    pub fn key_text_prefix(mut self, prefix: &'static str) -> Self {
+        self.text_prefix = prefix;
+        self
+    }
+
     /// The bound on entries (default [`DEFAULT_CAPACITY`]).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity.max(1));
@@ -345,7 +373,9 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     /// The service the cache belongs to: its namespace, its configuration
     /// section, and the handlers that reach it.
     pub fn service(mut self, service: impl Into<String>) -> Self {
-        self.service = Some(service.into());
+        let service = service.into();
+        // An empty service name is no service, as an empty tenant is none.
+        self.service = (!service.is_empty()).then_some(service);
         self
     }
 
@@ -444,8 +474,14 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             .service
             .as_deref()
             .map(|s| registry::registry().quota(s));
+        let identity: Arc<str> = match (&self.service, self.module_path) {
+            (None, Some(m)) => format!("{m}::{}", self.name).into(),
+            _ => self.name.as_str().into(),
+        };
         let inner = Arc::new(Inner {
             name: self.name.into(),
+            identity,
+            text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction),
             enabled: AtomicBool::new(true),
@@ -902,24 +938,23 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Removes entries by pattern here, and in L2 and the other nodes' L1s.
-    fn revoke_everywhere(&self, pattern: &Pattern, scope: Option<TenantId>) -> usize {
-        let n = self.revoke(pattern, scope);
+    /// A pattern the remote tier cannot select (a glob over hashed keys) is
+    /// an error, and nothing is removed anywhere.
+    fn revoke_everywhere(
+        &self,
+        pattern: &Pattern,
+        scope: Option<TenantId>,
+    ) -> Result<usize, StoreError> {
         #[cfg(feature = "redis")]
-        self.propagate(RemoteOp::Pattern(pattern.clone()), scope);
-        n
+        self.propagate(RemoteOp::Pattern(pattern.clone()), scope)?;
+        Ok(self.revoke(pattern, scope))
     }
 
     /// Removes an entry by its key text here and everywhere.
     fn invalidate_key_everywhere(&self, key: &str, scope: Option<TenantId>) -> usize {
         let n = self.invalidate_key_str(key, scope);
         #[cfg(feature = "redis")]
-        {
-            let mut p = String::new();
-            crate::__private::push_glob_escaped(&mut p, key);
-            if let Ok(p) = Pattern::new(&p) {
-                self.propagate(RemoteOp::Pattern(p), scope);
-            }
-        }
+        let _ = self.propagate(RemoteOp::Key(key.to_owned()), scope);
         n
     }
 
@@ -927,36 +962,16 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn clear_everywhere(&self, scope: Option<TenantId>) -> usize {
         let n = self.clear(scope);
         #[cfg(feature = "redis")]
-        self.propagate(RemoteOp::Clear, scope);
+        let _ = self.propagate(RemoteOp::Clear, scope);
         n
     }
 
-    /// Removes a tag's entries here, and those keys everywhere.
+    /// Removes a tag's entries here, in L2 (through its tag sets), and in
+    /// the other nodes' L1s.
     fn invalidate_tag_everywhere(&self, tag: &str, scope: Option<TenantId>) -> usize {
-        #[cfg(feature = "redis")]
-        let keys: Vec<(String, TenantId)> = match self.tier() {
-            Some(_) => self
-                .tag_index
-                .lock()
-                .get(tag)
-                .map(|set| {
-                    set.iter()
-                        .filter(|k| self.in_scope(k, scope))
-                        .map(|k| (render_with(k, self.render), self.tenant(k)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
         let n = self.invalidate_tag(tag, scope);
         #[cfg(feature = "redis")]
-        for (k, t) in keys {
-            let mut p = String::new();
-            crate::__private::push_glob_escaped(&mut p, &k);
-            if let Ok(p) = Pattern::new(&p) {
-                self.propagate(RemoteOp::Pattern(p), Some(t));
-            }
-        }
+        let _ = self.propagate(RemoteOp::Tag(tag.to_owned()), scope);
         n
     }
 
@@ -1352,17 +1367,18 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     }
 
     /// Removes the entry for `key`; true if there was one.
+    ///
+    /// With a remote tier, the entry is removed there and from the other
+    /// nodes' local tiers too; if Redis cannot be reached, that part is
+    /// retried until done, and this node reads nothing from Redis meanwhile.
     pub fn invalidate(&self, key: &K) -> bool {
         let removed = self.inner.invalidate(key);
         #[cfg(feature = "redis")]
         if self.inner.tier().is_some() {
             let text = render_with(key, self.inner.render);
-            let mut p = String::new();
-            crate::__private::push_glob_escaped(&mut p, &text);
-            if let Ok(p) = Pattern::new(&p) {
-                self.inner
-                    .propagate(RemoteOp::Pattern(p), Some(self.inner.tenant(key)));
-            }
+            let _ = self
+                .inner
+                .propagate(RemoteOp::Key(text), Some(self.inner.tenant(key)));
         }
         removed
     }
@@ -1372,14 +1388,18 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.invalidate_key_everywhere(key, None) > 0
     }
 
-    /// Removes the entries whose key text matches `pattern`; returns how many.
-    pub fn revoke(&self, pattern: &Pattern) -> usize {
+    /// Removes the entries whose key text matches `pattern`; returns how
+    /// many this process held. An error when the remote tier cannot select
+    /// by this pattern (a glob over hashed keys): then nothing is removed.
+    pub fn revoke(&self, pattern: &Pattern) -> Result<usize, StoreError> {
         self.inner.revoke_everywhere(pattern, None)
     }
 
     /// Parses `pattern` and revokes what it matches.
-    pub fn revoke_str(&self, pattern: &str) -> Result<usize, PatternError> {
-        Ok(self.inner.revoke_everywhere(&Pattern::new(pattern)?, None))
+    pub fn revoke_str(&self, pattern: &str) -> Result<usize, CacheError> {
+        Ok(self
+            .inner
+            .revoke_everywhere(&Pattern::new(pattern)?, None)?)
     }
 
     /// Removes the entries stored with `tag`; returns how many.
@@ -1455,15 +1475,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         mode: crate::config::Backend,
     ) {
         let weak = Arc::downgrade(&self.inner);
-        let ident = format!(
-            "{}/{}",
-            self.inner.service.as_deref().unwrap_or("_"),
-            self.inner.name
-        );
         store.on_invalidation(move |msg| {
-            if msg.cache == ident
-                && let Some(inner) = weak.upgrade()
-            {
+            if let Some(inner) = weak.upgrade() {
                 inner.apply_remote(msg);
             }
         });
@@ -1546,7 +1559,7 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize {
         self.invalidate_key_everywhere(key, tenant)
     }
-    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> usize {
+    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> Result<usize, StoreError> {
         self.revoke_everywhere(pattern, tenant)
     }
     fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize {

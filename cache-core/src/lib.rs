@@ -77,7 +77,7 @@ pub mod __private {
     pub use crate::cache::{Cache, CacheBuilder};
     pub use crate::codec::{CodecProbe, NoSerde, ViaSerde};
     pub use crate::eviction::Eviction;
-    pub use crate::key::{KeyArg, ViaHash, ViaKeyPart};
+    pub use crate::key::{KeyArg, ViaHash, ViaKeyPart, ViaSerialize};
     pub use crate::namespace::{TenantId, current_tenant};
     pub use std::sync::OnceLock;
     pub use std::time::Duration;
@@ -196,7 +196,13 @@ pub mod __private {
                 }
                 for p in &self.patterns {
                     match crate::pattern::Pattern::new(p) {
-                        Ok(p) => removed += c.revoke(&p, tenant),
+                        Ok(p) => match c.revoke(&p, tenant) {
+                            Ok(n) => removed += n,
+                            Err(e) => tracing::error!(
+                                "cache_evict on {}: pattern {p} not revoked: {e}",
+                                self.service
+                            ),
+                        },
                         Err(e) => tracing::error!("cache_evict on {}: {e}", self.service),
                     }
                 }

@@ -179,6 +179,56 @@ impl Quota {
     }
 }
 
+/// Appends one segment of a remote namespace with `\\`, `:` and `~`
+/// escaped by a `\\`, so a segment ends at its first unescaped `:`.
+pub fn push_segment(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if matches!(c, '\\' | ':' | '~') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// The namespace of a cache's entries outside the process,
+/// `service:tenant:identity`, each segment escaped; no service and no tenant
+/// are empty segments (names are never empty). `mask` names the key
+/// arguments in use when configuration left some out (`~` and the bits), so
+/// keys made of different arguments never meet.
+pub fn remote_namespace(
+    service: Option<&str>,
+    tenant: Option<&str>,
+    identity: &str,
+    mask: Option<u64>,
+) -> String {
+    let mut ns = String::new();
+    push_segment(&mut ns, service.unwrap_or(""));
+    ns.push(':');
+    push_segment(&mut ns, tenant.unwrap_or(""));
+    ns.push(':');
+    push_segment(&mut ns, identity);
+    if let Some(m) = mask {
+        use std::fmt::Write as _;
+        let _ = write!(ns, "~{m:x}");
+    }
+    ns
+}
+
+/// Splits `s` after its first segment (up to the first unescaped `:`):
+/// `(segment, rest after the colon)`, or `None` when no `:` ends it.
+pub fn split_segment(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b':' => return Some((&s[..i], &s[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +249,21 @@ mod tests {
         let r = std::panic::catch_unwind(|| with_tenant("acme", || panic!("x")));
         assert!(r.is_err());
         assert_eq!(current_tenant(), TenantId::NONE, "restored after a panic");
+    }
+
+    #[test]
+    fn segments_are_escaped_and_split_back() {
+        let ns = remote_namespace(Some("a:b"), Some("_"), "m::f~1\\", Some(3));
+        assert_eq!(ns, "a\\:b:_:m\\:\\:f\\~1\\\\~3");
+        let (svc, rest) = split_segment(&ns).unwrap();
+        assert_eq!(svc, "a\\:b");
+        let (tenant, id) = split_segment(rest).unwrap();
+        assert_eq!((tenant, id), ("_", "m\\:\\:f\\~1\\\\~3"));
+        assert_eq!(split_segment(id), None);
+        assert_ne!(
+            remote_namespace(None, None, "x", None),
+            remote_namespace(Some(""), Some("_"), "x", None)
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ use crate::seal::Sealer;
 use crate::store::{BoxFuture, Store, StoreError};
 
 /// How to reach and use Redis; the `[redis]` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows no secret: the URL's password, `hash_secret` and
+/// `encryption_key` read as `<redacted>`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisOptions {
     /// `redis://[user:password@]host:port[/db]` (RESP3 is added).
@@ -44,8 +47,13 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Deadline of one operation, in milliseconds.
     pub timeout_ms: u64,
-    /// Store a digest of each key instead of its text.
+    /// Store a keyed digest of each key instead of its text, so no argument
+    /// value reaches Redis (nor the invalidation channel). Needs
+    /// `hash_secret` or `encryption_key`.
     pub hash_keys: bool,
+    /// The secret that keys the digests of `hash_keys` (any string; at
+    /// least 16 bytes). Without it, one is derived from `encryption_key`.
+    pub hash_secret: Option<String>,
     /// Compress values larger than this many bytes.
     pub compress_above: Option<usize>,
     /// 64 hex digits: encrypt values with XChaCha20-Poly1305.
@@ -77,6 +85,7 @@ impl Default for RedisOptions {
             prefix: "cache".into(),
             timeout_ms: 50,
             hash_keys: false,
+            hash_secret: None,
             compress_above: None,
             encryption_key: None,
             breaker_after: 5,
@@ -87,6 +96,65 @@ impl Default for RedisOptions {
             cluster_nodes: Vec::new(),
             lock_ms: None,
         }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RedisOptions")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("hash_keys", &self.hash_keys)
+            .field("hash_secret", &secret(&self.hash_secret))
+            .field("compress_above", &self.compress_above)
+            .field("encryption_key", &secret(&self.encryption_key))
+            .field("breaker_after", &self.breaker_after)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
+            .field("log_every_ms", &self.log_every_ms)
+            .field("scan_count", &self.scan_count)
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("lock_ms", &self.lock_ms)
+            .finish()
+    }
+}
+
+/// `url` with the password (and a user alone) replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(x) => x,
+        None => return url.to_owned(),
+    };
+    let user = auth.split_once(':').map_or("", |(u, _)| u);
+    if user.is_empty() {
+        format!("{scheme}://<redacted>@{host}")
+    } else {
+        format!("{scheme}://{user}:<redacted>@{host}")
+    }
+}
+
+/// Removes every occurrence of the URL's password from `text`.
+fn scrub(text: String, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, r)| r.rsplit_once('@'))
+        .map(|(auth, _)| auth.split_once(':').map_or(auth, |(_, p)| p))
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "<redacted>"),
+        None => text,
     }
 }
 
@@ -105,6 +173,12 @@ pub struct RemoteStats {
     pub undecodable: u64,
     /// Invalidations received from other nodes.
     pub invalidations_received: u64,
+    /// Invalidations not yet applied in Redis (it was unreachable): until
+    /// they are, this node reads nothing from Redis.
+    pub pending_invalidations: u64,
+    /// Times the invalidation channel was lost, each of which emptied the
+    /// local tier of every cache over this store.
+    pub resubscriptions: u64,
 }
 
 #[derive(Default)]
@@ -115,7 +189,25 @@ struct Counters {
     skipped: AtomicU64,
     undecodable: AtomicU64,
     received: AtomicU64,
+    resubscriptions: AtomicU64,
 }
+
+/// What an operation is, for the circuit breakers: reads and writes have
+/// one each, so a full Redis that refuses writes still serves reads;
+/// invalidations pass every breaker, since they must be done.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Invalidate,
+}
+
+/// A remote invalidation: run until it succeeds.
+pub(crate) type Job = Arc<
+    dyn Fn(Arc<RedisStore>) -> crate::store::BoxFuture<'static, Result<(), StoreError>>
+        + Send
+        + Sync,
+>;
 
 /// The circuit breaker.
 struct Breaker {
@@ -201,17 +293,28 @@ pub(crate) fn block_on_bridge<T: Send + 'static>(
 pub struct Invalidation {
     /// The node that sent it, so it ignores its own.
     pub node: u64,
-    /// `service/action` of the cache.
+    /// The cache: its service and identity segments, `service:identity`.
     pub cache: String,
-    /// `key`, `pattern` or `clear`.
+    /// `key` (by its token), `pattern`, `tag` (by its token) or `clear`.
     pub op: String,
-    /// The key text or pattern.
+    /// The key's or tag's token (its text, or with `hash_keys` a keyed
+    /// digest: no argument value travels), or the pattern.
     pub arg: String,
     /// The tenant's name, if scoped.
     pub tenant: Option<String>,
 }
 
 type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
+
+/// Keeps the Redis keys a revoke should remove, from those its SCAN found.
+pub(crate) type KeyFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The error of a pattern that cannot select hashed keys.
+pub(crate) fn hashed_pattern_error(pattern: &Pattern) -> StoreError {
+    StoreError::Unsupported(format!(
+        "with hash_keys, Redis holds keyed digests of keys: pattern {pattern} can only be `*` or an exact key"
+    ))
+}
 
 /// How the store reaches Redis: one server, or a cluster.
 enum Link {
@@ -263,12 +366,21 @@ pub struct RedisStore {
     link: Link,
     opts: RedisOptions,
     sealer: Sealer,
-    breaker: Breaker,
+    /// The key of `hash_keys` digests.
+    hash_key: Option<[u8; 32]>,
+    read_breaker: Breaker,
+    write_breaker: Breaker,
+    /// Invalidations that failed, in order, retried until they succeed.
+    outbox: Mutex<std::collections::VecDeque<Job>>,
+    pending: AtomicU64,
+    retrying: AtomicBool,
     counters: Counters,
     last_log: AtomicU64,
     node: u64,
     handlers: Arc<RwLock<Vec<Handler>>>,
     subscribed: AtomicBool,
+    /// The invalidation channel dropped and has not been subscribed again.
+    channel_lost: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -304,6 +416,24 @@ impl RedisStore {
             Some(k) => sealer.encryption_key_hex(k).map_err(bad)?,
             None => sealer,
         };
+        let hash_key = match (&opts.hash_secret, &opts.encryption_key) {
+            (Some(s), _) if s.len() < 16 => {
+                return Err(bad(
+                    "redis: hash_secret must be at least 16 bytes long".into()
+                ));
+            }
+            (Some(s), _) => Some(blake3::derive_key("cache-core hash_keys v1", s.as_bytes())),
+            (None, Some(k)) => Some(blake3::derive_key(
+                "cache-core hash_keys from encryption_key v1",
+                k.as_bytes(),
+            )),
+            (None, None) if opts.hash_keys => {
+                return Err(bad(
+                    "redis: hash_keys needs a secret to key its digests: set hash_secret (or encryption_key)".into(),
+                ));
+            }
+            (None, None) => None,
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
         let timeout = Duration::from_millis(opts.timeout_ms.max(1));
         let link = if opts.cluster_nodes.is_empty() {
@@ -338,16 +468,22 @@ impl RedisStore {
                 conn: tokio::sync::Mutex::new(None),
             }))
         };
+        let breaker = || Breaker {
+            after: opts.breaker_after.max(1),
+            cooldown: Duration::from_millis(opts.breaker_cooldown_ms),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            origin: Instant::now(),
+        };
         let store = Arc::new(RedisStore {
             link,
-            breaker: Breaker {
-                after: opts.breaker_after.max(1),
-                cooldown: Duration::from_millis(opts.breaker_cooldown_ms),
-                failures: AtomicU32::new(0),
-                open_until: AtomicU64::new(0),
-                probing: AtomicBool::new(false),
-                origin: Instant::now(),
-            },
+            read_breaker: breaker(),
+            write_breaker: breaker(),
+            outbox: Mutex::default(),
+            pending: AtomicU64::new(0),
+            retrying: AtomicBool::new(false),
+            hash_key,
             sealer,
             counters: Counters::default(),
             last_log: AtomicU64::new(0),
@@ -359,6 +495,7 @@ impl RedisStore {
             )),
             handlers: Arc::default(),
             subscribed: AtomicBool::new(false),
+            channel_lost: AtomicBool::new(false),
             opts,
         });
         // Deliver invalidations from other nodes to the handlers.
@@ -416,6 +553,8 @@ impl RedisStore {
             skipped: c.skipped.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
             invalidations_received: c.received.load(Ordering::Relaxed),
+            pending_invalidations: self.pending.load(Ordering::Relaxed),
+            resubscriptions: c.resubscriptions.load(Ordering::Relaxed),
         }
     }
 
@@ -424,61 +563,64 @@ impl RedisStore {
         self.subscribed.load(Ordering::Acquire)
     }
 
-    /// Whether the circuit breaker is open (Redis is being skipped).
+    /// Whether a circuit breaker is open (reads or writes are being skipped).
     pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
+        self.read_breaker.is_open() || self.write_breaker.is_open()
     }
 
-    /// The Redis key of `key` in namespace `ns` (`service:tenant:action`).
-    pub fn remote_key(&self, ns: &str, key: &str) -> String {
-        if self.opts.hash_keys {
-            format!(
-                "{}:{ns}:#{}",
-                self.opts.prefix,
-                blake3::hash(key.as_bytes()).to_hex()
-            )
-        } else {
-            format!("{}:{ns}:{key}", self.opts.prefix)
+    /// Whether the read breaker is open.
+    pub fn read_breaker_open(&self) -> bool {
+        self.read_breaker.is_open()
+    }
+
+    /// Whether the write breaker is open.
+    pub fn write_breaker_open(&self) -> bool {
+        self.write_breaker.is_open()
+    }
+
+    /// What the remote key holds in place of a key's text: the text itself,
+    /// or with `hash_keys` `#` and a 128-bit keyed digest of it.
+    pub fn key_token(&self, key: &str) -> String {
+        match &self.hash_key {
+            Some(k) if self.opts.hash_keys => {
+                let h = blake3::keyed_hash(k, key.as_bytes());
+                let mut out = String::with_capacity(33);
+                out.push('#');
+                for b in &h.as_bytes()[..16] {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{b:02x}");
+                }
+                out
+            }
+            _ => key.to_owned(),
         }
+    }
+
+    /// The Redis key of `key` in namespace `ns` (`service:tenant:action`,
+    /// escaped segments): `prefix:ns:` and the key's [token](Self::key_token).
+    pub fn remote_key(&self, ns: &str, key: &str) -> String {
+        format!("{}:{ns}:{}", self.opts.prefix, self.key_token(key))
     }
 
     /// The SCAN pattern for `pattern` in `ns`: the fixed part escaped.
     fn remote_pattern(&self, ns: &str, pattern: &Pattern) -> Result<String, StoreError> {
-        let mut ns_glob = String::new();
-        crate::__private::push_glob_escaped(&mut ns_glob, ns);
-        self.remote_pattern_in(&ns_glob, pattern)
-    }
-
-    /// The SCAN pattern for `pattern` in the namespaces `ns_glob` matches.
-    fn remote_pattern_in(&self, ns_glob: &str, pattern: &Pattern) -> Result<String, StoreError> {
         let mut base = String::new();
-        crate::__private::push_glob_escaped(&mut base, &self.opts.prefix);
-        base.push(':');
-        base.push_str(ns_glob);
-        base.push(':');
+        crate::__private::push_glob_escaped(&mut base, &format!("{}:{ns}:", self.opts.prefix));
         if self.opts.hash_keys {
-            return match pattern.as_str() {
-                "*" => Ok(base + "*"),
-                _ => match pattern.literal() {
-                    Some(k) => {
-                        let mut p = base;
-                        crate::__private::push_glob_escaped(
-                            &mut p,
-                            &format!("#{}", blake3::hash(k.as_bytes()).to_hex()),
-                        );
-                        Ok(p)
-                    }
-                    None => Err(StoreError::Unavailable(format!(
-                        "with hash_keys, Redis holds digests: pattern {pattern} can only be `*` or an exact key"
-                    ))),
-                },
+            return match (pattern.as_str(), pattern.literal()) {
+                ("*", _) => Ok(base + "*"),
+                (_, Some(k)) => {
+                    crate::__private::push_glob_escaped(&mut base, &self.key_token(k));
+                    Ok(base)
+                }
+                _ => Err(hashed_pattern_error(pattern)),
             };
         }
         Ok(base + pattern.as_str())
     }
 
     fn log(&self, what: &str, e: &dyn std::fmt::Display) {
-        let now = self.breaker.now() / 1_000_000;
+        let now = self.read_breaker.now() / 1_000_000;
         let last = self.last_log.load(Ordering::Relaxed);
         if (last == 0 || now.saturating_sub(last) >= self.opts.log_every_ms)
             && self
@@ -509,35 +651,122 @@ impl RedisStore {
         }
     }
 
-    /// Runs one operation under the breaker and the deadline.
-    async fn guarded<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
+    /// Runs one operation under its breaker and the deadline. Error text
+    /// never carries the URL's password.
+    async fn guarded<T, F, Fut>(&self, op: Op, what: &str, run: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if !self.breaker.allow() {
+        let breaker = match op {
+            Op::Read => Some(&self.read_breaker),
+            Op::Write => Some(&self.write_breaker),
+            Op::Invalidate => None,
+        };
+        if let Some(b) = breaker
+            && !b.allow()
+        {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Unavailable("circuit breaker open".into()));
         }
         let deadline = Duration::from_millis(self.opts.timeout_ms.max(1));
-        let run = async {
+        let call = async {
             let c = self.conn().await?;
-            op(c).await
+            run(c).await
         };
-        let r = match tokio::time::timeout(deadline, run).await {
+        let r = match tokio::time::timeout(deadline, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::Unavailable(scrub(
+                e.to_string(),
+                &self.opts.url,
+            ))),
             Err(_) => Err(StoreError::Timeout(deadline)),
         };
         match &r {
-            Ok(_) => self.breaker.success(),
+            Ok(_) => {
+                if let Some(b) = breaker {
+                    b.success()
+                }
+            }
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure();
+                if let Some(b) = breaker {
+                    b.failure();
+                }
                 self.log(what, e);
             }
         }
         r
+    }
+
+    /// Runs an invalidation now, waiting at most `wait`; if it fails, it
+    /// joins the outbox, retried every `breaker_cooldown` until it
+    /// succeeds. While the outbox holds anything, this node reads nothing
+    /// from Redis, so it never serves what a pending invalidation removes.
+    /// Returns whether it was applied now.
+    pub(crate) fn invalidate_or_queue(self: &Arc<Self>, job: Job, wait: Duration) -> bool {
+        {
+            let mut outbox = self.outbox.lock();
+            if !outbox.is_empty() {
+                // Keep the order: behind the ones already waiting.
+                outbox.push_back(job);
+                self.pending.store(outbox.len() as u64, Ordering::Release);
+                drop(outbox);
+                self.retry_soon();
+                return false;
+            }
+        }
+        let store = self.clone();
+        let attempt = job(store);
+        if let Some(Ok(())) = block_on_bridge(wait, attempt) {
+            return true;
+        }
+        let mut outbox = self.outbox.lock();
+        outbox.push_back(job);
+        self.pending.store(outbox.len() as u64, Ordering::Release);
+        drop(outbox);
+        tracing::warn!(
+            "a redis invalidation could not be applied now; it is retried until it is, and this node reads nothing from redis meanwhile"
+        );
+        self.retry_soon();
+        false
+    }
+
+    /// Starts the outbox's retry task unless it runs.
+    fn retry_soon(self: &Arc<Self>) {
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let every = Duration::from_millis(self.opts.breaker_cooldown_ms.clamp(10, 60_000));
+        bridge().spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(store) = weak.upgrade() else { return };
+                loop {
+                    let Some(job) = store.outbox.lock().front().cloned() else {
+                        break;
+                    };
+                    if job(store.clone()).await.is_err() {
+                        break;
+                    }
+                    let mut outbox = store.outbox.lock();
+                    outbox.pop_front();
+                    store.pending.store(outbox.len() as u64, Ordering::Release);
+                }
+                let outbox = store.outbox.lock();
+                if outbox.is_empty() {
+                    store.retrying.store(false, Ordering::Release);
+                    tracing::info!("pending redis invalidations applied");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether invalidations wait to be applied in Redis.
+    pub fn has_pending_invalidations(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0
     }
 
     /// Calls `f` for every invalidation another node publishes.
@@ -550,15 +779,33 @@ impl RedisStore {
         msg.node = self.node;
         let payload = serde_json::to_string(&msg).expect("serializes");
         let ch = channel(&self.opts.prefix);
-        self.guarded("publish", |mut c| async move {
+        self.guarded(Op::Invalidate, "publish", |mut c| async move {
             c.publish::<_, _, ()>(ch, payload).await
         })
         .await
     }
 
     fn on_push(&self, push: PushInfo) {
-        if push.kind != redis::PushKind::Message {
-            return;
+        match push.kind {
+            redis::PushKind::Message => {}
+            // While the channel is down, other nodes' invalidations are
+            // lost: once it is back, every local copy goes (as Redis's
+            // client-side caching flushes its tracking table). Until then
+            // local copies still serve, so an outage fails no call.
+            redis::PushKind::Disconnection => {
+                self.channel_lost.store(true, Ordering::Release);
+                return;
+            }
+            redis::PushKind::Subscribe => {
+                if self.channel_lost.swap(false, Ordering::AcqRel) {
+                    self.counters
+                        .resubscriptions
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.flush_locals();
+                }
+                return;
+            }
+            _ => return,
         }
         // data: [channel, payload]
         let Some(redis::Value::BulkString(bytes)) = push.data.get(1) else {
@@ -578,13 +825,33 @@ impl RedisStore {
         }
     }
 
+    /// Tells every cache over this store to drop its local copies.
+    fn flush_locals(&self) {
+        let msg = Invalidation {
+            node: 0,
+            cache: String::new(),
+            op: "flush".into(),
+            arg: String::new(),
+            tenant: None,
+        };
+        let handlers = self.handlers.read().clone();
+        for h in handlers {
+            h(&msg);
+        }
+    }
+
     /// Reads and opens the value at `key` of `ns`; an undecodable one is a
-    /// counted miss, and is deleted.
+    /// counted miss, and is deleted. While invalidations are pending, reads
+    /// nothing (a miss), since Redis may still hold what they remove.
     pub async fn get_bytes(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.has_pending_invalidations() {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
         let rk = self.remote_key(ns, key);
         let k = rk.clone();
         let raw: Option<Vec<u8>> = self
-            .guarded("GET", |mut c| async move { c.get(k).await })
+            .guarded(Op::Read, "GET", |mut c| async move { c.get(k).await })
             .await?;
         let Some(raw) = raw else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -598,7 +865,9 @@ impl RedisStore {
             Err(e) => {
                 self.undecodable(&rk, &e);
                 let _ = self
-                    .guarded("UNLINK", |mut c| async move { c.unlink::<_, ()>(rk).await })
+                    .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
+                        c.unlink::<_, ()>(rk).await
+                    })
                     .await;
                 Ok(None)
             }
@@ -617,8 +886,9 @@ impl RedisStore {
     fn lock_key(&self, ns: &str, key: &str) -> String {
         // Outside every namespace's key space, so no revoke removes it.
         let rk = self.remote_key(ns, key);
+        // `~` starts no service segment (it is escaped in names).
         format!(
-            "{}:lock:{}",
+            "{}:~lock:{}",
             self.opts.prefix,
             &rk[self.opts.prefix.len() + 1..]
         )
@@ -631,7 +901,7 @@ impl RedisStore {
         let token = format!("{}-{}", self.node, rand_seed());
         let t = token.clone();
         let r: Result<Option<String>, _> = self
-            .guarded("SET NX", |mut c| async move {
+            .guarded(Op::Write, "SET NX", |mut c| async move {
                 redis::cmd("SET")
                     .arg(lk)
                     .arg(t)
@@ -656,7 +926,7 @@ impl RedisStore {
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
         );
         let _ = self
-            .guarded("unlock", |mut c| async move {
+            .guarded(Op::Invalidate, "unlock", |mut c| async move {
                 script.key(lk).arg(token).invoke_async::<i64>(&mut c).await
             })
             .await;
@@ -675,35 +945,143 @@ impl RedisStore {
         None
     }
 
-    /// Removes the keys matching `pattern` in the namespaces `ns_glob` (a
-    /// glob over `service:tenant:action`).
-    pub(crate) async fn revoke_in(
+    /// Removes the keys that match the SCAN pattern `glob` and pass
+    /// `filter` (given the whole Redis key); returns how many.
+    pub(crate) async fn scan_delete(
         &self,
-        ns_glob: &str,
-        pattern: &Pattern,
+        glob: &str,
+        filter: Option<&KeyFilter>,
     ) -> Result<u64, StoreError> {
-        let p = self.remote_pattern_in(ns_glob, pattern)?;
-        self.scan_unlink(p).await
-    }
-
-    async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
         match &self.link {
-            Link::Single(_) => self.scan_unlink_on(&pattern, None).await,
+            Link::Single(_) => self.scan_unlink_on(glob, None, filter).await,
             Link::Cluster(_) => {
                 // Keys live on every master: scan each.
                 let mut removed = 0;
                 for node in self.masters().await? {
-                    removed += self.scan_unlink_on(&pattern, Some(node)).await?;
+                    removed += self.scan_unlink_on(glob, Some(node), filter).await?;
                 }
                 Ok(removed)
             }
         }
     }
 
+    async fn scan_unlink(&self, pattern: String) -> Result<u64, StoreError> {
+        self.scan_delete(&pattern, None).await
+    }
+
+    /// The Redis key of the set of `ns`'s keys stored with tag `tag`.
+    pub(crate) fn tag_key(&self, ns: &str, tag: &str) -> String {
+        // `~` starts no service segment (it is escaped in names).
+        format!("{}:~tags:{ns}:{}", self.opts.prefix, self.key_token(tag))
+    }
+
+    /// The SCAN pattern of the tag sets of `tag` in the namespaces `ns_glob`.
+    pub(crate) fn tag_glob(&self, ns_glob: &str, tag: &str) -> String {
+        let mut g = String::new();
+        crate::__private::push_glob_escaped(&mut g, &format!("{}:~tags:", self.opts.prefix));
+        g.push_str(ns_glob);
+        g.push(':');
+        crate::__private::push_glob_escaped(&mut g, &self.key_token(tag));
+        g
+    }
+
+    /// Stores a value and records its key in the set of each of its tags
+    /// (which lives as long as its newest member).
+    pub(crate) async fn set_tagged(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[String],
+    ) -> Result<(), StoreError> {
+        if tags.is_empty() {
+            return self.set(ns, key, value, ttl).await;
+        }
+        let rk = self.remote_key(ns, key);
+        let sealed = self.sealer.seal(value, rk.as_bytes())?;
+        let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(ns, t)).collect();
+        let cluster = matches!(self.link, Link::Cluster(_));
+        self.guarded(Op::Write, "SET", |mut c| async move {
+            let mut set = redis::cmd("SET");
+            set.arg(&rk).arg(sealed);
+            if let Some(t) = ttl {
+                set.arg("PX").arg((t.as_millis() as u64).max(1));
+            }
+            set.query_async::<()>(&mut c).await?;
+            for tk in tag_keys {
+                // One key per command: tag sets may sit on another slot.
+                redis::cmd("SADD")
+                    .arg(&tk)
+                    .arg(&rk)
+                    .query_async::<()>(&mut c)
+                    .await?;
+                match ttl {
+                    Some(t) => {
+                        redis::cmd("PEXPIRE")
+                            .arg(&tk)
+                            .arg((t.as_millis() as u64).max(1))
+                            .query_async::<()>(&mut c)
+                            .await?
+                    }
+                    None => {
+                        redis::cmd("PERSIST")
+                            .arg(&tk)
+                            .query_async::<()>(&mut c)
+                            .await?
+                    }
+                }
+            }
+            let _ = cluster;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the members of the tag sets matching `glob`, and the sets.
+    pub(crate) async fn delete_tagged(&self, glob: &str) -> Result<u64, StoreError> {
+        let sets = self.scan_keys(glob).await?;
+        let mut removed = 0;
+        for set in sets {
+            let s = set.clone();
+            let members: Vec<String> = self
+                .guarded(Op::Invalidate, "SMEMBERS", |mut c| async move {
+                    c.smembers(s).await
+                })
+                .await?;
+            if !members.is_empty() {
+                removed += self.unlink_all(members).await?;
+            }
+            self.unlink_all(vec![set]).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Every key matching `glob`, on one server or every master.
+    async fn scan_keys(&self, glob: &str) -> Result<Vec<String>, StoreError> {
+        let nodes: Vec<Option<(String, u16)>> = match &self.link {
+            Link::Single(_) => vec![None],
+            Link::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+        };
+        let mut out = Vec::new();
+        for node in nodes {
+            let mut cursor = 0;
+            loop {
+                let (next, keys) = self.scan_step(glob, cursor, node.clone()).await?;
+                out.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(out)
+    }
+
     /// The cluster's masters, from `CLUSTER NODES`.
     async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
         let text: String = self
-            .guarded("CLUSTER NODES", |mut c| async move {
+            .guarded(Op::Invalidate, "CLUSTER NODES", |mut c| async move {
                 redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await
             })
             .await?;
@@ -722,38 +1100,47 @@ impl RedisStore {
             .collect())
     }
 
+    /// One SCAN step on one server or one cluster node.
+    async fn scan_step(
+        &self,
+        pattern: &str,
+        cursor: u64,
+        node: Option<(String, u16)>,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(self.opts.scan_count);
+        self.guarded(Op::Invalidate, "SCAN", |c| async move {
+            match (c, node) {
+                (Conn::Cluster(mut c), Some((host, port))) => {
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let v = c.route_command(cmd, routing).await?;
+                    Ok(redis::from_redis_value(v)?)
+                }
+                (mut c, _) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
     /// SCAN MATCH and UNLINK in batches, on one server or one cluster node.
     async fn scan_unlink_on(
         &self,
         pattern: &str,
         node: Option<(String, u16)>,
+        filter: Option<&KeyFilter>,
     ) -> Result<u64, StoreError> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(self.opts.scan_count);
-            let node = node.clone();
-            let (next, keys): (u64, Vec<String>) = self
-                .guarded("SCAN", |c| async move {
-                    match (c, node) {
-                        (Conn::Cluster(mut c), Some((host, port))) => {
-                            let routing =
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                                    host,
-                                    port,
-                                });
-                            let v = c.route_command(cmd, routing).await?;
-                            Ok(redis::from_redis_value(v)?)
-                        }
-                        (mut c, _) => cmd.query_async(&mut c).await,
-                    }
-                })
-                .await?;
+            let (next, mut keys) = self.scan_step(pattern, cursor, node.clone()).await?;
+            if let Some(f) = filter {
+                keys.retain(|k| f(k));
+            }
             if !keys.is_empty() {
                 removed += self.unlink_all(keys).await?;
             }
@@ -769,13 +1156,17 @@ impl RedisStore {
     async fn unlink_all(&self, keys: Vec<String>) -> Result<u64, StoreError> {
         if let Link::Single(_) = &self.link {
             return self
-                .guarded("UNLINK", |mut c| async move { c.unlink(keys).await })
+                .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
+                    c.unlink(keys).await
+                })
                 .await;
         }
         let mut n = 0;
         for k in keys {
             n += self
-                .guarded("UNLINK", |mut c| async move { c.unlink::<_, u64>(k).await })
+                .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
+                    c.unlink::<_, u64>(k).await
+                })
                 .await?;
         }
         Ok(n)
@@ -838,7 +1229,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let rk = self.remote_key(ns, key);
             let sealed = self.sealer.seal(value, rk.as_bytes())?;
-            self.guarded("SET", |mut c| async move {
+            self.guarded(Op::Write, "SET", |mut c| async move {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(rk).arg(sealed);
                 if let Some(t) = ttl {
@@ -854,7 +1245,9 @@ impl Store for RedisStore {
         Box::pin(async move {
             let rk = self.remote_key(ns, key);
             let n: u64 = self
-                .guarded("UNLINK", |mut c| async move { c.unlink(rk).await })
+                .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
+                    c.unlink(rk).await
+                })
                 .await?;
             Ok(n > 0)
         })

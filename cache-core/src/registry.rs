@@ -69,8 +69,13 @@ pub trait ErasedCache: Send + Sync {
     fn service(&self) -> Option<&str>;
     /// Removes the entries whose key text is `key`; returns how many.
     fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize;
-    /// Removes the entries whose key text matches `pattern`.
-    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> usize;
+    /// Removes the entries whose key text matches `pattern`; an error, and
+    /// nothing removed, when a tier cannot select by it.
+    fn revoke(
+        &self,
+        pattern: &Pattern,
+        tenant: Option<TenantId>,
+    ) -> Result<usize, crate::store::StoreError>;
     /// Removes the entries stored with `tag`.
     fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize;
     /// Removes every entry.
@@ -138,6 +143,10 @@ pub enum CacheError {
     /// Configuration could not be applied.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A tier cannot do the operation (a glob revoke over hashed keys);
+    /// nothing was done.
+    #[error(transparent)]
+    Remote(#[from] crate::store::StoreError),
 }
 
 /// The error type of registry operations, under its earlier name.
@@ -243,7 +252,11 @@ impl Registry {
     /// Removes what matches `pattern` from the caches named `name`.
     pub fn revoke(&self, name: &str, pattern: &str) -> Result<usize, CacheError> {
         let p = Pattern::new(pattern)?;
-        Ok(self.each(name, |c| c.revoke(&p, None))?.into_iter().sum())
+        let mut n = 0;
+        for r in self.each(name, |c| c.revoke(&p, None))? {
+            n += r?;
+        }
+        Ok(n)
     }
 
     /// Removes the entries tagged `tag` from the caches named `name`.
@@ -294,14 +307,9 @@ impl Registry {
     /// Delivers an invalidation from another node to the cache it names.
     #[cfg(feature = "redis")]
     pub(crate) fn deliver(&self, msg: &crate::redis::Invalidation) {
-        let Some((service, action)) = msg.cache.split_once('/') else {
-            return;
-        };
-        let service = (service != "_").then_some(service);
-        for c in self.caches(action) {
-            if c.service() == service {
-                c.apply_remote(msg);
-            }
+        // Each cache checks that the message names it.
+        for c in self.all() {
+            c.apply_remote(msg);
         }
     }
 
@@ -399,7 +407,13 @@ impl Registry {
                 let b: RevokeBody = serde_json::from_value(body).map_err(bad)?;
                 let p = Pattern::new(&b.pattern)?;
                 let n = match scope(&b.tenant) {
-                    Some(t) => sum(&|c| c.revoke(&p, t)),
+                    Some(t) => {
+                        let mut n = 0;
+                        for c in &caches {
+                            n += c.revoke(&p, t)?;
+                        }
+                        n
+                    }
                     None => 0,
                 };
                 audit(&format!("revoke {:?}", b.pattern), n);
@@ -525,7 +539,7 @@ impl Registry {
                 .iter()
                 .filter(|c| service.is_none() || c.service() == service.as_deref())
             {
-                removed += c.revoke(pattern, scope);
+                removed += c.revoke(pattern, scope)?;
             }
         }
         tracing::info!(

@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The store cannot do this operation (such as a glob revoke over
+    /// hashed keys); nothing was done.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Bytes by namespace and key, with a TTL per entry.

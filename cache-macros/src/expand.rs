@@ -118,10 +118,10 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 // A masked-out argument leaves no trace, separator included.
                 quote!(if let ::std::option::Option::Some(__v) = #acc {
                     #sep
-                    (&::cache_core::__private::KeyArg(__v)).write_arg(__out);
+                    (&&::cache_core::__private::KeyArg(__v)).write_arg(__out);
                 })
             } else {
-                quote!(#sep (&::cache_core::__private::KeyArg(#acc)).write_arg(__out);)
+                quote!(#sep (&&::cache_core::__private::KeyArg(#acc)).write_arg(__out);)
             }
         });
         quote!(#(#steps)*)
@@ -143,7 +143,7 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
             .tags({
                 #[allow(unused_imports)]
                 fn __tags(__k: &#key_ty) -> ::std::vec::Vec<::std::string::String> {
-                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _};
+                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _, ViaSerialize as _};
                     ::std::vec![#(#each),*]
                 }
                 __tags
@@ -189,6 +189,16 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         quote!(.eviction(::cache_core::__private::Eviction::#variant))
     });
 
+    // Outside a service, a function named after itself is told apart from
+    // another module's namesake by its module path.
+    let module_path = (service.is_none() && args.name.is_none())
+        .then(|| quote!(.module_path(::core::module_path!())));
+    let text_prefix = match (&args.key, key_idx.is_empty()) {
+        (Some(_), _) => String::new(),
+        (None, true) => action.clone(),
+        (None, false) => format!("{action}:"),
+    };
+
     let vis = &item.vis;
     let companion = format_ident!("{}_cache", fn_name);
     let inner_name = format_ident!("__cached_{}", fn_name);
@@ -204,7 +214,7 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
             __CACHE.get_or_init(|| {
                 #[allow(unused_imports)]
                 fn __render(__k: &#key_ty, __out: &mut ::std::string::String) {
-                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _};
+                    use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _, ViaSerialize as _};
                     #render_body
                 }
                 #[allow(unused_imports, unused_variables, clippy::nonminimal_bool)]
@@ -219,6 +229,8 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 use ::cache_core::__private::{NoSerde as _, ViaSerde as _};
                 ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
                     .name(#action)
+                    #module_path
+                    .key_text_prefix(#text_prefix)
                     .remote_codec((&::cache_core::__private::CodecProbe::<#ret>::new()).remote_codec())
                     .enabled(#enabled_flag)
                     #service_setup
@@ -383,7 +395,28 @@ pub fn key_template(
     names: &[String],
 ) -> syn::Result<(Vec<Segment>, Vec<usize>)> {
     let segments = match &args.key {
-        Some(lit) => template::parse(lit, names, "key")?,
+        Some(lit) => {
+            let segs = template::parse(lit, names, "key")?;
+            // Two arguments with no `:` between them could render one text
+            // for different values (`{a}{b}`: "1","23" and "12","3").
+            let mut after_arg = false;
+            for s in &segs {
+                match s {
+                    Segment::Text(t) if t.contains(':') => after_arg = false,
+                    Segment::Text(_) => {}
+                    Segment::Arg(_) | Segment::SepArg(_) => {
+                        if after_arg {
+                            return Err(syn::Error::new(
+                                lit.span(),
+                                "key template puts two arguments side by side; separate them with a `:` (as in \"{a}:{b}\") so that different values never share a key",
+                            ));
+                        }
+                        after_arg = true;
+                    }
+                }
+            }
+            segs
+        }
         None => {
             let mut s = vec![Segment::Text(action.to_owned())];
             s.extend((0..names.len()).map(Segment::SepArg));

@@ -509,17 +509,17 @@ fn render(
             if escape {
                 quote!({
                     let mut __part = ::std::string::String::new();
-                    (&::cache_core::__private::KeyArg(&#id)).write_arg(&mut __part);
+                    (&&::cache_core::__private::KeyArg(&#id)).write_arg(&mut __part);
                     ::cache_core::__private::push_glob_escaped(__out, &__part);
                 })
             } else {
-                quote!((&::cache_core::__private::KeyArg(&#id)).write_arg(__out);)
+                quote!((&&::cache_core::__private::KeyArg(&#id)).write_arg(__out);)
             }
         }
     });
     Ok(quote!({
         #[allow(unused_imports)]
-        use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _};
+        use ::cache_core::__private::{ViaHash as _, ViaKeyPart as _, ViaSerialize as _};
         let mut __s = ::std::string::String::new();
         let __out = &mut __s;
         #(#steps)*

@@ -81,7 +81,10 @@ async fn values_expire_with_px_and_keys_follow_the_layout() {
 #[tokio::test]
 async fn hashed_keys_keep_argument_values_off_the_server() {
     let server = RedisServer::start();
-    let s = store(&server, |o| o.hash_keys = true);
+    let s = store(&server, |o| {
+        o.hash_keys = true;
+        o.hash_secret = Some("a secret of sixteen bytes or more".into());
+    });
     s.set(
         "user:_:get_user",
         "get_user:secret-123",

@@ -37,6 +37,7 @@ fn node_with(
             out.push_str(&format!("get_user:{}", k.1))
         })
         .name("get_user")
+        .key_text_prefix("get_user:")
         .service("user")
         .tenant_of(|k| k.0)
         .remote_codec(Some(RemoteCodec::postcard()))
@@ -74,10 +75,7 @@ fn two_nodes_share_l2_and_invalidations() {
 
     // A value written by A is an L2 hit on B.
     assert_eq!(a.get_or_insert_with(K, || load("from A")), "from A");
-    assert_eq!(
-        server.cli(&["KEYS", "*"]).trim(),
-        "two:user:_:get_user:get_user:1"
-    );
+    assert_eq!(server.cli(&["KEYS", "*"]).trim(), "two:user::get_user:1");
     assert_eq!(b.get_or_insert_with(K, || load("from B")), "from A");
     assert_eq!(computed.load(Ordering::SeqCst), 1);
     assert_eq!(sb.stats().hits, 1);
@@ -152,11 +150,7 @@ fn calls_stay_correct_while_redis_is_down_and_use_it_again_after() {
     loop {
         c.clear();
         c.get_or_insert_with((TenantId::NONE, 99), || load(99));
-        if server
-            .cli(&["EXISTS", "two:user:_:get_user:get_user:99"])
-            .trim()
-            == "1"
-        {
+        if server.cli(&["EXISTS", "two:user::get_user:99"]).trim() == "1" {
             break;
         }
         assert!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::Backend;
 use crate::redis::{Invalidation, RedisStore, block_on_bridge, bridge};
-use crate::store::Store;
+use crate::store::StoreError;
 
 /// The remote tier a cache is attached to.
 pub(crate) struct Tier {
@@ -41,8 +41,53 @@ pub(crate) enum Remote<V> {
 
 /// A remote invalidation, before it is sent.
 pub(crate) enum RemoteOp {
+    /// One key, by its text.
+    Key(String),
     Pattern(Pattern),
+    Tag(String),
     Clear,
+}
+
+/// One escaped namespace segment.
+fn seg(s: &str) -> String {
+    let mut e = String::new();
+    crate::namespace::push_segment(&mut e, s);
+    e
+}
+
+/// Which Redis keys are one cache's, told from its escaped segments (a
+/// SCAN glob cannot tell where a segment ends).
+struct Owner {
+    prefix: String,
+    svc: String,
+    id: String,
+    tenant: Option<String>,
+    text_prefix: String,
+}
+
+impl Owner {
+    /// The key token of `rk` when it is this cache's (in the scope's
+    /// tenant, under any key argument mask).
+    fn token<'k>(&self, rk: &'k str) -> Option<&'k str> {
+        use crate::namespace::split_segment;
+        let rest = rk.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
+        let (svc, rest) = split_segment(rest)?;
+        let (tenant, rest) = split_segment(rest)?;
+        let (id, token) = split_segment(rest)?;
+        let mask_ok = id
+            .strip_prefix(self.id.as_str())
+            .is_some_and(|m| m.is_empty() || m.starts_with('~'));
+        (svc == self.svc && self.tenant.as_deref().is_none_or(|t| t == tenant) && mask_ok)
+            .then_some(token)
+    }
+
+    /// The key text a token stands for (keys that are not hashed).
+    fn text(&self, token: &str) -> String {
+        match token.strip_prefix("\\!") {
+            Some(text) => text.to_owned(),
+            None => format!("{}{token}", self.text_prefix),
+        }
+    }
 }
 
 fn escaped(s: &str) -> String {
@@ -61,18 +106,44 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.tier.read().as_ref().is_none_or(|t| t.l1)
     }
 
-    fn tenant_segment(t: TenantId) -> String {
-        t.name().map_or_else(|| "_".to_string(), |n| n.to_string())
+    /// The namespace of `t`'s entries outside the process.
+    pub(crate) fn remote_ns(&self, t: TenantId) -> String {
+        let mask = self.key_mask.load(Ordering::Relaxed);
+        crate::namespace::remote_namespace(
+            self.service.as_deref(),
+            t.name().as_deref(),
+            &self.identity,
+            (mask != ALL_KEYS).then_some(mask),
+        )
     }
 
-    /// `service:tenant:action` of a key.
-    fn ns(&self, key: &K) -> String {
-        format!(
-            "{}:{}:{}",
-            self.service.as_deref().unwrap_or("_"),
-            Self::tenant_segment(self.tenant(key)),
-            self.name
-        )
+    /// The literal every key text starts with now (a service action whose
+    /// key arguments configuration all left out has no `:` after its name).
+    fn text_prefix(&self) -> &'static str {
+        let p = self.text_prefix;
+        let mask = self.key_mask.load(Ordering::Relaxed);
+        let n = self.key_args.len();
+        let none_left = n > 0 && n < 64 && mask & ((1u64 << n) - 1) == 0;
+        match p.strip_suffix(':') {
+            Some(bare) if none_left => bare,
+            _ => p,
+        }
+    }
+
+    /// A key's part of its remote key: its text less the literal prefix the
+    /// cache's identity implies.
+    pub(crate) fn remote_part_of(&self, text: &str) -> String {
+        match text.strip_prefix(self.text_prefix()) {
+            Some(rest) => rest.to_owned(),
+            // Never by construction; marked so it cannot meet a real part.
+            None => format!("\\!{text}"),
+        }
+    }
+
+    /// `(namespace, part)` of `key` outside the process.
+    fn ns(&self, key: &K) -> (String, String) {
+        let text = render_with(key, self.render);
+        (self.remote_ns(self.tenant(key)), self.remote_part_of(&text))
     }
 
     fn deadline(store: &RedisStore) -> Duration {
@@ -96,7 +167,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn remote_lookup(&self, key: &K) -> Option<impl Future<Output = Lookup> + Send + 'static> {
         let tier = self.tier()?;
         self.codec?;
-        let (ns, k) = (self.ns(key), render_with(key, self.render));
+        let (ns, k) = self.ns(key);
         let store = tier.store.clone();
         Some(async move {
             let rk = store.remote_key(&ns, &k);
@@ -156,7 +227,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         token: String,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let tier = self.tier()?;
-        let (ns, k) = (self.ns(key), render_with(key, self.render));
+        let (ns, k) = self.ns(key);
         let store = tier.store.clone();
         Some(async move { store.unlock(&ns, &k, &token).await })
     }
@@ -189,11 +260,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 return None;
             }
         };
-        let (ns, k) = (self.ns(key), render_with(key, self.render));
+        let (ns, k) = self.ns(key);
         let ttl = (self.ttl_ms() != 0).then(|| Duration::from_millis(self.ttl_ms()));
+        let tags = self.tags.map(|f| f(key)).unwrap_or_default();
         let store = tier.store.clone();
         Some(async move {
-            let _ = store.set(&ns, &k, bytes, ttl).await;
+            let _ = store.set_tagged(&ns, &k, bytes, ttl, &tags).await;
         })
     }
 
@@ -211,40 +283,137 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// Carries an invalidation to L2 and to the other nodes, waiting a
-    /// bounded time. `scope` is the tenant, or every tenant.
-    pub(crate) fn propagate(&self, op: RemoteOp, scope: Option<TenantId>) {
-        let Some(tier) = self.tier() else { return };
-        let tenant = scope.map(Self::tenant_segment);
-        let ns_glob = format!(
-            "{}:{}:{}",
-            escaped(self.service.as_deref().unwrap_or("_")),
-            tenant.as_deref().map_or_else(|| "*".to_string(), escaped),
-            escaped(&self.name)
-        );
-        let (kind, arg, pattern) = match op {
-            RemoteOp::Pattern(p) => ("pattern", p.as_str().to_string(), p),
-            RemoteOp::Clear => ("clear", "*".to_string(), Pattern::new("*").expect("valid")),
+    /// The cache's name on the invalidation channel: its service and
+    /// identity segments, whatever the tenant and key arguments.
+    pub(crate) fn channel_id(&self) -> String {
+        let mut id = String::new();
+        crate::namespace::push_segment(&mut id, self.service.as_deref().unwrap_or(""));
+        id.push(':');
+        crate::namespace::push_segment(&mut id, &self.identity);
+        id
+    }
+
+    /// The SCAN pattern of this cache's remote keys in `scope` (every key
+    /// argument mask included); [`Self::owns_remote_key`] checks each find.
+    fn scan_glob(&self, store: &RedisStore, scope: Option<TenantId>) -> String {
+        let tenant = match scope {
+            Some(t) => escaped(&seg(t.name().as_deref().unwrap_or(""))),
+            None => "*".to_string(),
+        };
+        format!(
+            "{}:{}:{}:{}*",
+            escaped(&store.options().prefix),
+            escaped(&seg(self.service.as_deref().unwrap_or(""))),
+            tenant,
+            escaped(&seg(&self.identity)),
+        )
+    }
+
+    /// Carries an invalidation to L2 and to the other nodes. It returns at
+    /// once when Redis is unreachable: the invalidation then waits in the
+    /// store's outbox, retried until applied, and the store reads nothing
+    /// meanwhile. An invalidation Redis cannot do is an error, and nothing
+    /// is sent.
+    pub(crate) fn propagate(
+        &self,
+        op: RemoteOp,
+        scope: Option<TenantId>,
+    ) -> Result<(), StoreError> {
+        let Some(tier) = self.tier() else {
+            return Ok(());
+        };
+        let store = tier.store.clone();
+        let hashed = store.options().hash_keys;
+        let op = match op {
+            RemoteOp::Pattern(p) if p.as_str() == "*" => RemoteOp::Clear,
+            RemoteOp::Pattern(p) if hashed => match p.literal() {
+                Some(text) => RemoteOp::Key(text.to_owned()),
+                None => return Err(crate::redis::hashed_pattern_error(&p)),
+            },
+            op => op,
+        };
+        let tenant_seg = scope.map(|t| seg(t.name().as_deref().unwrap_or("")));
+        let glob = self.scan_glob(&store, scope);
+        let (kind, arg) = match &op {
+            RemoteOp::Key(text) => ("key", store.key_token(&self.remote_part_of(text))),
+            RemoteOp::Pattern(p) => ("pattern", p.as_str().to_owned()),
+            RemoteOp::Clear => ("clear", String::new()),
+            RemoteOp::Tag(tag) => ("tag", store.key_token(tag)),
         };
         let msg = Invalidation {
             node: 0,
-            cache: format!("{}/{}", self.service.as_deref().unwrap_or("_"), self.name),
+            cache: self.channel_id(),
             op: kind.into(),
-            arg,
+            arg: arg.clone(),
             tenant: scope.map(|t| t.name().map_or_else(String::new, |n| n.to_string())),
         };
-        let store = tier.store.clone();
-        let work = async move {
-            if let Err(e) = store.revoke_in(&ns_glob, &pattern).await {
-                tracing::debug!("redis revoke skipped: {e}");
-            }
-            let _ = store.publish(msg).await;
+        // What to remove from Redis: a SCAN of this cache's keys, each one
+        // checked to be this cache's and to match.
+        let owner = Owner {
+            prefix: store.options().prefix.clone(),
+            svc: seg(self.service.as_deref().unwrap_or("")),
+            id: seg(&self.identity),
+            tenant: tenant_seg,
+            text_prefix: self.text_prefix().to_owned(),
         };
-        block_on_bridge(Duration::from_secs(2), work);
+        let filter: crate::redis::KeyFilter = {
+            let op_kind = kind;
+            let pattern = match &op {
+                RemoteOp::Pattern(p) => Some(p.clone()),
+                _ => None,
+            };
+            let arg = arg.clone();
+            Arc::new(move |rk: &str| {
+                let Some(token) = owner.token(rk) else {
+                    return false;
+                };
+                match op_kind {
+                    "key" => token == arg,
+                    "pattern" => pattern
+                        .as_ref()
+                        .is_some_and(|p| p.matches(&owner.text(token))),
+                    _ => true,
+                }
+            })
+        };
+        let tag_glob = match &op {
+            RemoteOp::Tag(tag) => {
+                let ns_glob = glob
+                    .strip_prefix(&format!("{}:", escaped(&store.options().prefix)))
+                    .unwrap_or(&glob)
+                    .to_owned();
+                Some(store.tag_glob(&ns_glob, tag))
+            }
+            _ => None,
+        };
+        let job: crate::redis::Job = Arc::new(move |store: Arc<RedisStore>| {
+            let (glob, filter, tag_glob, msg) =
+                (glob.clone(), filter.clone(), tag_glob.clone(), msg.clone());
+            Box::pin(async move {
+                match &tag_glob {
+                    Some(g) => store.delete_tagged(g).await?,
+                    None => store.scan_delete(&glob, Some(&filter)).await?,
+                };
+                store.publish(msg).await
+            })
+        });
+        store.invalidate_or_queue(job, Self::deadline(&store) * 4);
+        Ok(())
     }
 
     /// Applies an invalidation another node published, to L1 only.
     pub(crate) fn apply_remote(&self, msg: &Invalidation) {
+        if msg.op == "flush" {
+            // The channel was lost: what other nodes invalidated meanwhile
+            // is unknown, so nothing local of a remote-backed cache stays.
+            if self.tier().is_some_and(|t| t.l1) {
+                self.clear(None);
+            }
+            return;
+        }
+        if msg.cache != self.channel_id() {
+            return;
+        }
         let scope = match &msg.tenant {
             None => None,
             Some(t) => match crate::namespace::existing_tenant_id(t) {
@@ -252,9 +421,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 None => return,
             },
         };
+        let Some(tier) = self.tier() else { return };
+        let store = &tier.store;
         match msg.op.as_str() {
             "clear" => {
                 self.clear(scope);
+            }
+            "key" => {
+                self.remove_where(scope, |text| {
+                    store.key_token(&self.remote_part_of(text)) == msg.arg
+                });
+            }
+            "tag" => {
+                let tags: Vec<String> = self
+                    .tag_index
+                    .lock()
+                    .keys()
+                    .filter(|t| store.key_token(t) == msg.arg)
+                    .cloned()
+                    .collect();
+                for t in tags {
+                    self.invalidate_tag(&t, scope);
+                }
             }
             "pattern" => match Pattern::new(&msg.arg) {
                 Ok(p) => {
