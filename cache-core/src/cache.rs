@@ -1492,6 +1492,18 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.clear(None);
     }
 
+    /// The Redis key that holds `key`'s value, when the cache has a remote
+    /// tier: what leaves the process for this key.
+    #[cfg(feature = "redis")]
+    pub fn remote_key(&self, key: &K) -> Option<String> {
+        let tier = self.inner.tier()?;
+        let ns = self.inner.remote_ns(self.inner.tenant(key));
+        let part = self
+            .inner
+            .remote_part_of(&render_with(key, self.inner.render));
+        Some(tier.store.remote_key(&ns, &part))
+    }
+
     /// Where the cache's values live now.
     pub fn backend(&self) -> crate::config::Backend {
         #[cfg(feature = "redis")]
