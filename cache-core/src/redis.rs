@@ -1038,11 +1038,30 @@ impl RedisStore {
         .await
     }
 
-    /// Removes the members of the tag sets matching `glob`, and the sets.
-    pub(crate) async fn delete_tagged(&self, glob: &str) -> Result<u64, StoreError> {
+    /// The SCAN pattern of every tag set in the namespaces `ns_glob`.
+    pub(crate) fn tag_glob_all(&self, ns_glob: &str) -> String {
+        let mut g = String::new();
+        crate::__private::push_glob_escaped(&mut g, &format!("{}:~tags:", self.opts.prefix));
+        g.push_str(ns_glob);
+        g.push_str(":*");
+        g
+    }
+
+    /// Removes the tag sets matching `glob` that pass `filter`, and with
+    /// `members` the keys they hold.
+    pub(crate) async fn delete_tagged(
+        &self,
+        glob: &str,
+        filter: &KeyFilter,
+        members: bool,
+    ) -> Result<u64, StoreError> {
         let sets = self.scan_keys(glob).await?;
         let mut removed = 0;
-        for set in sets {
+        for set in sets.into_iter().filter(|s| filter(s)) {
+            if !members {
+                self.unlink_all(vec![set]).await?;
+                continue;
+            }
             let s = set.clone();
             let members: Vec<String> = self
                 .guarded(Op::Invalidate, "SMEMBERS", |mut c| async move {

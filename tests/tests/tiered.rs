@@ -21,17 +21,30 @@ fn node_with(
     mode: Backend,
     lock_ms: Option<u64>,
 ) -> (Cache<(TenantId, u64), String>, Arc<RedisStore>) {
-    let store = RedisStore::connect(RedisOptions {
+    node_opts(server, mode, |o| o.lock_ms = lock_ms)
+}
+
+fn node_opts(
+    server: &RedisServer,
+    mode: Backend,
+    f: impl FnOnce(&mut RedisOptions),
+) -> (Cache<(TenantId, u64), String>, Arc<RedisStore>) {
+    let mut opts = RedisOptions {
         url: server.url(),
         prefix: "two".into(),
         breaker_after: 2,
         breaker_cooldown_ms: 200,
         // Generous: the first operation also connects, on two busy cores.
         timeout_ms: 300,
-        lock_ms,
         ..RedisOptions::default()
-    })
-    .unwrap();
+    };
+    f(&mut opts);
+    let store = RedisStore::connect(opts).unwrap();
+    (cache_on(&store, mode), store)
+}
+
+/// A `get_user` cache (tagged by the id's parity) in front of `store`.
+fn cache_on(store: &Arc<RedisStore>, mode: Backend) -> Cache<(TenantId, u64), String> {
     let cache: Cache<(TenantId, u64), String> =
         cache_core::CacheBuilder::with_render(|k: &(TenantId, u64), out| {
             out.push_str(&format!("get_user:{}", k.1))
@@ -40,10 +53,11 @@ fn node_with(
         .key_text_prefix("get_user:")
         .service("user")
         .tenant_of(|k| k.0)
+        .tags(|k| vec![format!("parity:{}", k.1 % 2)])
         .remote_codec(Some(RemoteCodec::postcard()))
         .build();
     cache.attach_remote(store.clone(), mode);
-    (cache, store)
+    cache
 }
 
 fn eventually(what: &str, f: impl Fn() -> bool) {
@@ -75,7 +89,10 @@ fn two_nodes_share_l2_and_invalidations() {
 
     // A value written by A is an L2 hit on B.
     assert_eq!(a.get_or_insert_with(K, || load("from A")), "from A");
-    assert_eq!(server.cli(&["KEYS", "*"]).trim(), "two:user::get_user:1");
+    assert_eq!(
+        server.cli(&["KEYS", "two:user:*"]).trim(),
+        "two:user::get_user:1"
+    );
     assert_eq!(b.get_or_insert_with(K, || load("from B")), "from A");
     assert_eq!(computed.load(Ordering::SeqCst), 1);
     assert_eq!(sb.stats().hits, 1);
@@ -289,4 +306,200 @@ async fn credentials_come_from_the_url() {
         wrong.get("n", "k").await.is_err(),
         "a wrong password is refused"
     );
+}
+
+#[test]
+fn an_invalidation_during_a_pause_is_not_lost() {
+    let server = RedisServer::start();
+    let short = |o: &mut RedisOptions| o.timeout_ms = 100;
+    let (a, sa) = node_opts(&server, Backend::Tiered, short);
+    let (b, sb) = node_opts(&server, Backend::Tiered, short);
+    eventually("both nodes to subscribe", || {
+        sa.is_subscribed() && sb.is_subscribed()
+    });
+    assert_eq!(a.get_or_insert_with(K, || "v1".into()), "v1");
+    assert_eq!(b.get_or_insert_with(K, || "unused".into()), "v1");
+
+    server.cli(&["CLIENT", "PAUSE", "1500", "ALL"]);
+    let t = Instant::now();
+    assert!(a.invalidate(&K), "A held the entry");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "invalidate waited {:?} for a paused redis",
+        t.elapsed()
+    );
+    assert!(
+        sa.stats().pending_invalidations >= 1,
+        "the remote part waits"
+    );
+    assert!(sa.has_pending_invalidations());
+    // Meanwhile A reads nothing from Redis: it computes the new value.
+    assert_eq!(a.get_or_insert_with(K, || "v2".into()), "v2");
+
+    // Once Redis is back the invalidation lands: a node that never saw the
+    // call computes afresh, and B's local copy goes.
+    eventually("the pending invalidation to land", || {
+        !sa.has_pending_invalidations()
+    });
+    let (c, _) = node_opts(&server, Backend::Tiered, |_| {});
+    let seen = c.get_or_insert_with(K, || "v2".into());
+    assert_eq!(seen, "v2", "no node reads the invalidated value from Redis");
+    eventually("B to drop its copy", || !b.contains_key(&K));
+}
+
+#[test]
+fn tags_reach_redis_and_every_node() {
+    let server = RedisServer::start();
+    let (a, sa) = node(&server, Backend::Tiered);
+    let (b, sb) = node(&server, Backend::Tiered);
+    let (r, _) = node(&server, Backend::Redis);
+    eventually("the nodes to subscribe", || {
+        sa.is_subscribed() && sb.is_subscribed()
+    });
+    let odd = (TenantId::NONE, 1);
+    let even = (TenantId::NONE, 2);
+    a.get_or_insert_with(odd, || "odd".into());
+    a.get_or_insert_with(even, || "even".into());
+    assert!(!b.contains_key(&odd), "B never loaded it");
+
+    // B tag-invalidates what only A loaded: Redis and A's L1 drop it.
+    b.invalidate_tag("parity:1");
+    eventually("A to drop the odd entry", || !a.contains_key(&odd));
+    assert!(a.contains_key(&even), "another tag's entry stays");
+    assert_eq!(
+        r.get_or_insert_with(odd, || "odd again".into()),
+        "odd again"
+    );
+    assert_eq!(r.get_or_insert_with(even, || "unused".into()), "even");
+
+    // Redis-only: the tag reaches the values that live there.
+    r.invalidate_tag("parity:0");
+    assert_eq!(
+        r.get_or_insert_with(even, || "even again".into()),
+        "even again"
+    );
+}
+
+#[test]
+fn hashed_keys_send_no_argument_anywhere() {
+    let server = RedisServer::start();
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs (apt-get install redis-tools)");
+    let out = monitor.stdout.take().unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(out), &mut s).unwrap();
+        s
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    const SENTINEL: &str = "Sentinel-7f3a9";
+    let hashed = |o: &mut RedisOptions| {
+        o.hash_keys = true;
+        o.hash_secret = Some("a secret for this test only".into());
+    };
+    let store = |_: ()| {
+        let mut opts = RedisOptions {
+            url: server.url(),
+            prefix: "h".into(),
+            timeout_ms: 300,
+            ..RedisOptions::default()
+        };
+        hashed(&mut opts);
+        RedisStore::connect(opts).unwrap()
+    };
+    let cache_of = |s: &Arc<RedisStore>| {
+        let c: Cache<(TenantId, String), String> =
+            cache_core::CacheBuilder::with_render(|k: &(TenantId, String), out| {
+                out.push_str("find:");
+                cache_core::KeyPart::write_key(&k.1, out);
+            })
+            .name("find")
+            .key_text_prefix("find:")
+            .service("user")
+            .tenant_of(|k| k.0)
+            .tags(|k| vec![format!("q:{}", k.1)])
+            .remote_codec(Some(RemoteCodec::postcard()))
+            .build();
+        c.attach_remote(s.clone(), Backend::Tiered);
+        c
+    };
+    let (sa, sb) = (store(()), store(()));
+    let (a, b) = (cache_of(&sa), cache_of(&sb));
+    eventually("both nodes to subscribe", || {
+        sa.is_subscribed() && sb.is_subscribed()
+    });
+    let k = (TenantId::NONE, SENTINEL.to_string());
+    assert_eq!(a.get_or_insert_with(k.clone(), || "v".into()), "v");
+    assert_eq!(b.get_or_insert_with(k.clone(), || "unused".into()), "v");
+    assert!(a.invalidate(&k));
+    eventually("B to drop it", || !b.contains_key(&k));
+    a.get_or_insert_with(k.clone(), || "v".into());
+    b.get_or_insert_with(k.clone(), || "v".into());
+    assert!(b.invalidate_key_str(&format!("find:{SENTINEL}")));
+    eventually("A to drop it", || !a.contains_key(&k));
+    a.get_or_insert_with(k.clone(), || "v".into());
+    assert_eq!(b.invalidate_tag(&format!("q:{SENTINEL}")), 0);
+    eventually("A to drop the tagged entry", || !a.contains_key(&k));
+    a.get_or_insert_with(k.clone(), || "v".into());
+    assert_eq!(a.revoke_str(&format!("find:{SENTINEL}")).unwrap(), 1);
+    // A glob cannot select keyed digests: an error, and nothing removed.
+    a.get_or_insert_with(k.clone(), || "v".into());
+    let e = a.revoke_str("find:Sent*").unwrap_err();
+    assert!(e.to_string().contains("hash_keys"), "{e}");
+    assert!(a.contains_key(&k), "a refused revoke removes nothing");
+    assert_eq!(a.revoke_str("*").unwrap(), 1);
+    a.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let log = seen.join().unwrap();
+    assert!(log.contains("\"SET\""), "MONITOR saw the traffic: {log}");
+    assert!(log.contains("PUBLISH"), "and the invalidation channel");
+    assert!(!log.contains(SENTINEL), "an argument reached redis:\n{log}");
+}
+
+#[test]
+fn a_full_redis_still_serves_reads_and_takes_invalidations() {
+    let server = RedisServer::start();
+    let (a, sa) = node(&server, Backend::Tiered);
+    a.get_or_insert_with(K, || "stored".into());
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    // Writes fail (OOM) until the write breaker opens...
+    for i in 100..110 {
+        a.get_or_insert_with((TenantId::NONE, i), || "new".into());
+    }
+    assert!(sa.write_breaker_open(), "writes are skipped now");
+    assert!(!sa.read_breaker_open(), "reads are not");
+    // ...and reads still succeed: a second cache over the same store finds
+    // the stored value in Redis.
+    let twin = cache_on(&sa, Backend::Tiered);
+    assert_eq!(twin.get_or_insert_with(K, || "recomputed".into()), "stored");
+    // An invalidation is a delete, which a full Redis still takes.
+    assert!(twin.invalidate(&K));
+    assert!(!sa.has_pending_invalidations());
+    assert_eq!(server.cli(&["EXISTS", "two:user::get_user:1"]).trim(), "0");
+}
+
+#[test]
+fn a_node_that_lost_the_channel_drops_its_local_copies() {
+    let mut server = RedisServer::start();
+    let (a, sa) = node(&server, Backend::Tiered);
+    eventually("A to subscribe", || sa.is_subscribed());
+    a.get_or_insert_with(K, || "before".into());
+    server.kill();
+    // While Redis is down, the local copy still serves.
+    assert_eq!(a.get(&K).as_deref(), Some("before"));
+    server.restart();
+    // Another node changes the value meanwhile: A cannot have heard.
+    let (b, _) = node(&server, Backend::Tiered);
+    b.insert(K, "after".into());
+    eventually("A to resubscribe and drop its copies", || {
+        sa.stats().resubscriptions >= 1 && !a.contains_key(&K)
+    });
+    assert_eq!(a.get_or_insert_with(K, || "unused".into()), "after");
 }

@@ -376,24 +376,57 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 }
             })
         };
-        let tag_glob = match &op {
-            RemoteOp::Tag(tag) => {
-                let ns_glob = glob
-                    .strip_prefix(&format!("{}:", escaped(&store.options().prefix)))
-                    .unwrap_or(&glob)
-                    .to_owned();
-                Some(store.tag_glob(&ns_glob, tag))
-            }
+        // Tag sets: `prefix:~tags:` and the namespace, then the tag's token.
+        let ns_glob = glob
+            .strip_prefix(&format!("{}:", escaped(&store.options().prefix)))
+            .unwrap_or(&glob)
+            .to_owned();
+        let tags = match &op {
+            RemoteOp::Tag(tag) => Some(store.tag_glob(&ns_glob, tag)),
+            RemoteOp::Clear => Some(store.tag_glob_all(&ns_glob)),
             _ => None,
         };
-        let job: crate::redis::Job = Arc::new(move |store: Arc<RedisStore>| {
-            let (glob, filter, tag_glob, msg) =
-                (glob.clone(), filter.clone(), tag_glob.clone(), msg.clone());
-            Box::pin(async move {
-                match &tag_glob {
-                    Some(g) => store.delete_tagged(g).await?,
-                    None => store.scan_delete(&glob, Some(&filter)).await?,
+        let set_filter: crate::redis::KeyFilter = {
+            let owner = filter.clone();
+            let (tags_at, entries_at) = (
+                format!("{}:~tags:", store.options().prefix),
+                format!("{}:", store.options().prefix),
+            );
+            let want = match &op {
+                RemoteOp::Tag(_) => Some(arg.clone()),
+                _ => None,
+            };
+            Arc::new(move |set: &str| {
+                // Read the set's key as an entry's: its token is the tag's.
+                let Some(rest) = set.strip_prefix(tags_at.as_str()) else {
+                    return false;
                 };
+                let as_entry = format!("{entries_at}{rest}");
+                owner(&as_entry)
+                    && want.as_ref().is_none_or(|w| {
+                        crate::namespace::split_segment(rest)
+                            .and_then(|(_, r)| crate::namespace::split_segment(r))
+                            .and_then(|(_, r)| crate::namespace::split_segment(r))
+                            .is_some_and(|(_, token)| token == w)
+                    })
+            })
+        };
+        let clears = matches!(op, RemoteOp::Clear);
+        let job: crate::redis::Job = Arc::new(move |store: Arc<RedisStore>| {
+            let (glob, filter, tags, set_filter, msg) = (
+                glob.clone(),
+                filter.clone(),
+                tags.clone(),
+                set_filter.clone(),
+                msg.clone(),
+            );
+            Box::pin(async move {
+                if let Some(g) = &tags {
+                    store.delete_tagged(g, &set_filter, !clears).await?;
+                }
+                if tags.is_none() || clears {
+                    store.scan_delete(&glob, Some(&filter)).await?;
+                }
                 store.publish(msg).await
             })
         });
