@@ -23,7 +23,7 @@ use crate::codec::RemoteCodec;
 use crate::config::{Config, ConfigError, Defaults, Settings};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
-use crate::flight::{Flight, Flights, Join};
+use crate::flight::{Flight, Flights, Join, Waited};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;
@@ -593,6 +593,12 @@ impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
         self.landed = true;
         self.flights.land(&self.key, &self.flight, Some(value));
     }
+
+    /// The load returned an error: the waiters compute for themselves.
+    fn fail(mut self) {
+        self.landed = true;
+        self.flights.fail(&self.key, &self.flight);
+    }
 }
 
 impl<K: CacheKey, V: CacheValue> Drop for Lead<'_, K, V> {
@@ -771,6 +777,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 .fire(EventKind::Insert, &self.name, &k, self.render);
         }
         for (k, e) in evicted.drain() {
+            // The engine reports the entry a new value replaced as evicted;
+            // it is not: its key is live again, with the same tags and
+            // quota slot.
+            if self.map.peek(&k).is_some() {
+                continue;
+            }
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
         }
     }
@@ -1110,6 +1122,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
+    /// A load computed outside single-flight (its leader's load failed):
+    /// stored like any other when it succeeds.
+    fn solo<E>(&self, key: K, v: Result<V, E>) -> Result<V, E> {
+        let v = v?;
+        let store = self.should_store(&v);
+        self.loaded(key, &v, Instant::now(), store);
+        Ok(v)
+    }
+
     /// Records a finished load and stores its value if the policy allows.
     fn loaded(&self, key: K, value: &V, started: Instant, store: bool) {
         self.counters.incr(Counter::Load);
@@ -1204,11 +1225,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         loop {
             match inner.turn(&key) {
                 Turn::Done(v) => return Ok(v),
-                Turn::Wait(f) => {
-                    if let Some(v) = f.wait() {
-                        return Ok(v);
-                    }
-                }
+                Turn::Wait(f) => match f.wait() {
+                    Waited::Value(v) => return Ok(v),
+                    Waited::Retry => {}
+                    Waited::Failed => return inner.solo(key, init()),
+                },
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get_sync(&key) {
@@ -1226,7 +1247,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     if let (Err(_), Some(token)) = (&v, lock.clone()) {
                         inner.remote_unlock_sync(&key, token);
                     }
-                    let v = v?;
+                    let v = match v {
+                        Ok(v) => v,
+                        Err(e) => {
+                            lead.fail();
+                            return Err(e);
+                        }
+                    };
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {
@@ -1289,11 +1316,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         loop {
             match inner.turn(&key) {
                 Turn::Done(v) => return Ok(v),
-                Turn::Wait(f) => {
-                    if let Some(v) = f.wait_async().await {
-                        return Ok(v);
-                    }
-                }
+                Turn::Wait(f) => match f.wait_async().await {
+                    Waited::Value(v) => return Ok(v),
+                    Waited::Retry => {}
+                    Waited::Failed => return inner.solo(key, init.await),
+                },
                 Turn::Lead(lead) => {
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get(&key).await {
@@ -1311,7 +1338,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     if let (Err(_), Some(token)) = (&v, lock.clone()) {
                         inner.remote_unlock(&key, token).await;
                     }
-                    let v = v?;
+                    let v = match v {
+                        Ok(v) => v,
+                        Err(e) => {
+                            lead.fail();
+                            return Err(e);
+                        }
+                    };
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {

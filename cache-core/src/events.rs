@@ -104,7 +104,11 @@ impl<K> Listeners<K> {
             render,
         };
         for (_, f) in list.iter() {
-            f(&ev);
+            // A listener that panics breaks neither the others nor the
+            // cache's own bookkeeping, which it interrupts.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&ev))).is_err() {
+                tracing::error!(cache, "a cache listener panicked on a {kind:?} event");
+            }
         }
     }
 }

@@ -21,7 +21,20 @@ const SHARDS: usize = 16;
 enum State<V> {
     Running(Vec<Waker>),
     Done(V),
+    /// The load returned an error: each waiter computes for itself, at once
+    /// and side by side, instead of retrying one after another.
+    Failed,
     Abandoned,
+}
+
+/// What a waiter gets when the leader finishes.
+pub(crate) enum Waited<V> {
+    /// The leader's value.
+    Value(V),
+    /// The leader's load failed: compute without waiting again.
+    Failed,
+    /// The leader panicked or was cancelled: join again (one leads).
+    Retry,
 }
 
 /// One key's load in progress.
@@ -38,11 +51,12 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    fn finish(&self, outcome: Option<&V>) {
+    fn finish(&self, outcome: Option<&V>, failed: bool) {
         let wakers = {
             let mut st = self.state.lock();
             let next = match outcome {
                 Some(v) => State::Done(v.clone()),
+                None if failed => State::Failed,
                 None => State::Abandoned,
             };
             match std::mem::replace(&mut *st, next) {
@@ -56,14 +70,15 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    /// Blocks until the leader finishes: its value, or `None` to retry.
-    pub(crate) fn wait(&self) -> Option<V> {
+    /// Blocks until the leader finishes.
+    pub(crate) fn wait(&self) -> Waited<V> {
         let mut st = self.state.lock();
         loop {
             match &*st {
                 State::Running(_) => self.cond.wait(&mut st),
-                State::Done(v) => return Some(v.clone()),
-                State::Abandoned => return None,
+                State::Done(v) => return Waited::Value(v.clone()),
+                State::Failed => return Waited::Failed,
+                State::Abandoned => return Waited::Retry,
             }
         }
     }
@@ -80,8 +95,8 @@ pub(crate) struct WaitFuture<V> {
 }
 
 impl<V: Clone> Future for WaitFuture<V> {
-    type Output = Option<V>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<V>> {
+    type Output = Waited<V>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Waited<V>> {
         let mut st = self.flight.state.lock();
         match &mut *st {
             State::Running(wakers) => {
@@ -90,8 +105,9 @@ impl<V: Clone> Future for WaitFuture<V> {
                 }
                 Poll::Pending
             }
-            State::Done(v) => Poll::Ready(Some(v.clone())),
-            State::Abandoned => Poll::Ready(None),
+            State::Done(v) => Poll::Ready(Waited::Value(v.clone())),
+            State::Failed => Poll::Ready(Waited::Failed),
+            State::Abandoned => Poll::Ready(Waited::Retry),
         }
     }
 }
@@ -147,13 +163,23 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
 
     /// Ends a flight led by the caller and releases its waiters.
     pub(crate) fn land(&self, key: &K, flight: &Arc<Flight<V>>, outcome: Option<&V>) {
+        self.end(key, flight, outcome, false)
+    }
+
+    /// Ends a flight whose load returned an error: its waiters compute
+    /// for themselves.
+    pub(crate) fn fail(&self, key: &K, flight: &Arc<Flight<V>>) {
+        self.end(key, flight, None, true)
+    }
+
+    fn end(&self, key: &K, flight: &Arc<Flight<V>>, outcome: Option<&V>, failed: bool) {
         {
             let mut map = self.shard(key).lock();
             if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
                 map.remove(key);
             }
         }
-        flight.finish(outcome);
+        flight.finish(outcome, failed);
     }
 
     /// How many loads are in flight.

@@ -67,15 +67,16 @@ impl Pattern {
                             pattern: src.to_owned(),
                         });
                     };
+                    let _ = next;
+                    // The escaped character, whole (it may be non-ASCII).
+                    let ch = src[i + 1..]
+                        .chars()
+                        .next()
+                        .expect("index is on a char boundary");
                     if let Some(l) = literal.as_mut() {
-                        // Escapes only precede ASCII bytes in valid patterns we keep literal.
-                        if next.is_ascii() {
-                            l.push(next as char);
-                        } else {
-                            literal = None;
-                        }
+                        l.push(ch);
                     }
-                    i += 2;
+                    i += 1 + ch.len_utf8();
                 }
                 b'[' => {
                     literal = None;
@@ -235,12 +236,15 @@ fn matchlen(mut p: &[u8], mut s: &[u8], skip_longer: &mut bool, nesting: u32) ->
                         back_one = Some(p);
                         break;
                     } else if p.len() >= 3 && p[1] == b'-' {
-                        let (mut lo, mut hi) = (p[0], p[2]);
+                        // Redis compares `char`s, which are signed on the
+                        // platforms it runs on: bytes from 0x80 sort first.
+                        let (mut lo, mut hi) = (p[0] as i8, p[2] as i8);
                         if lo > hi {
                             std::mem::swap(&mut lo, &mut hi);
                         }
                         p = &p[2..];
-                        if s[0] >= lo && s[0] <= hi {
+                        let c = s[0] as i8;
+                        if c >= lo && c <= hi {
                             matched = true;
                         }
                     } else if p[0] == s[0] {
@@ -311,5 +315,25 @@ mod tests {
         ));
         assert_eq!(Pattern::new("a\\*b").unwrap().literal(), Some("a*b"));
         assert_eq!(Pattern::new("a*b").unwrap().literal(), None);
+        assert_eq!(Pattern::new("\\é").unwrap().literal(), Some("é"));
+        assert!(Pattern::new("\\é*").unwrap().matches("éx"));
+        assert!(Pattern::new("[\\é]").is_ok());
+    }
+
+    #[test]
+    fn no_input_panics() {
+        // Every short string over a hostile alphabet parses or is refused.
+        let alphabet = ["\\", "[", "]", "^", "-", "*", "?", "é", "a", "\u{80}", "💥"];
+        let mut stack = vec![String::new()];
+        while let Some(p) = stack.pop() {
+            if let Ok(pat) = Pattern::new(&p) {
+                let _ = pat.matches("aé-]💥");
+            }
+            if p.chars().count() < 4 {
+                for a in alphabet {
+                    stack.push(format!("{p}{a}"));
+                }
+            }
+        }
     }
 }

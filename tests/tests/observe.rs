@@ -192,3 +192,45 @@ fn sampled_engines_support_the_whole_api() {
         assert!(c.is_empty());
     }
 }
+
+/// Replacing an entry is not an eviction: the key keeps its tags, and the
+/// counters show no eviction.
+#[test]
+fn replacing_an_entry_keeps_its_tags() {
+    let c: Cache<u64, u64> = cache_core::CacheBuilder::new()
+        .capacity(100)
+        .tags(|k| vec![format!("t{k}")])
+        .build();
+    c.insert(1, 1);
+    c.insert(1, 2);
+    assert_eq!(c.get(&1), Some(2));
+    assert_eq!(c.stats().evictions, 0, "a replacement is no eviction");
+    assert_eq!(c.invalidate_tag("t1"), 1, "the new value is still tagged");
+    assert_eq!(c.get(&1), None);
+}
+
+/// A listener that panics does not stop the cache's bookkeeping.
+#[test]
+fn a_panicking_listener_breaks_no_bookkeeping() {
+    let c: Cache<u64, u64> = cache_core::CacheBuilder::new()
+        .capacity(100)
+        .tags(|_| vec!["all".into()])
+        .build();
+    for k in 0..3 {
+        c.insert(k, k);
+    }
+    c.add_listener(|e| {
+        if e.kind == cache_core::EventKind::Invalidate {
+            panic!("listener bug");
+        }
+    });
+    assert_eq!(c.clear(), 3);
+    assert!(c.is_empty());
+    assert_eq!(c.stats().invalidations, 3, "every removal counted");
+    c.insert(9, 9);
+    assert_eq!(
+        c.invalidate_tag("all"),
+        1,
+        "the tag index holds only live keys"
+    );
+}

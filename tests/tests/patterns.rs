@@ -76,3 +76,66 @@ fn cache_revoke_and_keys_agree_with_the_table() {
         assert_eq!(removed, want as usize + pat.matches("zzz-other") as usize);
     }
 }
+
+/// Random UTF-8 patterns against a real redis-server's `KEYS`: the same
+/// keys match, non-ASCII bracket ranges included (Redis compares signed
+/// chars), and no pattern makes `Pattern` panic.
+#[test]
+fn random_patterns_agree_with_a_real_redis() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let server = cache_tests::RedisServer::start();
+    let keys = [
+        "a", "z", "é", "ü", "€", "aé", "éa", "-", "]", "[", "^", "\\", "日本", "x1", "ab", "a-z",
+        "\u{7f}", "\u{80}", "ÿ", "Ā",
+    ];
+    let mut mset = vec!["MSET"];
+    for k in &keys {
+        mset.push(k);
+        mset.push("1");
+    }
+    server.cli(&mset);
+    let piece = prop::sample::select(vec![
+        "[", "]", "-", "^", "\\", "*", "?", "a", "z", "é", "ü", "€", "日", "\u{80}", "ÿ",
+    ]);
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let fixed = ["[a-é]", "[é-a]", "[\u{80}-z]*", "[^a-é]*", "?[a-ÿ]"].map(|p| vec![p]);
+    let random = prop::collection::vec(piece, 1..6);
+    let cases = prop_oneof![prop::sample::select(fixed.to_vec()), random];
+    runner
+        .run(&cases, |parts| {
+            let p = parts.concat();
+            let mut redis: Vec<String> = server
+                .cli(&["KEYS", &p])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            redis.sort();
+            let mut ours: Vec<String> = keys
+                .iter()
+                .filter(|k| p == "*" || glob_match(p.as_bytes(), k.as_bytes()))
+                .map(|k| k.to_string())
+                .collect();
+            ours.sort();
+            prop_assert_eq!(&ours, &redis, "pattern {:?}", p);
+            // A pattern we accept selects what Redis does.
+            if let Ok(pat) = Pattern::new(&p) {
+                for k in &keys {
+                    prop_assert_eq!(
+                        pat.matches(k),
+                        redis.iter().any(|r| r == k),
+                        "{:?} on {:?}",
+                        p,
+                        k
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

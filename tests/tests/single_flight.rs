@@ -182,3 +182,39 @@ async fn a_cancelled_leader_hands_over() {
     assert_eq!(v, 9);
     assert_eq!(c.get(&1), Some(9));
 }
+
+/// The waiters of a load that fails do not retry one after another: each
+/// computes for itself at once (100 callers of a 50 ms failing load took
+/// 5 s when they were serialized).
+#[test]
+fn waiters_of_a_failing_load_run_side_by_side() {
+    let c: Cache<u64, u64> = Cache::new(16);
+    let calls = AtomicUsize::new(0);
+    let n = 100;
+    let barrier = Barrier::new(n);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| {
+                barrier.wait();
+                let r = c.get_or_try_insert_with(1, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(50));
+                    Err::<u64, std::io::Error>(std::io::Error::other("down"))
+                });
+                assert!(r.is_err());
+            });
+        }
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "{n} failing callers took {took:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        n,
+        "each caller saw its own error"
+    );
+    assert_eq!(c.get_or_try_insert_with(1, || Ok::<u64, ()>(7)), Ok(7));
+}
