@@ -203,9 +203,11 @@ pub(crate) struct Inner<K, V> {
     name: Arc<str>,
     /// The cache's identity outside the process: the action name in a
     /// service, an explicit name, or `module::path::function`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     identity: Arc<str>,
     /// The literal every key text starts with, which remote keys leave out
     /// because the identity implies it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     text_prefix: &'static str,
     service: Option<Arc<str>>,
     map: Engine<K, V>,

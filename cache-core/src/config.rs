@@ -46,8 +46,33 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::duration::parse_duration_ms;
 
 /// A duration in configuration: integer seconds or a string such as `"500ms"`.
+///
+/// It must be more than zero (a TTL of 0 would cache nothing: leave the
+/// field out for no expiry) and at most [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
+
+/// The longest TTL or TTI configuration accepts: ten years (what every
+/// store outside the process can hold as milliseconds).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// A duration within bounds, or why not.
+fn bounded<E: serde::de::Error>(
+    d: Duration,
+    shown: &dyn fmt::Display,
+) -> Result<ConfigDuration, E> {
+    if d.is_zero() {
+        return Err(E::custom(format!(
+            "invalid duration {shown}: 0 would cache nothing; leave the field out for no expiry"
+        )));
+    }
+    if d > MAX_DURATION {
+        return Err(E::custom(format!(
+            "invalid duration {shown}: more than the limit of 10 years (3650d)"
+        )));
+    }
+    Ok(ConfigDuration(d))
+}
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -60,21 +85,21 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                 )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ConfigDuration(Duration::from_secs(v)))
+                bounded(Duration::from_secs(v), &v)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(|v| ConfigDuration(Duration::from_secs(v)))
-                    .map_err(|_| E::custom(format!("invalid duration {v}: it is negative")))
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("invalid duration {v}: it is negative"))),
+                }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                parse_duration_ms(v)
-                    .map(|ms| ConfigDuration(Duration::from_millis(ms)))
-                    .map_err(|why| {
-                        E::custom(format!(
-                            "invalid duration {v:?}: {why}; use integer seconds or a string such as \"500ms\", \"2m\" or \"1h30m\""
-                        ))
-                    })
+                match parse_duration_ms(v) {
+                    Ok(ms) => bounded(Duration::from_millis(ms), &format_args!("{v:?}")),
+                    Err(why) => Err(E::custom(format!(
+                        "invalid duration {v:?}: {why}; use integer seconds or a string such as \"500ms\", \"2m\" or \"1h30m\""
+                    ))),
+                }
             }
         }
         d.deserialize_any(V)
@@ -185,12 +210,20 @@ pub struct EventMapping {
     pub keys: Vec<String>,
 }
 
-/// The HTTP admin API's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The HTTP admin API's settings. Its `Debug` hides the token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// The bearer token the admin API requires.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// What an action's attribute (or a cache's builder) sets in code.
@@ -299,6 +332,15 @@ impl Config {
                 }
             }
         }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis
+            && let Err(e) = r.validate()
+        {
+            errs.push(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: format!("redis: {e}"),
+            });
+        }
         match errs.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -400,16 +442,87 @@ impl ConfigSource {
             };
             origin = format!("{} and {origin}", path.display());
         }
+        // Only variables that name a known field are read (a `CACHE_DIR`
+        // meant for another program is none of ours), and text fields take
+        // the variable as written (`CACHE_ADMIN__TOKEN=123456` is text).
         let env = Env::prefixed(&self.env_prefix)
-            .ignore(&["config"])
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                env_key_known(&k) && !TEXT_FIELDS.contains(&k.as_str())
+            })
             .split("__");
-        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Invalid {
-            origin: origin.clone(),
-            message: e.to_string().replace('\n', "; "),
-        })?;
+        let texts = figment::providers::Serialized::globals(env_texts(&self.env_prefix));
+        let cfg: Config =
+            fig.merge(env)
+                .merge(texts)
+                .extract()
+                .map_err(|e| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.to_string().replace('\n', "; "),
+                })?;
         cfg.validate(&origin)?;
         Ok(cfg)
     }
+}
+
+/// The fields whose variables are text whatever they look like
+/// (lower case, sections joined by `__`, the prefix left out).
+const TEXT_FIELDS: &[&str] = &[
+    "admin__token",
+    "redis__url",
+    "redis__prefix",
+    "redis__hash_secret",
+    "redis__encryption_key",
+    "redis__tls_ca_file",
+];
+
+/// Whether an environment key (lower case, prefix left out) names a field
+/// of the configuration: a top-level one, or one of a fixed section's.
+/// Service and action names are the user's, so anything under them counts.
+fn env_key_known(key: &str) -> bool {
+    fn fields<T: Serialize + Default>() -> Vec<String> {
+        match serde_json::to_value(T::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+    let mut parts = key.split("__");
+    let top = parts.next().unwrap_or("");
+    if !fields::<Config>().iter().any(|f| f == top) {
+        return false;
+    }
+    let inner = parts.next();
+    match (top, inner) {
+        ("admin", Some(f)) => fields::<AdminConfig>().iter().any(|x| x == f),
+        #[cfg(feature = "redis")]
+        ("redis", Some(f)) => fields::<crate::redis::RedisOptions>()
+            .iter()
+            .any(|x| x == f),
+        _ => true,
+    }
+}
+
+/// The text fields set by variables, as written, nested by section.
+fn env_texts(prefix: &str) -> serde_json::Value {
+    let prefix = prefix.to_ascii_lowercase();
+    let mut root = serde_json::Map::new();
+    for (k, v) in std::env::vars() {
+        let k = k.to_ascii_lowercase();
+        let Some(key) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !TEXT_FIELDS.contains(&key) {
+            continue;
+        }
+        let (section, field) = key.split_once("__").expect("text fields are nested");
+        let entry = root
+            .entry(section.to_owned())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let serde_json::Value::Object(m) = entry {
+            m.insert(field.to_owned(), serde_json::Value::String(v));
+        }
+    }
+    serde_json::Value::Object(root)
 }
 
 struct State {

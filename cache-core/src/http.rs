@@ -38,6 +38,7 @@ pub fn router(token: impl Into<String>) -> Router {
     let token: Arc<str> = token.into().into();
     Router::new()
         .route("/{service}/cache/{op}", any(handle))
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(token)
 }
@@ -75,20 +76,56 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-/// Compares without an early exit, so timing does not reveal the token.
+/// Compares the digests of the two, without an early exit: neither the
+/// token's bytes nor its length show in the time taken.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (blake3::hash(a), blake3::hash(b));
+    a.as_bytes()
+        .iter()
+        .zip(b.as_bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
+/// Whether the request carries the token: `Authorization: Bearer <token>`,
+/// the scheme in any case (RFC 9110 makes it case-insensitive).
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
+    let Some((scheme, given)) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
     else {
         return false;
     };
-    !token.is_empty() && same(given.trim().as_bytes(), token.as_bytes())
+    scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && same(given.trim().as_bytes(), token.as_bytes())
+}
+
+fn unauthorized() -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Any other path: a JSON 404 (after the token check, so unauthorized
+/// callers learn nothing about the routes).
+async fn no_route(
+    State(token): State<Arc<str>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if !authorized(&headers, &token) {
+        return unauthorized();
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {}; paths are /{{service}}/cache/{{clear|delete|revoke|stats|keys}}",
+            uri.path()
+        ),
+    )
 }
 
 fn status_of(e: &CacheError) -> StatusCode {
@@ -103,17 +140,18 @@ fn status_of(e: &CacheError) -> StatusCode {
 
 async fn handle(
     State(token): State<Arc<str>>,
-    Path((service, op)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     method: Method,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
     if !authorized(&headers, &token) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        return unauthorized();
     }
+    let Path((service, op)) = match path {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("path: {e}")),
+    };
     let wants = match op.as_str() {
         "clear" | "delete" | "revoke" => Method::POST,
         "stats" | "keys" => Method::GET,

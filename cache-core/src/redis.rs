@@ -406,6 +406,44 @@ fn with_resp3(url: &str) -> String {
     }
 }
 
+impl RedisOptions {
+    /// Checks everything that can be checked without connecting: the URL
+    /// (or cluster nodes), the CA file, the encryption key, and that
+    /// `hash_keys` has a secret. Configuration calls it before applying
+    /// anything.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |m: String| StoreError::Unavailable(m);
+        if let Some(k) = &self.encryption_key {
+            Sealer::default().encryption_key_hex(k).map_err(bad)?;
+        }
+        match &self.hash_secret {
+            Some(s) if s.len() < 16 => {
+                return Err(bad(
+                    "redis: hash_secret must be at least 16 bytes long".into()
+                ));
+            }
+            None if self.hash_keys && self.encryption_key.is_none() => {
+                return Err(bad(
+                    "redis: hash_keys needs a secret to key its digests: set hash_secret (or encryption_key)".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.cluster_nodes.is_empty() {
+            client_for(self)?;
+        } else {
+            ClusterClientBuilder::new(self.cluster_nodes.clone())
+                .build()
+                .map_err(|e| {
+                    let nodes: Vec<String> =
+                        self.cluster_nodes.iter().map(|u| redact_url(u)).collect();
+                    bad(format!("invalid redis cluster nodes {nodes:?}: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+}
+
 impl RedisStore {
     /// A store for `opts`. It connects lazily, so Redis may be down now; it
     /// subscribes to the invalidation channel, and keeps resubscribing.
@@ -1221,7 +1259,12 @@ fn client_for(opts: &RedisOptions) -> Result<redis::Client, StoreError> {
         }
         (None, _) => redis::Client::open(url.as_str()),
     };
-    result.map_err(|e| bad(format!("invalid redis url {:?}: {e}", opts.url)))
+    result.map_err(|e| {
+        bad(scrub(
+            format!("invalid redis url {:?}: {e}", redact_url(&opts.url)),
+            &opts.url,
+        ))
+    })
 }
 
 fn rand_seed() -> u64 {

@@ -379,3 +379,82 @@ async fn configuration_applies_at_runtime_and_reloads() {
     }
     assert!(seen, "the watcher reloaded the file");
 }
+
+/// Variables that name no field of ours are not read (the file still
+/// counts), and a text field's variable is text whatever it looks like.
+#[test]
+fn only_known_variables_are_read_and_typed_by_their_field() {
+    let file = temp_file("unrelated.toml", "ttl = 30\n");
+    // SAFETY: this test's own prefix; no other test reads these.
+    unsafe {
+        std::env::set_var("UNREL_DIR", "/var/cache/other-program");
+        std::env::set_var("UNREL_VERSION", "3");
+        std::env::set_var("UNREL_ADMIN__TOKEN", "123456");
+        std::env::set_var("UNREL_REDIS__PREFIX", "42");
+    }
+    let cfg = source(&file, "UNREL_").load().unwrap();
+    assert_eq!(
+        cfg.ttl.unwrap().0,
+        Duration::from_secs(30),
+        "the file counts"
+    );
+    assert_eq!(cfg.admin.token.as_deref(), Some("123456"));
+    assert_eq!(cfg.redis.as_ref().unwrap().prefix, "42");
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("123456"), "Debug shows the token: {shown}");
+}
+
+#[test]
+fn durations_out_of_bounds_are_errors_naming_the_field() {
+    for (body, says) in [
+        ("ttl = 0\n", "0 would cache nothing"),
+        ("[services.s]\ntti = \"0s\"\n", "0 would cache nothing"),
+        ("ttl = \"3000000000000h\"\n", "10 years"),
+        ("ttl = 9223372036854775807\n", "10 years"),
+        ("ttl = \"3651d\"\n", "10 years"),
+    ] {
+        let file = temp_file("bounds.toml", body);
+        let e = source(&file, "BOUNDS_").load().unwrap_err().to_string();
+        assert!(e.contains(says), "{body:?}: {e}");
+        assert!(
+            e.contains("ttl") || e.contains("tti"),
+            "names the field: {e}"
+        );
+    }
+    let file = temp_file("bounds-ok.toml", "ttl = \"3650d\"\n");
+    assert!(source(&file, "BOUNDS_").load().is_ok());
+}
+
+/// Redis settings are checked before anything is applied, and their
+/// secrets never show in `Debug` or in errors.
+#[test]
+fn redis_settings_are_validated_and_secrets_stay_hidden() {
+    let key = "ab".repeat(32);
+    let file = temp_file(
+        "secrets.toml",
+        &format!(
+            "[redis]\nurl = \"redis://:hunter2-pw@127.0.0.1:1\"\nencryption_key = \"{key}\"\nhash_secret = \"a long enough secret\"\n"
+        ),
+    );
+    let cfg = source(&file, "SECRETS_").load().unwrap();
+    let shown = format!("{cfg:?}");
+    for secret in ["hunter2-pw", key.as_str(), "a long enough secret"] {
+        assert!(!shown.contains(secret), "Debug shows {secret}: {shown}");
+    }
+    let bad = temp_file(
+        "secrets-bad.toml",
+        "[redis]\nurl = \"redis://:hunter2-pw@127.0.0.1:1\"\nhash_keys = true\n",
+    );
+    let e = source(&bad, "SECRETS_").load().unwrap_err().to_string();
+    assert!(e.contains("hash_secret"), "{e}");
+    let bad_url = temp_file(
+        "secrets-url.toml",
+        "[redis]\nurl = \"nope://:hunter2-pw@127.0.0.1:1\"\n",
+    );
+    let e = source(&bad_url, "SECRETS_").load().unwrap_err().to_string();
+    assert!(e.contains("invalid redis url"), "{e}");
+    assert!(
+        !e.contains("hunter2-pw"),
+        "the error shows the password: {e}"
+    );
+}

@@ -213,3 +213,49 @@ async fn admin_api_over_http() {
     let (st, _) = call(addr3, "GET", "/shop/cache/stats", Some(""), None).await;
     assert_eq!(st, 401);
 }
+
+/// The scheme is case-insensitive, any other path is a JSON 404 behind the
+/// token, and a wrong token of any length is a JSON 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_scheme_routes_and_tokens() {
+    let addr = start(cache_core::http::router("s3cret-token")).await;
+    let raw = |auth: &'static str, path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: {auth}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    };
+    for auth in [
+        "bearer s3cret-token",
+        "BEARER s3cret-token",
+        "Bearer  s3cret-token ",
+    ] {
+        let (st, body) = raw(auth, "/nosuch/cache/stats").await;
+        assert_eq!(st, 404, "{auth}: {body}");
+        assert!(body.contains("\"error\""), "{auth}: {body}");
+    }
+    for (auth, path) in [
+        ("Bearer s3cret-tokeN", "/nosuch/cache/stats"),
+        ("Bearer s3cret-token-longer", "/nosuch/cache/stats"),
+        ("Basic s3cret-token", "/x"),
+        ("Bearer s3cret-token-longer", "/not/a/route/at/all"),
+    ] {
+        let (st, body) = raw(auth, path).await;
+        assert_eq!(st, 401, "{auth} {path}: {body}");
+        assert!(body.contains("\"error\""), "{auth}: {body}");
+    }
+    let (st, body) = raw("Bearer s3cret-token", "/not/a/route/at/all").await;
+    assert_eq!(st, 404, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert!(v["error"].as_str().unwrap().contains("no route"), "{body}");
+}
