@@ -205,6 +205,9 @@ pub(crate) struct Inner<K, V> {
     /// service, an explicit name, or `module::path::function`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     identity: Arc<str>,
+    /// The registry refused this cache's name (another cache has it): it
+    /// never uses a remote tier, where the two would share entries.
+    unshared: AtomicBool,
     /// The literal every key text starts with, which remote keys leave out
     /// because the identity implies it.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -483,6 +486,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         let inner = Arc::new(Inner {
             name: self.name.into(),
             identity,
+            unshared: AtomicBool::new(false),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction),
@@ -515,7 +519,10 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         }
         if self.register {
             let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
-            registry::registry().register(&inner.name, weak);
+            if !registry::registry().register(&inner.name, weak) {
+                // A duplicate name: never share entries outside the process.
+                inner.unshared.store(true, Ordering::Relaxed);
+            }
             if let Err(e) = inner.apply(&crate::config::current()) {
                 tracing::error!("cache {}: configuration not applied: {e}", inner.name);
                 let _ = inner.apply_settings(&settings);
@@ -991,7 +998,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Layers `cfg` over the code's settings and applies the result.
     fn apply(&self, cfg: &Config) -> Result<(), ConfigError> {
-        let settings = cfg.resolve(self.service.as_deref(), &self.name, &self.defaults);
+        let settings = cfg.resolve_for(
+            self.service.as_deref(),
+            &self.name,
+            &self.identity,
+            &self.defaults,
+        );
         if let (Some(q), Some(svc)) = (&self.quota, &self.service) {
             q.set_limit(cfg.quota(svc));
         }
@@ -1600,6 +1612,9 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     fn name(&self) -> &str {
         &self.name
     }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
     fn service(&self) -> Option<&str> {
         self.service.as_deref()
     }
@@ -1626,7 +1641,12 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
         Inner::stats(self)
     }
     fn check(&self, config: &Config) -> Result<(), ConfigError> {
-        let s = config.resolve(self.service.as_deref(), &self.name, &self.defaults);
+        let s = config.resolve_for(
+            self.service.as_deref(),
+            &self.name,
+            &self.identity,
+            &self.defaults,
+        );
         self.check_backend(&s)?;
         self.key_mask_for(&s).map(|_| ())
     }

@@ -260,10 +260,26 @@ impl Config {
     /// The settings of `action` (in `service`, if any), given the values its
     /// attribute sets in code.
     pub fn resolve(&self, service: Option<&str>, action: &str, code: &Defaults) -> Settings {
+        self.resolve_for(service, action, action, code)
+    }
+
+    /// [`Config::resolve`] for a cache whose identity may be longer than
+    /// its action name (`module::function`): `[actions]` is looked up by
+    /// the identity first.
+    pub fn resolve_for(
+        &self,
+        service: Option<&str>,
+        action: &str,
+        identity: &str,
+        code: &Defaults,
+    ) -> Settings {
         let svc = service.and_then(|s| self.services.get(s));
         let act = match service {
             Some(_) => svc.and_then(|s| s.actions.get(action)),
-            None => self.actions.get(action),
+            None => self
+                .actions
+                .get(identity)
+                .or_else(|| self.actions.get(action)),
         };
         let dur = |d: Option<ConfigDuration>| d.map(|d| d.0);
         Settings {

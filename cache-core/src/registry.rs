@@ -65,6 +65,9 @@ impl Default for KeyQuery<'_> {
 pub trait ErasedCache: Send + Sync {
     /// The cache's action name.
     fn name(&self) -> &str;
+    /// Its identity: the action name in a service, an explicit name, or
+    /// `module::path::function`.
+    fn identity(&self) -> &str;
     /// The service it belongs to.
     fn service(&self) -> Option<&str>;
     /// Removes the entries whose key text is `key`; returns how many.
@@ -143,6 +146,14 @@ pub enum CacheError {
     /// Configuration could not be applied.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A name matches several caches: name one of the candidates.
+    #[error("{name:?} names several caches: {}; use one of these names", candidates.join(", "))]
+    Ambiguous {
+        /// The name given.
+        name: String,
+        /// The names that reach one cache each.
+        candidates: Vec<String>,
+    },
     /// A tier cannot do the operation (a glob revoke over hashed keys);
     /// nothing was done.
     #[error(transparent)]
@@ -167,11 +178,64 @@ pub fn registry() -> &'static Registry {
 }
 
 impl Registry {
-    pub(crate) fn register(&self, name: &str, cache: Weak<dyn ErasedCache>) {
+    /// Registers `cache` under its name. A second live cache with the same
+    /// service and identity (an explicit `name` used twice) is refused:
+    /// `false`, and the caller keeps it apart from every shared store.
+    pub(crate) fn register(&self, name: &str, cache: Weak<dyn ErasedCache>) -> bool {
+        let Some(new) = cache.upgrade() else {
+            return false;
+        };
         let mut map = self.caches.write();
+        let clash = map
+            .values()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .find(|c| c.identity() == new.identity() && c.service() == new.service());
+        if let Some(c) = clash {
+            tracing::error!(
+                "a second cache named {:?} (service {:?}) was not registered: names must be unique; it stays in this process only",
+                c.identity(),
+                c.service()
+            );
+            return false;
+        }
         let list = map.entry(name.to_owned()).or_default();
         list.retain(|w| w.strong_count() > 0);
         list.push(cache);
+        true
+    }
+
+    /// The caches a name given by a user reaches: a cache's identity
+    /// (`module::function`, or its explicit name), `service/action`, or a
+    /// bare action name. More than one is an error naming them.
+    pub fn resolve(&self, name: &str) -> Result<Arc<dyn ErasedCache>, CacheError> {
+        let all = self.all();
+        let label = |c: &Arc<dyn ErasedCache>| match c.service() {
+            Some(s) => format!("{s}/{}", c.name()),
+            None => c.identity().to_owned(),
+        };
+        let exact: Vec<_> = all
+            .iter()
+            .filter(|c| c.service().is_none() && c.identity() == name || label(c) == name)
+            .cloned()
+            .collect();
+        let found = if exact.is_empty() {
+            all.iter().filter(|c| c.name() == name).cloned().collect()
+        } else {
+            exact
+        };
+        match found.len() {
+            0 => Err(CacheError::UnknownCache(name.to_owned())),
+            1 => Ok(found.into_iter().next().expect("one")),
+            _ => {
+                let mut candidates: Vec<String> = found.iter().map(label).collect();
+                candidates.sort();
+                Err(CacheError::Ambiguous {
+                    name: name.to_owned(),
+                    candidates,
+                })
+            }
+        }
     }
 
     /// The quota shared by `service`'s caches.
@@ -234,11 +298,8 @@ impl Registry {
     }
 
     fn each<T>(&self, name: &str, f: impl Fn(&dyn ErasedCache) -> T) -> Result<Vec<T>, CacheError> {
-        let caches = self.caches(name);
-        if caches.is_empty() {
-            return Err(CacheError::UnknownCache(name.to_owned()));
-        }
-        Ok(caches.iter().map(|c| f(&**c)).collect())
+        let c = self.resolve(name)?;
+        Ok(vec![f(&*c)])
     }
 
     /// Removes the entry with key text `key` from the caches named `name`.
@@ -315,6 +376,28 @@ impl Registry {
 
     /// Checks that `config` fits every live cache, without applying it.
     pub(crate) fn check_config(&self, config: &Config) -> Result<(), ConfigError> {
+        // An `[actions.NAME]` section must reach one cache.
+        for name in config.actions.keys() {
+            let plain: Vec<_> = self
+                .all()
+                .into_iter()
+                .filter(|c| c.service().is_none())
+                .collect();
+            let exact = plain.iter().any(|c| c.identity() == name);
+            let mut bare: Vec<String> = plain
+                .iter()
+                .filter(|c| c.name() == name)
+                .map(|c| c.identity().to_owned())
+                .collect();
+            if !exact && bare.len() > 1 {
+                bare.sort();
+                return Err(ConfigError::Mismatch(format!(
+                    "actions.{name} names several caches: {}; name one (as actions.\"{}\")",
+                    bare.join(", "),
+                    bare[0]
+                )));
+            }
+        }
         self.all().iter().try_for_each(|c| c.check(config))
     }
 

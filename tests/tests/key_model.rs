@@ -394,3 +394,53 @@ fn no_call_reads_another_identitys_entry_from_redis() {
     with_tenant("a", || svc.get("b:c".into(), "d".into()));
     assert_eq!(CALLS.load(Ordering::SeqCst), before + 1, "tenant a's went");
 }
+
+mod d1 {
+    #[cache_core::cached(name = "dup_name")]
+    pub fn a(x: u64) -> u64 {
+        x
+    }
+}
+
+mod d2 {
+    #[cache_core::cached(name = "dup_name")]
+    pub fn b(x: u64) -> u64 {
+        x + 1
+    }
+}
+
+/// A bare name that several caches have is an error naming them; a full
+/// name reaches one. An explicit name used twice is refused the second
+/// time, and that cache never shares a store.
+#[test]
+fn names_resolve_to_one_cache_or_say_which() {
+    let _one = serial();
+    // In memory only, whatever another test attached.
+    attach(&lazy_store(false), Backend::Memory);
+    m1::lookup(5);
+    m2::lookup(5);
+    let e = cache_core::registry()
+        .clear("lookup")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key_model::m1::lookup") && e.contains("key_model::m2::lookup"),
+        "{e}"
+    );
+    assert!(
+        cache_core::registry()
+            .invalidate("key_model::m1::lookup", "lookup:5")
+            .unwrap()
+    );
+    assert!(
+        m2::lookup_cache().contains_key(&5),
+        "the other module's stays"
+    );
+    let e = cache_core::registry().clear("get").unwrap_err().to_string();
+    assert!(e.contains("svc1/get") && e.contains("svc2/get"), "{e}");
+    assert!(cache_core::registry().clear("svc1/get").is_ok());
+
+    assert_eq!((d1::a(1), d2::b(1)), (1, 2));
+    let c = cache_core::registry().resolve("dup_name").unwrap();
+    assert_eq!(c.stats().misses, 1, "one of the two is registered");
+}

@@ -37,6 +37,18 @@ impl Users {
     }
 }
 
+#[cached(name = "cfg_dup")]
+fn dup_a(x: u64) -> u64 {
+    x
+}
+
+mod other {
+    #[cache_core::cached(name = "cfg_dup")]
+    pub fn dup_b(x: u64) -> u64 {
+        x + 1
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_is_a_configuration_change() {
     let server = RedisServer::start();
@@ -77,13 +89,59 @@ async fn backend_is_a_configuration_change() {
     assert_eq!(LOADS.load(Ordering::SeqCst), 1, "both served by Redis");
     assert!(Users::get_user_cache().is_empty());
 
+    // An explicit name used twice: the second cache is refused, and never
+    // shares the first one's entries in Redis.
+    assert_eq!((dup_a(1), other::dup_b(1)), (1, 2));
+    assert_eq!(dup_a_cache().backend(), Backend::Redis);
+    assert_eq!(other::dup_b_cache().backend(), Backend::Memory);
+
+    // A glob over hashed keys cannot be done in Redis: an error, and
+    // nothing removed anywhere.
+    let e = cache_core::registry()
+        .request(
+            "users/cache/revoke",
+            serde_json::json!({"pattern": "get_user:*"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, cache_core::CacheError::Remote(_)), "{e}");
+    assert_eq!(
+        server
+            .cli(&["KEYS", "cfg:users::get_user:*"])
+            .lines()
+            .count(),
+        1,
+        "the entry is still in Redis"
+    );
+
+    // A file that does not validate changes nothing.
+    std::fs::write(
+        &file,
+        format!(
+            "backend = \"memory\"\n[redis]\nurl = \"{}\"\nhash_keys = true\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let e = config::reload().unwrap_err();
+    assert!(e.to_string().contains("hash_secret"), "{e}");
+    assert_eq!(
+        Users::get_user_cache().backend(),
+        Backend::Redis,
+        "nothing applied"
+    );
+
     // The service's handlers reach Redis too.
     let r = cache_core::registry()
         .request("users/cache/clear", serde_json::json!({}))
         .await
         .unwrap();
     assert_eq!(r["cleared"], 1, "only `handle`'s entry was in memory");
-    assert_eq!(server.cli(&["DBSIZE"]).trim(), "0", "cleared in Redis");
+    assert_eq!(
+        server.cli(&["KEYS", "cfg:users:*"]).trim(),
+        "",
+        "cleared in Redis"
+    );
     Users.get_user(7).await.unwrap();
     assert_eq!(LOADS.load(Ordering::SeqCst), 2);
 

@@ -499,6 +499,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             Backend::Redis => false,
             Backend::Tiered => true,
         };
+        if self.unshared.load(Ordering::Relaxed) {
+            tracing::error!(
+                "{}: its name is another cache's, so it stays in memory (backend {backend:?} ignored)",
+                self.ident()
+            );
+            return Ok(());
+        }
         if self.codec.is_none() {
             tracing::warn!(
                 "{}: its value type is not serde-serializable, so it stays in memory (backend {backend:?} ignored)",
