@@ -205,6 +205,9 @@ pub(crate) struct Inner<K, V> {
     /// service, an explicit name, or `module::path::function`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     identity: Arc<str>,
+    /// Counts invalidations: a load that began before one neither stores
+    /// its value nor hands it to callers that came after.
+    epoch: AtomicU64,
     /// The registry refused this cache's name (another cache has it): it
     /// never uses a remote tier, where the two would share entries.
     unshared: AtomicBool,
@@ -487,6 +490,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             name: self.name.into(),
             identity,
             unshared: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction),
@@ -561,6 +565,7 @@ pub struct RefreshTicket<K: CacheKey, V: CacheValue> {
     key: K,
     flight: Arc<Flight<V>>,
     landed: bool,
+    epoch: u64,
 }
 
 impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
@@ -574,7 +579,7 @@ impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
         let inner = &self.cache.inner;
         inner.counters.incr(Counter::Load);
         if inner.should_store(&value) {
-            inner.store(self.key.clone(), value.clone(), inner.ttl_ms());
+            inner.store_loaded(self.key.clone(), value.clone(), self.epoch);
         }
         self.landed = true;
         inner.flights.land(&self.key, &self.flight, Some(&value));
@@ -595,6 +600,8 @@ struct Lead<'a, K: CacheKey, V: CacheValue> {
     key: K,
     flight: Arc<Flight<V>>,
     landed: bool,
+    /// The invalidation count when the load began.
+    epoch: u64,
 }
 
 impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
@@ -821,6 +828,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     fn invalidate(&self, key: &K) -> bool {
+        self.bump();
         match self.map.remove(key) {
             Some((k, e)) => {
                 self.removed(
@@ -855,6 +863,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Removes every entry in `scope` whose key text satisfies `pred`.
     fn remove_where(&self, scope: Option<TenantId>, pred: impl Fn(&str) -> bool) -> usize {
+        self.bump();
         // `retain` takes `Fn`, hence the cells; events fire after it returns.
         let removed = std::cell::RefCell::new(Vec::new());
         let buf = std::cell::RefCell::new(String::new());
@@ -914,6 +923,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     fn clear(&self, scope: Option<TenantId>) -> usize {
+        self.bump();
         if scope.is_some() {
             return self.remove_where(scope, |_| true);
         }
@@ -1122,6 +1132,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     key: key.clone(),
                     flight,
                     landed: false,
+                    epoch: self.epoch(),
                 };
                 // A load may have landed between our miss and joining.
                 match self.lookup(key) {
@@ -1138,20 +1149,53 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// A load computed outside single-flight (its leader's load failed):
     /// stored like any other when it succeeds.
-    fn solo<E>(&self, key: K, v: Result<V, E>) -> Result<V, E> {
+    fn solo<E>(&self, key: K, v: Result<V, E>, epoch: u64) -> Result<V, E> {
         let v = v?;
         let store = self.should_store(&v);
-        self.loaded(key, &v, Instant::now(), store);
+        self.loaded(key, &v, Instant::now(), store, epoch);
         Ok(v)
     }
 
+    /// The invalidation count now.
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Marks an invalidation (before anything is removed): loads under way
+    /// store nothing, and new callers do not join them.
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.flights.detach_all();
+    }
+
+    /// Stores a value a load began at `epoch`, unless an invalidation came
+    /// since; one that comes while it is stored takes it out again.
+    fn store_loaded(&self, key: K, value: V, epoch: u64) {
+        if self.epoch() != epoch {
+            return;
+        }
+        let undo = key.clone();
+        self.store(key, value, self.ttl_ms());
+        if self.epoch() != epoch
+            && let Some((k, e)) = self.map.remove(&undo)
+        {
+            self.removed(
+                &k,
+                e.meta.as_ref(),
+                EventKind::Invalidate,
+                Counter::Invalidation,
+            );
+        }
+    }
+
     /// Records a finished load and stores its value if the policy allows.
-    fn loaded(&self, key: K, value: &V, started: Instant, store: bool) {
+    fn loaded(&self, key: K, value: &V, started: Instant, store: bool, epoch: u64) {
         self.counters.incr(Counter::Load);
         self.counters
             .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
         if store {
-            self.store(key, value.clone(), self.ttl_ms());
+            self.store_loaded(key, value.clone(), epoch);
         }
     }
 }
@@ -1242,13 +1286,17 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 Turn::Wait(f) => match f.wait() {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => {}
-                    Waited::Failed => return inner.solo(key, init()),
+                    Waited::Failed => {
+                        let epoch = inner.epoch();
+                        return inner.solo(key, init(), epoch);
+                    }
                 },
                 Turn::Lead(lead) => {
+                    let epoch = lead.epoch;
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get_sync(&key) {
                         Remote::Found(v) => {
-                            inner.store(key, v.clone(), inner.ttl_ms());
+                            inner.store_loaded(key, v.clone(), epoch);
                             lead.land(&v);
                             return Ok(v);
                         }
@@ -1271,14 +1319,16 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {
-                        if store && inner.enabled.load(Ordering::Relaxed) {
+                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        {
                             inner.remote_set_sync(&key, &v);
+                            inner.recheck_remote(&key, epoch);
                         }
                         if let Some(token) = lock {
                             inner.remote_unlock_sync(&key, token);
                         }
                     }
-                    inner.loaded(key, &v, started, store);
+                    inner.loaded(key, &v, started, store, epoch);
                     lead.land(&v);
                     return Ok(v);
                 }
@@ -1333,13 +1383,17 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 Turn::Wait(f) => match f.wait_async().await {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => {}
-                    Waited::Failed => return inner.solo(key, init.await),
+                    Waited::Failed => {
+                        let epoch = inner.epoch();
+                        return inner.solo(key, init.await, epoch);
+                    }
                 },
                 Turn::Lead(lead) => {
+                    let epoch = lead.epoch;
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get(&key).await {
                         Remote::Found(v) => {
-                            inner.store(key, v.clone(), inner.ttl_ms());
+                            inner.store_loaded(key, v.clone(), epoch);
                             lead.land(&v);
                             return Ok(v);
                         }
@@ -1362,14 +1416,16 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {
-                        if store && inner.enabled.load(Ordering::Relaxed) {
+                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        {
                             inner.remote_set(&key, &v).await;
+                            inner.recheck_remote(&key, epoch);
                         }
                         if let Some(token) = lock {
                             inner.remote_unlock(&key, token).await;
                         }
                     }
-                    inner.loaded(key, &v, started, store);
+                    inner.loaded(key, &v, started, store, epoch);
                     lead.land(&v);
                     return Ok(v);
                 }
@@ -1395,11 +1451,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if inner.clock.now_ms().saturating_sub(loaded_at) < inner.refresh_ms {
             return Some((v, None));
         }
+        let epoch = inner.epoch();
         let ticket = inner.flights.try_lead(key).map(|flight| RefreshTicket {
             cache: self.clone(),
             key: key.clone(),
             flight,
             landed: false,
+            epoch,
         });
         Some((v, ticket))
     }

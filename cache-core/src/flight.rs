@@ -182,6 +182,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         flight.finish(outcome, failed);
     }
 
+    /// Forgets every load in flight: callers from now on start new ones.
+    /// The loads keep running and release their own waiters.
+    pub(crate) fn detach_all(&self) {
+        for shard in self.shards.iter() {
+            let mut map = shard.lock();
+            if !map.is_empty() {
+                map.clear();
+            }
+        }
+    }
+
     /// How many loads are in flight.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

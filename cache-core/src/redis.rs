@@ -743,31 +743,37 @@ impl RedisStore {
     /// from Redis, so it never serves what a pending invalidation removes.
     /// Returns whether it was applied now.
     pub(crate) fn invalidate_or_queue(self: &Arc<Self>, job: Job, wait: Duration) -> bool {
-        {
+        // Into the outbox first: from now until it is applied, this node
+        // reads nothing from Redis, so no read races the delete.
+        let alone = {
             let mut outbox = self.outbox.lock();
-            if !outbox.is_empty() {
-                // Keep the order: behind the ones already waiting.
-                outbox.push_back(job);
-                self.pending.store(outbox.len() as u64, Ordering::Release);
-                drop(outbox);
-                self.retry_soon();
-                return false;
-            }
+            outbox.push_back(job.clone());
+            self.pending.store(outbox.len() as u64, Ordering::Release);
+            outbox.len() == 1
+        };
+        if !alone {
+            // Keep the order: behind the ones already waiting.
+            self.retry_soon();
+            return false;
         }
-        let store = self.clone();
-        let attempt = job(store);
-        if let Some(Ok(())) = block_on_bridge(wait, attempt) {
+        if let Some(Ok(())) = block_on_bridge(wait, job(self.clone())) {
+            self.done(&job);
             return true;
         }
-        let mut outbox = self.outbox.lock();
-        outbox.push_back(job);
-        self.pending.store(outbox.len() as u64, Ordering::Release);
-        drop(outbox);
         tracing::warn!(
             "a redis invalidation could not be applied now; it is retried until it is, and this node reads nothing from redis meanwhile"
         );
         self.retry_soon();
         false
+    }
+
+    /// Takes an applied job off the outbox (once, however many ran it).
+    fn done(&self, job: &Job) {
+        let mut outbox = self.outbox.lock();
+        if outbox.front().is_some_and(|j| Arc::ptr_eq(j, job)) {
+            outbox.pop_front();
+        }
+        self.pending.store(outbox.len() as u64, Ordering::Release);
     }
 
     /// Starts the outbox's retry task unless it runs.
@@ -788,9 +794,7 @@ impl RedisStore {
                     if job(store.clone()).await.is_err() {
                         break;
                     }
-                    let mut outbox = store.outbox.lock();
-                    outbox.pop_front();
-                    store.pending.store(outbox.len() as u64, Ordering::Release);
+                    store.done(&job);
                 }
                 let outbox = store.outbox.lock();
                 if outbox.is_empty() {

@@ -218,3 +218,28 @@ fn waiters_of_a_failing_load_run_side_by_side() {
     );
     assert_eq!(c.get_or_try_insert_with(1, || Ok::<u64, ()>(7)), Ok(7));
 }
+
+/// A load under way when the key is invalidated computed from the old
+/// state: its value is not stored, and callers after the invalidation do
+/// not wait for it but load afresh.
+#[test]
+fn an_invalidation_detaches_loads_under_way() {
+    let c: Cache<u64, &'static str> = Cache::new(16);
+    let started = Barrier::new(2);
+    std::thread::scope(|s| {
+        let old = s.spawn(|| {
+            c.get_or_insert_with(1, || {
+                started.wait();
+                std::thread::sleep(Duration::from_millis(150));
+                "old"
+            })
+        });
+        started.wait();
+        assert!(!c.invalidate(&1), "nothing stored yet");
+        let t = std::time::Instant::now();
+        assert_eq!(c.get_or_insert_with(1, || "new"), "new");
+        assert!(t.elapsed() < Duration::from_millis(100), "did not wait");
+        assert_eq!(old.join().unwrap(), "old", "the old caller gets its value");
+    });
+    assert_eq!(c.get(&1), Some("new"), "the old load stored nothing");
+}

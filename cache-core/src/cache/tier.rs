@@ -269,6 +269,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         })
     }
 
+    /// After a loaded value went to L2: if an invalidation came meanwhile,
+    /// its remote delete may have landed first, so delete the key again.
+    pub(crate) fn recheck_remote(&self, key: &K, epoch: u64) {
+        if self.epoch() != epoch {
+            let text = render_with(key, self.render);
+            let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(key)));
+        }
+    }
+
     /// Stores a loaded value in L2, from async code.
     pub(crate) async fn remote_set(&self, key: &K, value: &V) {
         if let Some(w) = self.remote_write(key, value) {
