@@ -23,7 +23,7 @@ use crate::codec::RemoteCodec;
 use crate::config::{Config, ConfigError, Defaults, Settings};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
-use crate::flight::{Flight, Flights, Join, Waited};
+use crate::flight::{Flight, Flights, Join, SharedErr, Waited};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;
@@ -610,10 +610,11 @@ impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
         self.flights.land(&self.key, &self.flight, Some(value));
     }
 
-    /// The load returned an error: the waiters compute for themselves.
-    fn fail(mut self) {
+    /// The load returned an error: the waiters get it (shared), or compute
+    /// for themselves.
+    fn fail(mut self, err: Option<SharedErr>) {
         self.landed = true;
-        self.flights.fail(&self.key, &self.flight);
+        self.flights.fail(&self.key, &self.flight, err);
     }
 }
 
@@ -623,6 +624,28 @@ impl<K: CacheKey, V: CacheValue> Drop for Lead<'_, K, V> {
             self.flights.land(&self.key, &self.flight, None);
         }
     }
+}
+
+/// How a load's error reaches its waiters: cloned through the flight when
+/// the error type allows, else not at all (each waiter computes).
+struct ErrShare<E> {
+    share: fn(&E) -> SharedErr,
+    unshare: fn(&SharedErr) -> Option<E>,
+}
+
+fn share_err<E: Clone + Send + Sync + 'static>(e: &E) -> SharedErr {
+    Arc::new(e.clone())
+}
+
+fn unshare_err<E: Clone + 'static>(e: &SharedErr) -> Option<E> {
+    e.downcast_ref::<E>().cloned()
+}
+
+impl<E: Clone + Send + Sync + 'static> ErrShare<E> {
+    const CLONED: Option<ErrShare<E>> = Some(ErrShare {
+        share: share_err::<E>,
+        unshare: unshare_err::<E>,
+    });
 }
 
 /// Whether a loop iteration leads, or waits on, a load.
@@ -1257,7 +1280,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     #[doc(hidden)]
     #[inline(never)]
     pub fn __load(&self, key: K, init: impl FnOnce() -> V) -> V {
-        match self.load_sync(key, || Ok::<V, std::convert::Infallible>(init())) {
+        match self.load_sync(key, || Ok::<V, std::convert::Infallible>(init()), None) {
             Ok(v) => v,
             Err(never) => match never {},
         }
@@ -1273,12 +1296,43 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if let Some(v) = self.inner.get(&key) {
             return Ok(v);
         }
-        self.load_sync(key, init)
+        self.load_sync(key, init, None)
+    }
+
+    /// Like [`Cache::get_or_try_insert_with`], and concurrent callers that
+    /// wait on a load that fails get a clone of its error (one run, not
+    /// one each).
+    pub fn get_or_try_insert_with_shared<E: Clone + Send + Sync + 'static>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_sync(key, init, ErrShare::CLONED)
+    }
+
+    /// The async form of [`Cache::get_or_try_insert_with_shared`].
+    pub async fn get_or_try_insert_with_shared_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_async(key, init, ErrShare::CLONED).await
     }
 
     /// The miss path shared by the sync loaders: join the key's flight, and
     /// as its leader look in L2, compute, and store.
-    fn load_sync<E>(&self, key: K, init: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+    fn load_sync<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+        errs: Option<ErrShare<E>>,
+    ) -> Result<V, E> {
         let inner = &*self.inner;
         loop {
             match inner.turn(&key) {
@@ -1286,7 +1340,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 Turn::Wait(f) => match f.wait() {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => {}
-                    Waited::Failed => {
+                    Waited::Failed(err) => {
+                        if let (Some(e), Some(errs)) = (err, &errs)
+                            && let Some(e) = (errs.unshare)(&e)
+                        {
+                            return Err(e);
+                        }
                         let epoch = inner.epoch();
                         return inner.solo(key, init(), epoch);
                     }
@@ -1312,7 +1371,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let v = match v {
                         Ok(v) => v,
                         Err(e) => {
-                            lead.fail();
+                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
                             return Err(e);
                         }
                     };
@@ -1354,7 +1413,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     #[doc(hidden)]
     pub async fn __load_async<F: Future<Output = V>>(&self, key: K, init: F) -> V {
         let init = async { Ok::<V, std::convert::Infallible>(init.await) };
-        match self.load_async(key, init).await {
+        match self.load_async(key, init, None).await {
             Ok(v) => v,
             Err(never) => match never {},
         }
@@ -1368,11 +1427,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if let Some(v) = self.inner.get(&key) {
             return Ok(v);
         }
-        self.load_async(key, init).await
+        self.load_async(key, init, None).await
     }
 
     /// The miss path shared by the async loaders.
-    async fn load_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    async fn load_async<E, F>(&self, key: K, init: F, errs: Option<ErrShare<E>>) -> Result<V, E>
     where
         F: Future<Output = Result<V, E>>,
     {
@@ -1383,7 +1442,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 Turn::Wait(f) => match f.wait_async().await {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => {}
-                    Waited::Failed => {
+                    Waited::Failed(err) => {
+                        if let (Some(e), Some(errs)) = (err, &errs)
+                            && let Some(e) = (errs.unshare)(&e)
+                        {
+                            return Err(e);
+                        }
                         let epoch = inner.epoch();
                         return inner.solo(key, init.await, epoch);
                     }
@@ -1409,7 +1473,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let v = match v {
                         Ok(v) => v,
                         Err(e) => {
-                            lead.fail();
+                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
                             return Err(e);
                         }
                     };

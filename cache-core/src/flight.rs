@@ -18,12 +18,16 @@ use quick_cache::DefaultHashBuilder;
 
 const SHARDS: usize = 16;
 
+/// A leader's error, shared with its waiters when its type can be cloned.
+pub(crate) type SharedErr = Arc<dyn std::any::Any + Send + Sync>;
+
 enum State<V> {
     Running(Vec<Waker>),
     Done(V),
-    /// The load returned an error: each waiter computes for itself, at once
-    /// and side by side, instead of retrying one after another.
-    Failed,
+    /// The load returned an error: the waiters get it when it can be
+    /// shared; otherwise each computes for itself, at once and side by
+    /// side, instead of retrying one after another.
+    Failed(Option<SharedErr>),
     Abandoned,
 }
 
@@ -31,8 +35,9 @@ enum State<V> {
 pub(crate) enum Waited<V> {
     /// The leader's value.
     Value(V),
-    /// The leader's load failed: compute without waiting again.
-    Failed,
+    /// The leader's load failed: its error if shared, else compute
+    /// without waiting again.
+    Failed(Option<SharedErr>),
     /// The leader panicked or was cancelled: join again (one leads).
     Retry,
 }
@@ -51,13 +56,13 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    fn finish(&self, outcome: Option<&V>, failed: bool) {
+    fn finish(&self, outcome: Option<&V>, failed: Option<Option<SharedErr>>) {
         let wakers = {
             let mut st = self.state.lock();
-            let next = match outcome {
-                Some(v) => State::Done(v.clone()),
-                None if failed => State::Failed,
-                None => State::Abandoned,
+            let next = match (outcome, failed) {
+                (Some(v), _) => State::Done(v.clone()),
+                (None, Some(err)) => State::Failed(err),
+                (None, None) => State::Abandoned,
             };
             match std::mem::replace(&mut *st, next) {
                 State::Running(w) => w,
@@ -77,7 +82,7 @@ impl<V: Clone> Flight<V> {
             match &*st {
                 State::Running(_) => self.cond.wait(&mut st),
                 State::Done(v) => return Waited::Value(v.clone()),
-                State::Failed => return Waited::Failed,
+                State::Failed(e) => return Waited::Failed(e.clone()),
                 State::Abandoned => return Waited::Retry,
             }
         }
@@ -106,7 +111,7 @@ impl<V: Clone> Future for WaitFuture<V> {
                 Poll::Pending
             }
             State::Done(v) => Poll::Ready(Waited::Value(v.clone())),
-            State::Failed => Poll::Ready(Waited::Failed),
+            State::Failed(e) => Poll::Ready(Waited::Failed(e.clone())),
             State::Abandoned => Poll::Ready(Waited::Retry),
         }
     }
@@ -163,16 +168,22 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
 
     /// Ends a flight led by the caller and releases its waiters.
     pub(crate) fn land(&self, key: &K, flight: &Arc<Flight<V>>, outcome: Option<&V>) {
-        self.end(key, flight, outcome, false)
+        self.end(key, flight, outcome, None)
     }
 
-    /// Ends a flight whose load returned an error: its waiters compute
-    /// for themselves.
-    pub(crate) fn fail(&self, key: &K, flight: &Arc<Flight<V>>) {
-        self.end(key, flight, None, true)
+    /// Ends a flight whose load returned an error: its waiters get `err`,
+    /// or without it compute for themselves.
+    pub(crate) fn fail(&self, key: &K, flight: &Arc<Flight<V>>, err: Option<SharedErr>) {
+        self.end(key, flight, None, Some(err))
     }
 
-    fn end(&self, key: &K, flight: &Arc<Flight<V>>, outcome: Option<&V>, failed: bool) {
+    fn end(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        outcome: Option<&V>,
+        failed: Option<Option<SharedErr>>,
+    ) {
         {
             let mut map = self.shard(key).lock();
             if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {

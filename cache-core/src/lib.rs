@@ -82,6 +82,82 @@ pub mod __private {
     pub use std::sync::OnceLock;
     pub use std::time::Duration;
 
+    /// A cache whose loads may fail with `E`: `(&TryLoad::new(c)).load(..)`
+    /// shares a failed load's error with its waiters when `E: Clone`
+    /// ([`ViaSharedErr`]), and otherwise lets each waiter compute
+    /// ([`ViaOwnErr`]).
+    pub struct TryLoad<'a, K, V, E>(pub &'a Cache<K, V>, std::marker::PhantomData<fn() -> E>);
+
+    impl<K, V, E> Clone for TryLoad<'_, K, V, E> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+    impl<K, V, E> Copy for TryLoad<'_, K, V, E> {}
+
+    impl<'a, K, V, E> TryLoad<'a, K, V, E> {
+        /// Wraps `cache`.
+        pub fn new(cache: &'a Cache<K, V>) -> Self {
+            TryLoad(cache, std::marker::PhantomData)
+        }
+    }
+
+    /// Loads sharing a failed load's clonable error with the waiters.
+    pub trait ViaSharedErr<'a, K, V, E> {
+        /// The value, from the cache or `f`.
+        fn load(self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E>;
+        /// The value, from the cache or `f`, without blocking.
+        fn load_async<F: std::future::Future<Output = Result<V, E>> + 'a>(
+            self,
+            key: K,
+            f: F,
+        ) -> impl std::future::Future<Output = Result<V, E>> + 'a;
+    }
+
+    impl<'a, K: crate::CacheKey, V: crate::CacheValue, E: Clone + Send + Sync + 'static>
+        ViaSharedErr<'a, K, V, E> for &TryLoad<'a, K, V, E>
+    {
+        fn load(self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+            self.0.get_or_try_insert_with_shared(key, f)
+        }
+        fn load_async<F: std::future::Future<Output = Result<V, E>> + 'a>(
+            self,
+            key: K,
+            f: F,
+        ) -> impl std::future::Future<Output = Result<V, E>> + 'a {
+            let c = self.0;
+            c.get_or_try_insert_with_shared_async(key, f)
+        }
+    }
+
+    /// Loads whose errors stay with their callers.
+    pub trait ViaOwnErr<'a, K, V, E> {
+        /// The value, from the cache or `f`.
+        fn load(self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E>;
+        /// The value, from the cache or `f`, without blocking.
+        fn load_async<F: std::future::Future<Output = Result<V, E>> + 'a>(
+            self,
+            key: K,
+            f: F,
+        ) -> impl std::future::Future<Output = Result<V, E>> + 'a;
+    }
+
+    impl<'a, K: crate::CacheKey, V: crate::CacheValue, E: 'a> ViaOwnErr<'a, K, V, E>
+        for TryLoad<'a, K, V, E>
+    {
+        fn load(self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+            self.0.get_or_try_insert_with(key, f)
+        }
+        fn load_async<F: std::future::Future<Output = Result<V, E>> + 'a>(
+            self,
+            key: K,
+            f: F,
+        ) -> impl std::future::Future<Output = Result<V, E>> + 'a {
+            let c = self.0;
+            c.get_or_try_insert_with_async(key, f)
+        }
+    }
+
     /// How a result counts for `cache_errors` and `cache_none`.
     #[derive(PartialEq, Eq)]
     pub enum Outcome {

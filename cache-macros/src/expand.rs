@@ -202,7 +202,17 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
     let vis = &item.vis;
     let companion = format_ident!("{}_cache", fn_name);
     let inner_name = format_ident!("__cached_{}", fn_name);
-    let cache_ty = quote!(::cache_core::__private::Cache<#key_ty, #ret>);
+    // What the cache holds: the return type, or `T` of `Result<T, E>`.
+    let stored = stored_type(&args, &ret);
+    let val = stored
+        .as_ref()
+        .map_or_else(|| ret.clone(), |(ok, _)| ok.clone());
+    // Loads that may fail share the error with their waiters when it is
+    // `Clone`, and otherwise leave each waiter to compute.
+    let try_load = stored
+        .as_ref()
+        .map(|(_, err)| quote!((&::cache_core::__private::TryLoad::<_, _, #err>::new(__cache))));
+    let cache_ty = quote!(::cache_core::__private::Cache<#key_ty, #val>);
     let companion_doc =
         format!("The cache of `{fn_name}`: invalidate, revoke, list and count its entries.");
     let companion_fn = quote! {
@@ -218,7 +228,7 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                     #render_body
                 }
                 #[allow(unused_imports, unused_variables, clippy::nonminimal_bool)]
-                fn __store_if(#result_ident: &#ret) -> bool {
+                fn __store_if(#result_ident: &#val) -> bool {
                     use ::cache_core::__private::{ProbeOption as _, ProbePlain as _, ProbeResult as _};
                     let __o = (&::cache_core::__private::Probe(#result_ident)).outcome();
                     (#cache_errors || __o != ::cache_core::__private::Outcome::Err)
@@ -227,11 +237,11 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                 }
                 #[allow(unused_imports)]
                 use ::cache_core::__private::{NoSerde as _, ViaSerde as _};
-                ::cache_core::__private::CacheBuilder::<#key_ty, #ret>::with_render(__render)
+                ::cache_core::__private::CacheBuilder::<#key_ty, #val>::with_render(__render)
                     .name(#action)
                     #module_path
                     .key_text_prefix(#text_prefix)
-                    .remote_codec((&::cache_core::__private::CodecProbe::<#ret>::new()).remote_codec())
+                    .remote_codec((&::cache_core::__private::CodecProbe::<#val>::new()).remote_codec())
                     .enabled(#enabled_flag)
                     #service_setup
                     #capacity #eviction #ttl #tti #refresh_after
@@ -281,7 +291,12 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         let owned = &a.owned;
         quote_spanned!(a.ty.span()=> ::cache_core::__private::assert_key_arg::<#owned>();)
     });
-    let assert_ret = quote_spanned!(ret.span()=> ::cache_core::__private::assert_value::<#ret>(););
+    let assert_ret = quote_spanned!(val.span()=> ::cache_core::__private::assert_value::<#val>(););
+    // A hit gives the stored value; the function returns `Ok` of it.
+    let wrap = |v: TokenStream| match &stored {
+        Some(_) => quote!(::std::result::Result::Ok(#v)),
+        None => v,
+    };
     let is_async = sig.asyncness.is_some();
 
     let refresh = args.refresh.map(|_| {
@@ -304,17 +319,26 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         } else {
             quote!(#inner_name(#(#passes),*))
         };
+        // Only a success refreshes a stored `Result`'s value; an error
+        // drops the ticket, and the entry lives until its TTL.
+        let complete = match &stored {
+            Some(_) => quote!(if let ::std::result::Result::Ok(__v) = __v {
+                __ticket.complete(__v);
+            }),
+            None => quote!(__ticket.complete(__v);),
+        };
         let spawn = if is_async {
             quote!(::cache_core::__private::refresh_in_task(async move {
                 let __v = #recompute.await;
-                __ticket.complete(__v);
+                #complete
             });)
         } else {
             quote!(::cache_core::__private::refresh_in_thread(move || {
                 let __v = #recompute;
-                __ticket.complete(__v);
+                #complete
             });)
         };
+        let hit = wrap(quote!(__v));
         quote! {
             if let ::std::option::Option::Some((__v, __ticket)) = __cache.get_or_refresh(&__key) {
                 if let ::std::option::Option::Some(__ticket) = __ticket {
@@ -322,24 +346,45 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                     #(#owned_lets)*
                     #spawn
                 }
-                return __v;
+                return #hit;
             }
         }
     });
-    let lookup = match (is_async, refresh.is_some()) {
-        (false, false) => quote!(__cache.get_or_insert_with(__key, move || #call)),
+    let hit = wrap(quote!(__v));
+    let lookup = match (is_async, refresh.is_some(), stored.is_some()) {
+        (false, _, true) => quote!({
+            #[allow(unused_imports)]
+            use ::cache_core::__private::{ViaOwnErr as _, ViaSharedErr as _};
+            #try_load.load(__key, move || #call)
+        }),
+        (true, false, true) => quote! {
+            if let ::std::option::Option::Some(__v) = __cache.get(&__key) {
+                return #hit;
+            }
+            #[allow(unused_imports)]
+            use ::cache_core::__private::{ViaOwnErr as _, ViaSharedErr as _};
+            ::std::boxed::Box::pin(#try_load.load_async(__key, #call)).await
+        },
+        (true, true, true) => quote!({
+            #[allow(unused_imports)]
+            use ::cache_core::__private::{ViaOwnErr as _, ViaSharedErr as _};
+            ::std::boxed::Box::pin(#try_load.load_async(__key, #call)).await
+        }),
+        (false, false, false) => quote!(__cache.get_or_insert_with(__key, move || #call)),
         // A hit must not build the body's future, and the future a caller
         // moves around must stay small: look up synchronously first, and box
         // the miss path (one allocation per miss) so its state, which holds
         // the body's future, is not part of this one.
-        (true, false) => quote! {
+        (true, false, false) => quote! {
             if let ::std::option::Option::Some(__v) = __cache.get(&__key) {
                 return __v;
             }
             ::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await
         },
-        (false, true) => quote!(__cache.__load(__key, move || #call)),
-        (true, true) => quote!(::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await),
+        (false, true, false) => quote!(__cache.__load(__key, move || #call)),
+        (true, true, false) => {
+            quote!(::std::boxed::Box::pin(__cache.__load_async(__key, #call)).await)
+        }
     };
 
     // In a service, `#[cache_put]` on another method builds this action's
@@ -378,6 +423,38 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
 
         #companion_fn
     })
+}
+
+/// What the cache stores when it is not the whole return type: `T` of a
+/// `Result<T, E>` whose errors are not cached (and no `unless` needs the
+/// whole result), so `E` need not be `Clone` (`std::io::Error` works).
+pub fn stored_type(args: &CachedArgs, ret: &Type) -> Option<(Type, Type)> {
+    if args.cache_errors || args.unless.is_some() {
+        return None;
+    }
+    let Type::Path(tp) = ret else { return None };
+    if tp.qself.is_some() {
+        return None;
+    }
+    let last = tp.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(ab) = &last.arguments else {
+        return None;
+    };
+    let tys: Vec<&Type> = ab
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    match tys.as_slice() {
+        [ok, err] => Some(((*ok).clone(), (*err).clone())),
+        _ => None,
+    }
 }
 
 /// The action name: the `name` option, or the function's name.

@@ -91,6 +91,9 @@ struct Target {
     /// Its key arguments.
     params: Vec<(Ident, Type)>,
     ret: Type,
+    /// What its cache holds when not the whole return type (`T` of a
+    /// `Result<T, E>` whose errors are not cached).
+    stored: Option<Type>,
 }
 
 struct PutArgs {
@@ -350,12 +353,14 @@ pub fn expand(args: ServiceArgs, mut item: ItemImpl) -> syn::Result<TokenStream>
                 syn::ReturnType::Type(_, t) => (**t).clone(),
                 syn::ReturnType::Default => syn::parse_quote!(()),
             };
+            let stored = expand::stored_type(&cargs, &ret).map(|(ok, _)| ok);
             actions.insert(
                 action,
                 Target {
                     method: m.sig.ident.clone(),
                     params,
                     ret,
+                    stored,
                 },
             );
         }
@@ -605,12 +610,22 @@ fn wrap_put(m: &ImplItemFn, p: &PutArgs, t: &Target) -> syn::Result<(ImplItemFn,
     let key_fn = format_ident!("__cache_key_{}", target);
     let companion = format_ident!("{}_cache", target);
     let ok = succeeded();
-    let store = quote_spanned! {p.span=>
-        if #ok {
-            // The result must have the type the action caches.
-            let __value: #ret = __r.clone();
-            Self::#companion().__put(__key, __value);
-        }
+    let store = match &t.stored {
+        Some(_) => quote_spanned! {p.span=>
+            // The result must have the type the action returns; its `Ok`
+            // value is what the action caches.
+            let __value: &#ret = &__r;
+            if let ::std::result::Result::Ok(__v) = __value {
+                Self::#companion().__put(__key, ::std::clone::Clone::clone(__v));
+            }
+        },
+        None => quote_spanned! {p.span=>
+            if #ok {
+                // The result must have the type the action caches.
+                let __value: #ret = __r.clone();
+                Self::#companion().__put(__key, __value);
+            }
+        },
     };
     let body = quote!({
         let __key = Self::#key_fn(#(#pass),*);

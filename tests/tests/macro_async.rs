@@ -103,3 +103,26 @@ fn async_cached_futures_are_send() {
     drop(f);
     assert_send(&plain(3));
 }
+
+static FETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cached]
+async fn fetch_io(id: u64) -> Result<String, std::io::Error> {
+    FETCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if id == 0 {
+        Err(std::io::Error::other("no id 0"))
+    } else {
+        Ok(format!("item{id}"))
+    }
+}
+
+#[tokio::test]
+async fn async_errors_that_are_not_clone_work() {
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(fetch_io(1).await.unwrap(), "item1");
+    assert_eq!(fetch_io(1).await.unwrap(), "item1");
+    assert_eq!(FETCHES.load(SeqCst), 1);
+    assert!(fetch_io(0).await.is_err());
+    assert!(fetch_io(0).await.is_err());
+    assert_eq!(FETCHES.load(SeqCst), 3);
+}

@@ -294,3 +294,31 @@ fn registry_reaches_caches_by_name() {
         Err(cache_core::RegistryError::Pattern(_))
     ));
 }
+
+static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `std::io::Error` is not `Clone`: errors are not cached, so the cache
+/// holds only the `Ok` value and the error type needs nothing.
+#[cached(ttl = 60)]
+fn read_len(path: String) -> Result<usize, std::io::Error> {
+    READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if path == "missing" {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "missing"))
+    } else {
+        Ok(path.len())
+    }
+}
+
+#[test]
+fn errors_that_are_not_clone_work() {
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(read_len("abc".into()).unwrap(), 3);
+    assert_eq!(read_len("abc".into()).unwrap(), 3);
+    assert_eq!(READS.load(SeqCst), 1, "the Ok value is cached");
+    let e = read_len("missing".into()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(read_len("missing".into()).is_err());
+    assert_eq!(READS.load(SeqCst), 3, "errors are not cached");
+    let cache: &cache_core::Cache<String, usize> = read_len_cache();
+    assert_eq!(cache.get(&"abc".to_string()), Some(3));
+}
