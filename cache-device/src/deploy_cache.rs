@@ -4,8 +4,16 @@
 //! An entry is keyed by [`MethodCacheKey`]: the device type, the firmware,
 //! the method's signature and the blake3 hash of its code. Entries live in
 //! memory and, with persistence on, one file each in the cache directory,
-//! written to a temporary name and renamed into place. Every file carries a
-//! checksum: a corrupt or truncated entry is dropped and logged, never used.
+//! written to a temporary name of the writer's own and renamed into place
+//! (temporary files a crash left behind are removed on open). Every file
+//! carries a checksum, or with `mac_key` a keyed MAC so that files written
+//! by anyone without the key are refused; its code is hashed again on load.
+//! A corrupt, truncated, foreign or tampered entry is dropped and logged,
+//! never used; a file that cannot be read is reported and left alone.
+//!
+//! Times are wall-clock milliseconds since the Unix epoch (with the system
+//! clock), so expiry counts across restarts. A hit records its access in
+//! memory; the file is rewritten at most once per `access_flush`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +27,8 @@ use serde::{Deserialize, Serialize};
 const MAGIC: &[u8; 4] = b"MPDC";
 const FORMAT: u8 = 1;
 const COMPRESSED: u8 = 1;
+/// The 32 bytes after the flags are a keyed MAC, not a plain checksum.
+const KEYED: u8 = 2;
 const HEADER: usize = 4 + 1 + 1 + 32;
 
 /// What a deployment is keyed on.
@@ -85,9 +95,10 @@ pub struct DeployEntry {
     pub code: String,
     /// The function the code defines.
     pub method_name: String,
-    /// When it was deployed (clock milliseconds).
+    /// When it was deployed (milliseconds since the Unix epoch with the
+    /// system clock; a manual clock's time in tests).
     pub deployed_at: u64,
-    /// When it was last used (clock milliseconds).
+    /// When it was last used (as `deployed_at`).
     pub last_accessed: u64,
     /// How often it was used.
     pub access_count: u64,
@@ -99,8 +110,8 @@ pub struct DeployEntry {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The deployment cache's settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The deployment cache's settings. Its `Debug` hides `mac_key`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeployCacheConfig {
     /// At most this many entries; the least recently used go first.
@@ -115,6 +126,27 @@ pub struct DeployCacheConfig {
     pub persistence: bool,
     /// Whether stored code is compressed.
     pub compression: bool,
+    /// A secret that keys each file's MAC: files written without it (by
+    /// another program or user) are refused. Never shown by `Debug`.
+    #[serde(skip_serializing)]
+    pub mac_key: Option<String>,
+    /// A hit's access time reaches the file at most this often.
+    pub access_flush: Duration,
+}
+
+impl std::fmt::Debug for DeployCacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployCacheConfig")
+            .field("max_entries", &self.max_entries)
+            .field("expiry", &self.expiry)
+            .field("inactive_expiry", &self.inactive_expiry)
+            .field("dir", &self.dir)
+            .field("persistence", &self.persistence)
+            .field("compression", &self.compression)
+            .field("mac_key", &self.mac_key.as_ref().map(|_| "<redacted>"))
+            .field("access_flush", &self.access_flush)
+            .finish()
+    }
 }
 
 impl Default for DeployCacheConfig {
@@ -126,6 +158,8 @@ impl Default for DeployCacheConfig {
             dir: None,
             persistence: true,
             compression: true,
+            mac_key: None,
+            access_flush: Duration::from_secs(60),
         }
     }
 }
@@ -141,8 +175,11 @@ pub struct DeployStats {
     pub deploys: u64,
     /// Deployment time that hits saved, in milliseconds.
     pub saved_ms: u64,
-    /// Files dropped because they were corrupt or truncated.
+    /// Files dropped because they were corrupt, truncated, foreign or
+    /// tampered with.
     pub corrupt_dropped: u64,
+    /// Files that could not be read (left in place).
+    pub read_errors: u64,
 }
 
 /// Why an entry file could not be read.
@@ -156,6 +193,14 @@ enum FileError {
     Format(u8),
     #[error("checksum mismatch")]
     Checksum,
+    #[error("its MAC does not verify with this cache's mac_key (written by someone else?)")]
+    Mac,
+    #[error("it has no MAC, and this cache requires one (mac_key is set)")]
+    Unkeyed,
+    #[error("it has a MAC, and this cache has no mac_key to check it")]
+    NoKey,
+    #[error("its code does not hash to its code_hash")]
+    CodeHash,
     #[error("{0}")]
     Decode(String),
 }
@@ -170,6 +215,26 @@ pub struct DeployCache {
     deploys: AtomicU64,
     saved_ms: AtomicU64,
     corrupt: AtomicU64,
+    read_errors: AtomicU64,
+    /// The MAC key derived from `mac_key`.
+    mac: Option<[u8; 32]>,
+    /// The access time each entry's file holds, to rewrite it only when
+    /// `access_flush` has passed since.
+    flushed: Mutex<HashMap<String, u64>>,
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A temporary file name of this writer's own.
+fn temp_name(path: &Path) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    path.with_extension(format!("{}.{n}.tmp", std::process::id()))
 }
 
 impl DeployCache {
@@ -187,6 +252,10 @@ impl DeployCache {
 
     /// Opens the cache, loading what its directory holds.
     pub fn open(cfg: DeployCacheConfig, clock: Clock) -> std::io::Result<DeployCache> {
+        let mac = cfg
+            .mac_key
+            .as_ref()
+            .map(|k| blake3::derive_key("cache-device deployment cache mac v1", k.as_bytes()));
         let cache = DeployCache {
             entries: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
@@ -194,6 +263,9 @@ impl DeployCache {
             deploys: AtomicU64::new(0),
             saved_ms: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            read_errors: AtomicU64::new(0),
+            flushed: Mutex::new(HashMap::new()),
+            mac,
             clock,
             cfg,
         };
@@ -201,15 +273,31 @@ impl DeployCache {
             std::fs::create_dir_all(dir)?;
             for f in std::fs::read_dir(dir)? {
                 let path = f?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.ends_with(".tmp") {
+                    cache.remove_stale_temp(&path);
+                    continue;
+                }
                 if path.extension().and_then(|e| e.to_str()) != Some("entry") {
                     continue;
                 }
-                match std::fs::read(&path)
-                    .map_err(|e| FileError::Decode(e.to_string()))
-                    .and_then(|b| decode(&b))
-                {
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // Not corruption: the file may be fine once readable.
+                        tracing::error!(
+                            "cannot read deployment cache entry {}: {e}; left in place",
+                            path.display()
+                        );
+                        cache.read_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                match decode(&bytes, cache.mac.as_ref()) {
                     Ok(e) => {
-                        cache.entries.lock().insert(e.key.id(), e);
+                        let id = e.key.id();
+                        cache.flushed.lock().insert(id.clone(), e.last_accessed);
+                        cache.entries.lock().insert(id, e);
                     }
                     Err(why) => {
                         tracing::warn!("dropping deployment cache entry {}: {why}", path.display());
@@ -220,6 +308,29 @@ impl DeployCache {
             }
         }
         Ok(cache)
+    }
+
+    /// Removes a temporary file a crashed writer left, once it is old
+    /// enough that no live writer can still be renaming it.
+    fn remove_stale_temp(&self, path: &Path) {
+        let old = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= Duration::from_secs(60));
+        if old {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The cache's time: wall-clock milliseconds since the Unix epoch with
+    /// the system clock, so expiry survives restarts; a manual clock's time
+    /// in tests.
+    fn now(&self) -> u64 {
+        match &self.clock {
+            Clock::System => wall_ms(),
+            other => other.now_ms(),
+        }
     }
 
     fn dir(&self) -> Option<&Path> {
@@ -234,7 +345,7 @@ impl DeployCache {
     /// Whether a live, successful entry for `key` is here (not counted as a
     /// use).
     pub fn contains(&self, key: &MethodCacheKey) -> bool {
-        let now = self.clock.now_ms();
+        let now = self.now();
         self.entries
             .lock()
             .get(&key.id())
@@ -252,7 +363,7 @@ impl DeployCache {
 
     /// The live, successful entry for `key`, marked as used.
     pub fn get(&self, key: &MethodCacheKey) -> Option<DeployEntry> {
-        let now = self.clock.now_ms();
+        let now = self.now();
         let id = key.id();
         let mut entries = self.entries.lock();
         let live = entries
@@ -274,7 +385,11 @@ impl DeployCache {
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.saved_ms
             .fetch_add(out.deployment_ms, Ordering::Relaxed);
-        self.write_file(&out);
+        // The access reaches the file lazily: not one write per hit.
+        let flushed = self.flushed.lock().get(&id).copied().unwrap_or(0);
+        if now.saturating_sub(flushed) >= self.cfg.access_flush.as_millis() as u64 {
+            self.write_file(&out);
+        }
         Some(out)
     }
 
@@ -323,7 +438,7 @@ impl DeployCache {
     /// Removes expired entries, and those of firmware other than `firmware`
     /// for the same device type, if given; returns how many went.
     pub fn compact(&self, device_type: Option<&str>, firmware: Option<&str>) -> usize {
-        let now = self.clock.now_ms();
+        let now = self.now();
         let gone: Vec<String> = {
             let mut entries = self.entries.lock();
             let ids: Vec<String> = entries
@@ -346,11 +461,41 @@ impl DeployCache {
         gone.len()
     }
 
+    /// Writes every entry whose last access its file does not hold yet.
+    pub fn flush(&self) {
+        let stale: Vec<DeployEntry> = {
+            let flushed = self.flushed.lock();
+            self.entries
+                .lock()
+                .iter()
+                .filter(|(id, e)| flushed.get(*id).copied() != Some(e.last_accessed))
+                .map(|(_, e)| e.clone())
+                .collect()
+        };
+        for e in &stale {
+            self.write_file(e);
+        }
+    }
+
     /// The newest live entry for `signature` on this device type and
     /// firmware, whatever its code hash: the code to redeploy without
-    /// generating it again.
+    /// generating it again. Finding none counts as a miss (the code is
+    /// generated and deployed).
     pub fn find(&self, device_type: &str, firmware: &str, signature: &str) -> Option<DeployEntry> {
-        let now = self.clock.now_ms();
+        let found = self.find_quiet(device_type, firmware, signature);
+        if found.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    fn find_quiet(
+        &self,
+        device_type: &str,
+        firmware: &str,
+        signature: &str,
+    ) -> Option<DeployEntry> {
+        let now = self.now();
         self.entries
             .lock()
             .values()
@@ -365,9 +510,10 @@ impl DeployCache {
             .cloned()
     }
 
-    /// The cache clock's time, in milliseconds.
+    /// The cache's time, in milliseconds (since the Unix epoch with the
+    /// system clock).
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        self.now()
     }
 
     /// How many entries there are.
@@ -388,6 +534,7 @@ impl DeployCache {
             deploys: self.deploys.load(Ordering::Relaxed),
             saved_ms: self.saved_ms.load(Ordering::Relaxed),
             corrupt_dropped: self.corrupt.load(Ordering::Relaxed),
+            read_errors: self.read_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -399,9 +546,12 @@ impl DeployCache {
         let Some(path) = self.path(&e.key.id()) else {
             return;
         };
-        let tmp = path.with_extension("tmp");
-        let bytes = encode(e, self.cfg.compression);
+        let tmp = temp_name(&path);
+        let bytes = encode(e, self.cfg.compression, self.mac.as_ref());
         let done = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path));
+        if done.is_ok() {
+            self.flushed.lock().insert(e.key.id(), e.last_accessed);
+        }
         if let Err(err) = done {
             tracing::warn!(
                 "cannot persist deployment cache entry {}: {err}",
@@ -412,13 +562,29 @@ impl DeployCache {
     }
 
     fn remove_file(&self, id: &str) {
+        self.flushed.lock().remove(id);
         if let Some(p) = self.path(id) {
             let _ = std::fs::remove_file(p);
         }
     }
 }
 
-fn encode(e: &DeployEntry, compress: bool) -> Vec<u8> {
+impl Drop for DeployCache {
+    fn drop(&mut self) {
+        // Accesses not yet on disk get there now.
+        self.flush();
+    }
+}
+
+/// The 32 bytes that vouch for `payload`: its blake3 hash, or its keyed MAC.
+fn seal(payload: &[u8], mac: Option<&[u8; 32]>) -> [u8; 32] {
+    match mac {
+        Some(k) => *blake3::keyed_hash(k, payload).as_bytes(),
+        None => *blake3::hash(payload).as_bytes(),
+    }
+}
+
+fn encode(e: &DeployEntry, compress: bool, mac: Option<&[u8; 32]>) -> Vec<u8> {
     let json = serde_json::to_vec(e).expect("entries serialize");
     let (flags, payload) = match compress
         .then(|| zstd::bulk::compress(&json, 3).ok())
@@ -427,16 +593,17 @@ fn encode(e: &DeployEntry, compress: bool) -> Vec<u8> {
         Some(c) if c.len() < json.len() => (COMPRESSED, c),
         _ => (0, json),
     };
+    let flags = flags | if mac.is_some() { KEYED } else { 0 };
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT);
     out.push(flags);
-    out.extend_from_slice(blake3::hash(&payload).as_bytes());
+    out.extend_from_slice(&seal(&payload, mac));
     out.extend_from_slice(&payload);
     out
 }
 
-fn decode(b: &[u8]) -> Result<DeployEntry, FileError> {
+fn decode(b: &[u8], mac: Option<&[u8; 32]>) -> Result<DeployEntry, FileError> {
     if b.len() < HEADER {
         return Err(FileError::Truncated(b.len()));
     }
@@ -447,13 +614,26 @@ fn decode(b: &[u8]) -> Result<DeployEntry, FileError> {
         return Err(FileError::Format(b[4]));
     }
     let payload = &b[HEADER..];
-    if blake3::hash(payload).as_bytes() != &b[6..HEADER] {
-        return Err(FileError::Checksum);
+    match (b[5] & KEYED != 0, mac) {
+        (true, None) => return Err(FileError::NoKey),
+        (false, Some(_)) => return Err(FileError::Unkeyed),
+        (true, Some(_)) if seal(payload, mac)[..] != b[6..HEADER] => return Err(FileError::Mac),
+        (false, None) if seal(payload, None)[..] != b[6..HEADER] => {
+            return Err(FileError::Checksum);
+        }
+        _ => {}
     }
     let json = if b[5] & COMPRESSED != 0 {
         zstd::bulk::decompress(payload, 64 << 20).map_err(|e| FileError::Decode(e.to_string()))?
     } else {
         payload.to_vec()
     };
-    serde_json::from_slice(&json).map_err(|e| FileError::Decode(e.to_string()))
+    let e: DeployEntry =
+        serde_json::from_slice(&json).map_err(|e| FileError::Decode(e.to_string()))?;
+    // A file whose checksum holds may still carry code that is not what
+    // its key names: never deploy that.
+    if blake3::hash(e.code.as_bytes()).to_hex().as_str() != e.key.code_hash {
+        return Err(FileError::CodeHash);
+    }
+    Ok(e)
 }

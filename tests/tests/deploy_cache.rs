@@ -204,3 +204,154 @@ fn the_lru_bound_and_compaction() {
     assert!(c.is_empty());
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
 }
+
+/// With the system clock, times are wall-clock milliseconds, kept in the
+/// files: an entry deployed 25 hours ago is expired after a restart.
+#[test]
+fn expiry_counts_across_restarts_on_the_wall_clock() {
+    let d = dir("wall");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    {
+        let c = DeployCache::open(cfg(&d), Clock::System).unwrap();
+        let now = c.now_ms();
+        assert!(
+            now.abs_diff(wall) < 60_000,
+            "wall-clock time: {now} vs {wall}"
+        );
+        let mut old = entry(&Clock::System, FW127, "old()", "def old(): pass");
+        old.deployed_at = now - 25 * 3600 * 1000;
+        old.last_accessed = now;
+        c.put(old);
+        let mut fresh = entry(&Clock::System, FW127, "fresh()", "def fresh(): pass");
+        fresh.deployed_at = now;
+        fresh.last_accessed = now;
+        c.put(fresh);
+    }
+    let c = DeployCache::open(cfg(&d), Clock::System).unwrap();
+    assert!(
+        c.get(&MethodCacheKey::new(
+            TYPE,
+            FW127,
+            "old()",
+            "def old(): pass"
+        ))
+        .is_none(),
+        "24 h after its deployment, across a restart"
+    );
+    assert!(
+        c.get(&MethodCacheKey::new(
+            TYPE,
+            FW127,
+            "fresh()",
+            "def fresh(): pass"
+        ))
+        .is_some()
+    );
+}
+
+/// Writers use temporary names of their own; one a crash left behind is
+/// removed on open once it is old, and a hit does not rewrite its file.
+#[test]
+fn temp_files_and_lazy_access_times() {
+    let d = dir("temps");
+    let (clock, time) = Clock::manual();
+    let key = MethodCacheKey::new(TYPE, FW127, "a()", "def a(): return 1");
+    {
+        let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+        c.put(entry(&clock, FW127, "a()", "def a(): return 1"));
+    }
+    let stale = d.join(format!("{}.999.0.tmp", key.id()));
+    let fresh = d.join(format!("{}.998.0.tmp", key.id()));
+    for p in [&stale, &fresh] {
+        std::fs::write(p, b"half a file").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    assert!(!stale.exists(), "a stale temporary file is removed");
+    assert!(fresh.exists(), "a live writer's is not");
+    let _ = std::fs::remove_file(&fresh);
+
+    let file = d.join(format!("{}.entry", key.id()));
+    let before = std::fs::read(&file).unwrap();
+    for _ in 0..5 {
+        time.advance(Duration::from_secs(1));
+        assert!(c.get(&key).is_some());
+    }
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "hits did not rewrite the file"
+    );
+    c.flush();
+    assert_ne!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "flush writes the access"
+    );
+    drop(c);
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    assert_eq!(
+        c.get(&key).unwrap().access_count,
+        6,
+        "five hits, then this one"
+    );
+}
+
+/// A file whose checksum holds but whose code is not what its key hashes
+/// is never deployed; with a MAC key, files written without it are refused.
+#[test]
+fn tampered_and_foreign_files_are_refused() {
+    let d = dir("tamper");
+    let (clock, _t) = Clock::manual();
+    {
+        let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+        let mut e = entry(&clock, FW127, "a()", "def a(): return 1");
+        e.code = "import os; os.remove('/flash/main.py')".into();
+        c.put(e);
+    }
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    assert_eq!((c.len(), c.stats().corrupt_dropped), (0, 1));
+    drop(c);
+
+    let keyed = |k: Option<&str>| DeployCacheConfig {
+        mac_key: k.map(str::to_owned),
+        ..cfg(&d)
+    };
+    {
+        let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+        c.put(entry(&clock, FW127, "b()", "def b(): return 2"));
+    }
+    for other in [Some("their key"), None] {
+        let c = DeployCache::open(keyed(other), clock.clone()).unwrap();
+        assert_eq!((c.len(), c.stats().corrupt_dropped), (0, 1), "{other:?}");
+        drop(c);
+        // Written again for the next case.
+        let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+        c.put(entry(&clock, FW127, "b()", "def b(): return 2"));
+    }
+    let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+    assert_eq!(c.len(), 1, "the key's own files load");
+    assert!(!format!("{:?}", keyed(Some("our key"))).contains("our key"));
+}
+
+/// A file that cannot be read is reported and left alone, not dropped.
+#[test]
+fn read_errors_are_not_corruption() {
+    let d = dir("unreadable");
+    std::fs::create_dir_all(d.join("0123.entry")).unwrap();
+    let (clock, _t) = Clock::manual();
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    let s = c.stats();
+    assert_eq!((s.read_errors, s.corrupt_dropped), (1, 0));
+    assert!(d.join("0123.entry").exists());
+    assert!(c.find(TYPE, FW127, "nothing()").is_none());
+    assert_eq!(c.stats().misses, 1, "a miss that leads to a deploy counts");
+}
