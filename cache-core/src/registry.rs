@@ -722,8 +722,14 @@ fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
         for part in field.split('.') {
             v = v.get(part).ok_or_else(|| Fill::Missing(field.to_owned()))?;
         }
+        // The value reads as an argument does in key text (a string's
+        // `:` escaped, a long one as its digest), so it names that key.
         let text = match v {
-            Value::String(s) => s.clone(),
+            Value::String(s) => {
+                let mut t = String::new();
+                crate::key::KeyPart::write_key(s.as_str(), &mut t);
+                t
+            }
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::Null => return Err(Fill::Missing(field.to_owned())),

@@ -444,3 +444,41 @@ fn names_resolve_to_one_cache_or_say_which() {
     let c = cache_core::registry().resolve("dup_name").unwrap();
     assert_eq!(c.stats().misses, 1, "one of the two is registered");
 }
+
+/// An event's payload values name keys as arguments render them: a string
+/// with `:` or a leading `#` reaches the entry made from it.
+#[test]
+fn event_payloads_render_like_arguments() {
+    let _one = serial();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    attach(&lazy_store(false), Backend::Memory);
+    let svc = Svc1;
+    svc.get("x:y".into(), "#1".into());
+    svc.get("x".into(), "y:#1".into());
+    let long = "L".repeat(100);
+    svc.get(long.clone(), "z".into());
+    cache_core::registry()
+        .on_event("svc1.changed", Some("svc1"), &["get:{a}:{b}"])
+        .unwrap();
+    let n = rt
+        .block_on(
+            cache_core::registry()
+                .publish("svc1.changed", serde_json::json!({"a": "x:y", "b": "#1"})),
+        )
+        .unwrap();
+    assert_eq!(n, 1, "exactly the entry made from these values");
+    assert!(Svc1::get_cache().contains_key(&(
+        TenantId::NONE,
+        Some("x".into()),
+        Some("y:#1".into())
+    )));
+    let n = rt
+        .block_on(
+            cache_core::registry()
+                .publish("svc1.changed", serde_json::json!({"a": long, "b": "z"})),
+        )
+        .unwrap();
+    assert_eq!(n, 1, "a long value reaches its digest");
+}
