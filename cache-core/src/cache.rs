@@ -217,6 +217,12 @@ pub(crate) struct Inner<K, V> {
     text_prefix: &'static str,
     service: Option<Arc<str>>,
     map: Engine<K, V>,
+    /// What a hit must check, in one load: [`OFF`], [`EXPIRES`], [`TTI`]
+    /// and [`LISTENED`], derived from the settings below by
+    /// [`Inner::refresh_flags`].
+    flags: std::sync::atomic::AtomicU8,
+    /// Serializes updates of the settings that `flags` derives from.
+    flags_lock: Mutex<()>,
     /// Runtime settings: configuration may change them at any time.
     enabled: AtomicBool,
     ttl_ms: AtomicU64,
@@ -251,6 +257,15 @@ pub(crate) struct Inner<K, V> {
 
 /// Every key argument is part of the key.
 const ALL_KEYS: u64 = u64::MAX;
+
+/// Caching is off: every lookup misses.
+const OFF: u8 = 1;
+/// Entries can expire: a hit reads the clock.
+const EXPIRES: u8 = 2;
+/// Entries expire when idle: a hit records its time.
+const TTI: u8 = 4;
+/// Listeners are registered: lookups fire events.
+const LISTENED: u8 = 8;
 
 /// A bounded, concurrent, typed cache. Cloning it clones a handle.
 ///
@@ -494,6 +509,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction),
+            flags: std::sync::atomic::AtomicU8::new(0),
+            flags_lock: Mutex::new(()),
             enabled: AtomicBool::new(true),
             ttl_ms: AtomicU64::new(0),
             tti_ms: AtomicU64::new(0),
@@ -670,15 +687,46 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Whether an entry is alive at `now`; a live one is marked accessed.
     #[inline]
     fn live(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        self.live_with(self.flags(), expires_at, meta, now)
+    }
+
+    /// [`Inner::live`] with the flags already read.
+    #[inline(always)]
+    fn live_with(&self, flags: u8, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        if flags & TTI == 0 {
+            return now < expires_at;
+        }
         if self.dead(expires_at, meta, now) {
             return false;
         }
-        if let Some(m) = meta
-            && self.tti_ms() != 0
-        {
+        if let Some(m) = meta {
             m.accessed.store(now, Ordering::Relaxed);
         }
         true
+    }
+
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Derives `flags` from the settings; call with `flags_lock` held,
+    /// after changing one.
+    fn refresh_flags(&self) {
+        let mut f = 0;
+        if !self.enabled.load(Ordering::Relaxed) {
+            f |= OFF;
+        }
+        if self.expires.load(Ordering::Relaxed) {
+            f |= EXPIRES;
+        }
+        if self.tti_ms() != 0 {
+            f |= TTI;
+        }
+        if self.listeners.active() {
+            f |= LISTENED;
+        }
+        self.flags.store(f, Ordering::Relaxed);
     }
 
     #[inline]
@@ -710,8 +758,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     #[inline(always)]
     fn get(&self, key: &K) -> Option<V> {
-        if !self.enabled.load(Ordering::Relaxed) {
-            self.miss(key);
+        // One load tells what this hit must check.
+        let flags = self.flags();
+        if flags & OFF != 0 {
+            self.miss(key, flags);
             return None;
         }
         // The entry is destructured where it lands: copying it whole costs a
@@ -723,31 +773,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             ..
         }) = self.map.get(key)
         {
-            if !self.expires() || self.live(expires_at, meta.as_ref(), self.clock.now_ms()) {
-                self.hit(key);
+            if flags & EXPIRES == 0
+                || self.live_with(flags, expires_at, meta.as_ref(), self.clock.now_ms())
+            {
+                self.looked_up(key, flags, EventKind::Hit, Counter::Hit, "hit");
                 return Some(value);
             }
             self.expire(key);
         }
-        self.miss(key);
+        self.miss(key, flags);
         None
     }
 
     #[inline]
-    fn hit(&self, key: &K) {
-        self.looked_up(key, EventKind::Hit, Counter::Hit, "hit");
-    }
-
-    #[inline]
-    fn miss(&self, key: &K) {
-        self.looked_up(key, EventKind::Miss, Counter::Miss, "miss");
+    fn miss(&self, key: &K, flags: u8) {
+        self.looked_up(key, flags, EventKind::Miss, Counter::Miss, "miss");
     }
 
     /// Counts a lookup, tells listeners, and traces it (`cache hit get_user:1`).
     #[inline(always)]
-    fn looked_up(&self, key: &K, kind: EventKind, counter: Counter, word: &str) {
+    fn looked_up(&self, key: &K, flags: u8, kind: EventKind, counter: Counter, word: &str) {
         self.counters.incr(counter);
-        if self.listeners.active() {
+        if flags & LISTENED != 0 {
             self.listeners.fire(kind, &self.name, key, self.render);
         }
         tracing::debug!(
@@ -1067,6 +1114,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if (ttl | tti) != 0 && matches!(self.clock, Clock::System) {
             crate::clock::start_system_clock();
         }
+        let flags_lock = self.flags_lock.lock();
         self.ttl_ms.store(ttl, Ordering::Relaxed);
         self.tti_ms.store(tti, Ordering::Relaxed);
         self.expires.store(
@@ -1078,6 +1126,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             self.map.set_capacity(cap);
         }
         let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
+        self.refresh_flags();
+        drop(flags_lock);
         let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);
         if (was_enabled && !s.enabled) || old_mask != mask {
             self.clear(None);
@@ -1259,7 +1309,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             if matches!(self.inner.clock, Clock::System) {
                 crate::clock::start_system_clock();
             }
+            let _lock = self.inner.flags_lock.lock();
             self.inner.expires.store(true, Ordering::Relaxed);
+            self.inner.refresh_flags();
         }
         self.inner
             .store(key, value, (ttl.as_millis() as u64).max(1))
@@ -1716,12 +1768,18 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         &self,
         f: impl Fn(&CacheEvent<'_, K>) + Send + Sync + 'static,
     ) -> ListenerId {
-        self.inner.listeners.add(Arc::new(f))
+        let _lock = self.inner.flags_lock.lock();
+        let id = self.inner.listeners.add(Arc::new(f));
+        self.inner.refresh_flags();
+        id
     }
 
     /// Removes a listener; true if it was registered.
     pub fn remove_listener(&self, id: ListenerId) -> bool {
-        self.inner.listeners.remove(id)
+        let _lock = self.inner.flags_lock.lock();
+        let removed = self.inner.listeners.remove(id);
+        self.inner.refresh_flags();
+        removed
     }
 
     #[cfg(test)]

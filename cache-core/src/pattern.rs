@@ -62,17 +62,12 @@ impl Pattern {
         while i < b.len() {
             match b[i] {
                 b'\\' => {
-                    let Some(&next) = b.get(i + 1) else {
+                    // The escaped character, whole (it may be non-ASCII).
+                    let Some(ch) = src[i + 1..].chars().next() else {
                         return Err(PatternError::TrailingEscape {
                             pattern: src.to_owned(),
                         });
                     };
-                    let _ = next;
-                    // The escaped character, whole (it may be non-ASCII).
-                    let ch = src[i + 1..]
-                        .chars()
-                        .next()
-                        .expect("index is on a char boundary");
                     if let Some(l) = literal.as_mut() {
                         l.push(ch);
                     }

@@ -1043,7 +1043,6 @@ impl RedisStore {
         let rk = self.remote_key(ns, key);
         let sealed = self.sealer.seal(value, rk.as_bytes())?;
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(ns, t)).collect();
-        let cluster = matches!(self.link, Link::Cluster(_));
         self.guarded(Op::Write, "SET", |mut c| async move {
             let mut set = redis::cmd("SET");
             set.arg(&rk).arg(sealed);
@@ -1074,7 +1073,6 @@ impl RedisStore {
                     }
                 }
             }
-            let _ = cluster;
             Ok(())
         })
         .await
