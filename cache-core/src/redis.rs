@@ -870,7 +870,8 @@ impl RedisStore {
     /// Tells every cache over this store to drop its local copies.
     fn flush_locals(&self) {
         let msg = Invalidation {
-            node: 0,
+            // Names the store, so only caches over it flush.
+            node: self.node,
             cache: String::new(),
             op: "flush".into(),
             arg: String::new(),

@@ -447,8 +447,11 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     pub(crate) fn apply_remote(&self, msg: &Invalidation) {
         if msg.op == "flush" {
             // The channel was lost: what other nodes invalidated meanwhile
-            // is unknown, so nothing local of a remote-backed cache stays.
-            if self.tier().is_some_and(|t| t.l1) {
+            // is unknown, so nothing local of a cache over that store stays.
+            if self
+                .tier()
+                .is_some_and(|t| t.l1 && t.store.node() == msg.node)
+            {
                 self.clear(None);
             }
             return;
