@@ -1299,7 +1299,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// the cache has a remote tier).
     pub fn insert(&self, key: K, value: V) {
         #[cfg(feature = "redis")]
-        self.inner.remote_set_sync(&key, &value);
+        self.inner.remote_set_sync(&key, &value, None);
         self.inner.store(key, value, self.inner.ttl_ms())
     }
 
@@ -1411,9 +1411,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                             lead.land(&v);
                             return Ok(v);
                         }
-                        Remote::Locked(token) => Some(token),
-                        Remote::Missing => None,
+                        Remote::Locked(token, generation) => (Some(token), generation),
+                        Remote::Missing(generation) => (None, generation),
                     };
+                    #[cfg(feature = "redis")]
+                    let (lock, generation) = lock;
                     let started = Instant::now();
                     let v = init();
                     #[cfg(feature = "redis")]
@@ -1432,7 +1434,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     {
                         if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
                         {
-                            inner.remote_set_sync(&key, &v);
+                            inner.remote_set_sync(&key, &v, generation);
                             inner.recheck_remote(&key, epoch);
                         }
                         if let Some(token) = lock {
@@ -1513,9 +1515,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                             lead.land(&v);
                             return Ok(v);
                         }
-                        Remote::Locked(token) => Some(token),
-                        Remote::Missing => None,
+                        Remote::Locked(token, generation) => (Some(token), generation),
+                        Remote::Missing(generation) => (None, generation),
                     };
+                    #[cfg(feature = "redis")]
+                    let (lock, generation) = lock;
                     let started = Instant::now();
                     let v = init.await;
                     #[cfg(feature = "redis")]
@@ -1534,7 +1538,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     {
                         if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
                         {
-                            inner.remote_set(&key, &v).await;
+                            inner.remote_set(&key, &v, generation).await;
                             inner.recheck_remote(&key, epoch);
                         }
                         if let Some(token) = lock {
@@ -1803,6 +1807,18 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> Result<usize, StoreError> {
         self.revoke_everywhere(pattern, tenant)
+    }
+    fn check_revoke(&self, pattern: &Pattern) -> Result<(), StoreError> {
+        #[cfg(feature = "redis")]
+        if let Some(t) = self.tier()
+            && t.store.options().hash_keys
+            && pattern.as_str() != "*"
+            && pattern.literal().is_none()
+        {
+            return Err(crate::redis::hashed_pattern_error(pattern));
+        }
+        let _ = pattern;
+        Ok(())
     }
     fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize {
         self.invalidate_tag_everywhere(tag, tenant)

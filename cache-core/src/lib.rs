@@ -262,6 +262,27 @@ pub mod __private {
             let tenant = Some(crate::namespace::current_tenant());
             let caches = crate::registry::registry().service_caches(self.service);
             let mut removed = 0;
+            // A pattern some cache cannot select is done nowhere.
+            let patterns: Vec<crate::pattern::Pattern> = self
+                .patterns
+                .iter()
+                .filter_map(|p| match crate::pattern::Pattern::new(p) {
+                    Ok(p) => match caches.iter().try_for_each(|c| c.check_revoke(&p)) {
+                        Ok(()) => Some(p),
+                        Err(e) => {
+                            tracing::error!(
+                                "cache_evict on {}: pattern {p} not revoked: {e}",
+                                self.service
+                            );
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!("cache_evict on {}: {e}", self.service);
+                        None
+                    }
+                })
+                .collect();
             for c in &caches {
                 if self.all {
                     removed += c.clear(tenant);
@@ -270,16 +291,13 @@ pub mod __private {
                 for k in &self.keys {
                     removed += c.invalidate_key_str(k, tenant);
                 }
-                for p in &self.patterns {
-                    match crate::pattern::Pattern::new(p) {
-                        Ok(p) => match c.revoke(&p, tenant) {
-                            Ok(n) => removed += n,
-                            Err(e) => tracing::error!(
-                                "cache_evict on {}: pattern {p} not revoked: {e}",
-                                self.service
-                            ),
-                        },
-                        Err(e) => tracing::error!("cache_evict on {}: {e}", self.service),
+                for p in &patterns {
+                    match c.revoke(p, tenant) {
+                        Ok(n) => removed += n,
+                        Err(e) => tracing::error!(
+                            "cache_evict on {}: pattern {p} not revoked: {e}",
+                            self.service
+                        ),
                     }
                 }
                 for t in &self.tags {

@@ -53,10 +53,12 @@ pub struct RedisOptions {
     pub hash_keys: bool,
     /// The secret that keys the digests of `hash_keys` (any string; at
     /// least 16 bytes). Without it, one is derived from `encryption_key`.
+    #[serde(deserialize_with = "crate::config::secret_text")]
     pub hash_secret: Option<String>,
     /// Compress values larger than this many bytes.
     pub compress_above: Option<usize>,
     /// 64 hex digits: encrypt values with XChaCha20-Poly1305.
+    #[serde(deserialize_with = "crate::config::secret_text")]
     pub encryption_key: Option<String>,
     /// Consecutive failures that open the circuit breaker.
     pub breaker_after: u32,
@@ -130,29 +132,45 @@ impl std::fmt::Debug for RedisOptions {
 
 /// `url` with the password (and a user alone) replaced by `<redacted>`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
         return url.to_owned();
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(x) => x,
-        None => return url.to_owned(),
-    };
     let user = auth.split_once(':').map_or("", |(u, _)| u);
-    if user.is_empty() {
-        format!("{scheme}://<redacted>@{host}")
+    let shown = if user.is_empty() {
+        format!("<redacted>@{host}")
     } else {
-        format!("{scheme}://{user}:<redacted>@{host}")
+        format!("{user}:<redacted>@{host}")
+    };
+    match scheme {
+        Some(s) => format!("{s}://{shown}"),
+        None => shown,
     }
+}
+
+/// The URL's password (or lone credential), if it has one.
+fn password_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (auth, _) = rest.rsplit_once('@')?;
+    Some(auth.split_once(':').map_or(auth, |(_, p)| p)).filter(|p| !p.is_empty())
+}
+
+/// Why cluster nodes were refused, with no node's password in it.
+fn cluster_error(nodes: &[String], e: &dyn std::fmt::Display) -> String {
+    let shown: Vec<String> = nodes.iter().map(|u| redact_url(u)).collect();
+    let mut text = format!("invalid redis cluster nodes {shown:?}: {e}");
+    for n in nodes {
+        text = scrub(text, n);
+    }
+    text
 }
 
 /// Removes every occurrence of the URL's password from `text`.
 fn scrub(text: String, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, r)| r.rsplit_once('@'))
-        .map(|(auth, _)| auth.split_once(':').map_or(auth, |(_, p)| p))
-        .filter(|p| !p.is_empty());
-    match password {
+    match password_of(url) {
         Some(p) => text.replace(p, "<redacted>"),
         None => text,
     }
@@ -306,6 +324,27 @@ pub struct Invalidation {
 
 type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 
+/// Stores a value (KEYS[1]) and records it in its tag sets (KEYS[3..]),
+/// only if the cache's generation (KEYS[2]) is still ARGV[3]; ARGV[1] is the
+/// value, ARGV[2] its TTL in ms (0: none).
+const SET_IF_GEN: &str = r"
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return 0 end
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if ARGV[2] == '0' then
+    redis.call('PERSIST', KEYS[i])
+  else
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+return 1
+";
+
 /// Keeps the Redis keys a revoke should remove, from those its SCAN found.
 pub(crate) type KeyFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -434,11 +473,7 @@ impl RedisOptions {
         } else {
             ClusterClientBuilder::new(self.cluster_nodes.clone())
                 .build()
-                .map_err(|e| {
-                    let nodes: Vec<String> =
-                        self.cluster_nodes.iter().map(|u| redact_url(u)).collect();
-                    bad(format!("invalid redis cluster nodes {nodes:?}: {e}"))
-                })?;
+                .map_err(|e| bad(cluster_error(&self.cluster_nodes, &e)))?;
         }
         Ok(())
     }
@@ -495,12 +530,7 @@ impl RedisStore {
                 .response_timeout(timeout)
                 .connection_timeout(timeout.max(Duration::from_millis(200)))
                 .build()
-                .map_err(|e| {
-                    bad(format!(
-                        "invalid redis cluster nodes {:?}: {e}",
-                        opts.cluster_nodes
-                    ))
-                })?;
+                .map_err(|e| bad(cluster_error(&opts.cluster_nodes, &e)))?;
             Link::Cluster(Box::new(ClusterLink {
                 client,
                 conn: tokio::sync::Mutex::new(None),
@@ -1037,18 +1067,41 @@ impl RedisStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
         tags: &[String],
+        generation: Option<(String, u64)>,
     ) -> Result<(), StoreError> {
-        if tags.is_empty() {
+        if tags.is_empty() && generation.is_none() {
             return self.set(ns, key, value, ttl).await;
         }
         let rk = self.remote_key(ns, key);
         let sealed = self.sealer.seal(value, rk.as_bytes())?;
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(ns, t)).collect();
+        let ttl_ms = ttl.map_or(0, |t| (t.as_millis() as u64).max(1));
+        if let Some((gen_key, expected)) = generation
+            && let Link::Single(_) = &self.link
+        {
+            // Stored only if the generation is the one the lookup read.
+            let script = redis::Script::new(SET_IF_GEN);
+            let stored: i64 = self
+                .guarded(Op::Write, "SET", |mut c| async move {
+                    let mut inv = script.prepare_invoke();
+                    inv.key(&rk).key(gen_key);
+                    for tk in &tag_keys {
+                        inv.key(tk);
+                    }
+                    inv.arg(sealed).arg(ttl_ms).arg(expected.to_string());
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
+            if stored == 0 {
+                tracing::debug!("a value loaded before an invalidation was not stored in redis");
+            }
+            return Ok(());
+        }
         self.guarded(Op::Write, "SET", |mut c| async move {
             let mut set = redis::cmd("SET");
             set.arg(&rk).arg(sealed);
-            if let Some(t) = ttl {
-                set.arg("PX").arg((t.as_millis() as u64).max(1));
+            if ttl_ms != 0 {
+                set.arg("PX").arg(ttl_ms);
             }
             set.query_async::<()>(&mut c).await?;
             for tk in tag_keys {
@@ -1058,25 +1111,97 @@ impl RedisStore {
                     .arg(&rk)
                     .query_async::<()>(&mut c)
                     .await?;
-                match ttl {
-                    Some(t) => {
-                        redis::cmd("PEXPIRE")
-                            .arg(&tk)
-                            .arg((t.as_millis() as u64).max(1))
-                            .query_async::<()>(&mut c)
-                            .await?
-                    }
-                    None => {
-                        redis::cmd("PERSIST")
-                            .arg(&tk)
-                            .query_async::<()>(&mut c)
-                            .await?
-                    }
+                if ttl_ms != 0 {
+                    redis::cmd("PEXPIRE")
+                        .arg(&tk)
+                        .arg(ttl_ms)
+                        .query_async::<()>(&mut c)
+                        .await?
+                } else {
+                    redis::cmd("PERSIST")
+                        .arg(&tk)
+                        .query_async::<()>(&mut c)
+                        .await?
                 }
             }
             Ok(())
         })
         .await
+    }
+
+    /// The Redis key of a cache's invalidation generation (`cache` is its
+    /// escaped `service:identity`).
+    pub(crate) fn gen_key(&self, cache: &str) -> String {
+        // `~` starts no service segment (it is escaped in names).
+        format!("{}:~gen:{cache}", self.opts.prefix)
+    }
+
+    /// Reads the value at `key` of `ns` and, on one server, the cache's
+    /// generation in the same round trip (a cluster cannot read both in
+    /// one command: no generation, and loads store unconditionally).
+    pub(crate) async fn get_with_gen(
+        &self,
+        ns: &str,
+        key: &str,
+        gen_key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<u64>), StoreError> {
+        if self.has_pending_invalidations() || matches!(self.link, Link::Cluster(_)) {
+            return Ok((self.get_bytes(ns, key).await?, None));
+        }
+        let rk = self.remote_key(ns, key);
+        let keys = vec![rk.clone(), gen_key.to_owned()];
+        let mut got: Vec<Option<Vec<u8>>> = self
+            .guarded(Op::Read, "MGET", |mut c| async move {
+                redis::cmd("MGET").arg(keys).query_async(&mut c).await
+            })
+            .await?;
+        let generation = got
+            .pop()
+            .flatten()
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .parse::<u64>()
+                    .unwrap_or(u64::MAX)
+            })
+            .unwrap_or(0);
+        match got.pop().flatten() {
+            None => {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                Ok((None, Some(generation)))
+            }
+            Some(raw) => match self.sealer.open(&raw, rk.as_bytes()) {
+                Ok(v) => {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    Ok((Some(v), Some(generation)))
+                }
+                Err(e) => {
+                    self.undecodable(&rk, &e);
+                    let _ = self.unlink_keys(vec![rk]).await;
+                    Ok((None, Some(generation)))
+                }
+            },
+        }
+    }
+
+    /// Moves the cache's generation on, before an invalidation removes
+    /// anything. A full Redis refuses it, and refuses the writes it guards
+    /// too, so that refusal is no failure.
+    pub(crate) async fn bump_gen(&self, gen_key: &str) -> Result<(), StoreError> {
+        let k = gen_key.to_owned();
+        match self
+            .guarded(Op::Invalidate, "INCR", |mut c| async move {
+                c.incr::<_, _, i64>(k, 1).await
+            })
+            .await
+        {
+            Err(StoreError::Unavailable(m)) if m.contains("OOM") => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// UNLINKs these keys.
+    pub(crate) async fn unlink_keys(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+        self.unlink_all(keys).await
     }
 
     /// The SCAN pattern of every tag set in the namespaces `ns_glob`.
@@ -1257,7 +1382,7 @@ fn client_for(opts: &RedisOptions) -> Result<redis::Client, StoreError> {
         (Some(_), false) => {
             return Err(bad(format!(
                 "tls_ca_file is set but the url {:?} is not rediss://",
-                opts.url
+                redact_url(&opts.url)
             )));
         }
         (None, _) => redis::Client::open(url.as_str()),

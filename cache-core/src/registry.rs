@@ -79,6 +79,9 @@ pub trait ErasedCache: Send + Sync {
         pattern: &Pattern,
         tenant: Option<TenantId>,
     ) -> Result<usize, crate::store::StoreError>;
+    /// Whether every tier can select by `pattern`; checked on each cache
+    /// before any removes anything, so a refused revoke removes nothing.
+    fn check_revoke(&self, pattern: &Pattern) -> Result<(), crate::store::StoreError>;
     /// Removes the entries stored with `tag`.
     fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize;
     /// Removes every entry.
@@ -313,6 +316,9 @@ impl Registry {
     /// Removes what matches `pattern` from the caches named `name`.
     pub fn revoke(&self, name: &str, pattern: &str) -> Result<usize, CacheError> {
         let p = Pattern::new(pattern)?;
+        for r in self.each(name, |c| c.check_revoke(&p))? {
+            r?;
+        }
         let mut n = 0;
         for r in self.each(name, |c| c.revoke(&p, None))? {
             n += r?;
@@ -489,6 +495,9 @@ impl Registry {
             "revoke" => {
                 let b: RevokeBody = serde_json::from_value(body).map_err(bad)?;
                 let p = Pattern::new(&b.pattern)?;
+                for c in &caches {
+                    c.check_revoke(&p)?;
+                }
                 let n = match scope(&b.tenant) {
                     Some(t) => {
                         let mut n = 0;
@@ -616,12 +625,21 @@ impl Registry {
             },
         };
         let all = self.all();
+        let reached = |service: &Option<String>| {
+            all.iter()
+                .filter(|c| service.is_none() || c.service() == service.as_deref())
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        // Every pattern must be possible everywhere before anything goes.
+        for (service, pattern) in &work {
+            for c in reached(service) {
+                c.check_revoke(pattern)?;
+            }
+        }
         let mut removed = 0;
         for (service, pattern) in &work {
-            for c in all
-                .iter()
-                .filter(|c| service.is_none() || c.service() == service.as_deref())
-            {
+            for c in reached(service) {
                 removed += c.revoke(pattern, scope)?;
             }
         }

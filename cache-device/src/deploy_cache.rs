@@ -252,6 +252,12 @@ impl DeployCache {
 
     /// Opens the cache, loading what its directory holds.
     pub fn open(cfg: DeployCacheConfig, clock: Clock) -> std::io::Result<DeployCache> {
+        if cfg.mac_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "deployment cache: mac_key must be at least 16 bytes long",
+            ));
+        }
         let mac = cfg
             .mac_key
             .as_ref()
@@ -294,6 +300,17 @@ impl DeployCache {
                     }
                 };
                 match decode(&bytes, cache.mac.as_ref()) {
+                    // A copy under another name would outlive invalidation
+                    // of the entry it copies: only `<id>.entry` counts.
+                    Ok(e) if path.file_stem().and_then(|n| n.to_str()) != Some(&e.key.id()) => {
+                        tracing::warn!(
+                            "ignoring deployment cache file {}: it holds entry {}, which lives in {}.entry",
+                            path.display(),
+                            e.key.id(),
+                            e.key.id()
+                        );
+                        cache.read_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(e) => {
                         let id = e.key.id();
                         cache.flushed.lock().insert(id.clone(), e.last_accessed);
@@ -306,8 +323,33 @@ impl DeployCache {
                     }
                 }
             }
+            cache.enforce_bound(None);
         }
         Ok(cache)
+    }
+
+    /// Removes the least recently used entries (never `keep`) until the
+    /// bound holds.
+    fn enforce_bound(&self, keep: Option<&str>) {
+        let mut evicted = Vec::new();
+        {
+            let mut entries = self.entries.lock();
+            while entries.len() > self.cfg.max_entries.max(1) {
+                let Some(oldest) = entries
+                    .iter()
+                    .filter(|(k, _)| Some(k.as_str()) != keep)
+                    .min_by_key(|(_, e)| e.last_accessed)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                entries.remove(&oldest);
+                evicted.push(oldest);
+            }
+        }
+        for old in evicted {
+            self.remove_file(&old);
+        }
     }
 
     /// Removes a temporary file a crashed writer left, once it is old
@@ -397,24 +439,8 @@ impl DeployCache {
     pub fn put(&self, entry: DeployEntry) {
         let id = entry.key.id();
         self.deploys.fetch_add(1, Ordering::Relaxed);
-        let mut evicted = Vec::new();
-        {
-            let mut entries = self.entries.lock();
-            entries.insert(id.clone(), entry.clone());
-            while entries.len() > self.cfg.max_entries.max(1) {
-                let oldest = entries
-                    .iter()
-                    .filter(|(k, _)| **k != id)
-                    .min_by_key(|(_, e)| e.last_accessed)
-                    .map(|(k, _)| k.clone())
-                    .expect("more than one entry");
-                entries.remove(&oldest);
-                evicted.push(oldest);
-            }
-        }
-        for old in evicted {
-            self.remove_file(&old);
-        }
+        self.entries.lock().insert(id.clone(), entry.clone());
+        self.enforce_bound(Some(&id));
         self.write_file(&entry);
     }
 

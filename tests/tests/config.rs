@@ -458,3 +458,39 @@ fn redis_settings_are_validated_and_secrets_stay_hidden() {
         "the error shows the password: {e}"
     );
 }
+
+/// No error shows a password or a token, whatever shape they come in.
+#[test]
+fn no_error_shows_a_secret() {
+    for (name, body) in [
+        (
+            "tls.toml",
+            "[redis]\nurl = \"redis://user:hunter2pw@127.0.0.1:6379\"\ntls_ca_file = \"/etc/hosts\"\n",
+        ),
+        (
+            "noscheme.toml",
+            "[redis]\nurl = \"user:hunter2pw@127.0.0.1:6379\"\n",
+        ),
+        (
+            "cluster.toml",
+            "[redis]\ncluster_nodes = [\"user:hunter2pw@x\"]\n",
+        ),
+        ("token.toml", "[admin]\ntoken = 1.5\n"),
+    ] {
+        let file = temp_file(name, body);
+        match source(&file, "NOSECRET_").load() {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    !e.contains("hunter2pw") && !e.contains("1.5"),
+                    "{name}: {e}"
+                );
+            }
+            Ok(cfg) => panic!("{name} loaded: {cfg:?}"),
+        }
+    }
+    // A token that reads as a number is the text of that number.
+    let file = temp_file("numtoken.toml", "[admin]\ntoken = 123456789\n");
+    let cfg = source(&file, "NOSECRET_").load().unwrap();
+    assert_eq!(cfg.admin.token.as_deref(), Some("123456789"));
+}

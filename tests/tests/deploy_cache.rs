@@ -326,20 +326,26 @@ fn tampered_and_foreign_files_are_refused() {
         ..cfg(&d)
     };
     {
-        let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+        let c = DeployCache::open(keyed(Some("our key, sixteen bytes or more")), clock.clone())
+            .unwrap();
         c.put(entry(&clock, FW127, "b()", "def b(): return 2"));
     }
-    for other in [Some("their key"), None] {
+    for other in [Some("their key, sixteen bytes or more"), None] {
         let c = DeployCache::open(keyed(other), clock.clone()).unwrap();
         assert_eq!((c.len(), c.stats().corrupt_dropped), (0, 1), "{other:?}");
         drop(c);
         // Written again for the next case.
-        let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+        let c = DeployCache::open(keyed(Some("our key, sixteen bytes or more")), clock.clone())
+            .unwrap();
         c.put(entry(&clock, FW127, "b()", "def b(): return 2"));
     }
-    let c = DeployCache::open(keyed(Some("our key")), clock.clone()).unwrap();
+    let c =
+        DeployCache::open(keyed(Some("our key, sixteen bytes or more")), clock.clone()).unwrap();
     assert_eq!(c.len(), 1, "the key's own files load");
-    assert!(!format!("{:?}", keyed(Some("our key"))).contains("our key"));
+    assert!(
+        !format!("{:?}", keyed(Some("our key, sixteen bytes or more")))
+            .contains("our key, sixteen bytes or more")
+    );
 }
 
 /// A file that cannot be read is reported and left alone, not dropped.
@@ -354,4 +360,55 @@ fn read_errors_are_not_corruption() {
     assert!(d.join("0123.entry").exists());
     assert!(c.find(TYPE, FW127, "nothing()").is_none());
     assert_eq!(c.stats().misses, 1, "a miss that leads to a deploy counts");
+}
+
+/// Only `<id>.entry` holds an entry: a copy under another name is ignored
+/// (it would outlive the entry's invalidation); the bound holds on open; a
+/// short MAC key is refused.
+#[test]
+fn copies_bounds_and_short_keys() {
+    let d = dir("copies");
+    let (clock, time) = Clock::manual();
+    let key = MethodCacheKey::new(TYPE, FW127, "a()", "def a(): return 1");
+    {
+        let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+        c.put(entry(&clock, FW127, "a()", "def a(): return 1"));
+    }
+    std::fs::copy(
+        d.join(format!("{}.entry", key.id())),
+        d.join("backup.entry"),
+    )
+    .unwrap();
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    assert!(c.invalidate(&key));
+    drop(c);
+    let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+    assert!(!c.contains(&key), "the copy did not bring it back");
+    drop(c);
+
+    {
+        let c = DeployCache::open(cfg(&d), clock.clone()).unwrap();
+        for i in 0..5 {
+            time.advance(Duration::from_secs(1));
+            c.put(entry(
+                &clock,
+                FW127,
+                &format!("f{i}()"),
+                &format!("def f{i}(): pass"),
+            ));
+        }
+    }
+    let small = DeployCacheConfig {
+        max_entries: 2,
+        ..cfg(&d)
+    };
+    let c = DeployCache::open(small, clock.clone()).unwrap();
+    assert_eq!(c.len(), 2, "the bound holds on open");
+    assert!(c.contains(&MethodCacheKey::new(TYPE, FW127, "f4()", "def f4(): pass")));
+
+    let short = DeployCacheConfig {
+        mac_key: Some("short".into()),
+        ..cfg(&d)
+    };
+    assert!(DeployCache::open(short, clock.clone()).is_err());
 }

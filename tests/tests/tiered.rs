@@ -120,7 +120,10 @@ fn two_nodes_share_l2_and_invalidations() {
     a.get_or_insert_with((TenantId::NONE, 2), || load("unused"));
     a.clear();
     eventually("B to clear", || b.is_empty());
-    assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
+    // Entries and tag sets are gone; the cache's generation stays.
+    assert_eq!(server.cli(&["KEYS", "two:user:*"]).trim(), "");
+    assert_eq!(server.cli(&["KEYS", "two:~tags:*"]).trim(), "");
+    assert_eq!(server.cli(&["KEYS", "*"]).trim(), "two:~gen:user:get_user");
 }
 
 #[test]
@@ -526,4 +529,100 @@ fn a_node_that_lost_the_channel_drops_its_local_copies() {
         sa.stats().resubscriptions >= 1 && !a.contains_key(&K)
     });
     assert_eq!(a.get_or_insert_with(K, || "unused".into()), "after");
+}
+
+/// A load that read the database before another node's invalidation, and
+/// writes to Redis after it, does not put the old value back: its write is
+/// refused (the cache's generation moved), and its own local copy goes when
+/// the invalidation reaches it.
+#[test]
+fn a_load_racing_an_invalidation_on_another_node_stores_nothing() {
+    let server = RedisServer::start();
+    let (a, sa) = node(&server, Backend::Tiered);
+    let (b, sb) = node(&server, Backend::Tiered);
+    eventually("both nodes to subscribe", || {
+        sa.is_subscribed() && sb.is_subscribed()
+    });
+    let db = AtomicUsize::new(0);
+    let read = std::sync::Barrier::new(2);
+    let invalidated = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            a.get_or_insert_with(K, || {
+                let v = db.load(Ordering::SeqCst);
+                read.wait();
+                invalidated.wait();
+                format!("v{v}")
+            })
+        });
+        read.wait();
+        db.store(1, Ordering::SeqCst);
+        b.invalidate(&K);
+        assert!(!sb.has_pending_invalidations(), "applied at once");
+        invalidated.wait();
+        assert_eq!(
+            loader.join().unwrap(),
+            "v0",
+            "the racing caller gets its value"
+        );
+    });
+    assert_eq!(
+        server.cli(&["EXISTS", "two:user::get_user:1"]).trim(),
+        "0",
+        "the old value was not written back"
+    );
+    eventually("A to drop its local copy", || !a.contains_key(&K));
+    let (c, _) = node(&server, Backend::Tiered);
+    assert_eq!(
+        c.get_or_insert_with(K, || format!("v{}", db.load(Ordering::SeqCst))),
+        "v1"
+    );
+}
+
+/// A glob that one cache of a service cannot select (its keys are hashed)
+/// is refused before any cache of the service removes anything.
+#[test]
+fn a_refused_revoke_removes_nothing_anywhere() {
+    let server = RedisServer::start();
+    let hashed = RedisStore::connect(RedisOptions {
+        url: server.url(),
+        prefix: "mix".into(),
+        hash_keys: true,
+        hash_secret: Some("a secret for this test only".into()),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let mem: Cache<String, u64> = cache_core::CacheBuilder::new()
+        .name("a_mem")
+        .service("mix")
+        .register(true)
+        .build();
+    let remote: Cache<String, u64> = cache_core::CacheBuilder::new()
+        .name("b_hashed")
+        .service("mix")
+        .register(true)
+        .remote_codec(Some(RemoteCodec::postcard()))
+        .build();
+    remote.attach_remote(hashed, Backend::Tiered);
+    mem.insert("xa".into(), 1);
+    mem.insert("xb".into(), 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(
+            cache_core::registry()
+                .request("mix/cache/revoke", serde_json::json!({"pattern": "x*"})),
+        )
+        .unwrap_err();
+    assert!(matches!(e, cache_core::CacheError::Remote(_)), "{e}");
+    assert_eq!(mem.len(), 2, "nothing removed from the other cache");
+    cache_core::registry()
+        .on_event("mix.ev", Some("mix"), &["{id}", "x*"])
+        .unwrap();
+    let e = rt
+        .block_on(cache_core::registry().publish("mix.ev", serde_json::json!({"id": "xa"})))
+        .unwrap_err();
+    assert!(matches!(e, cache_core::CacheError::Remote(_)), "{e}");
+    assert_eq!(mem.len(), 2, "an event that cannot be done removes nothing");
 }

@@ -22,11 +22,15 @@ pub(crate) struct Tier {
     pub(crate) l1: bool,
 }
 
+/// The cache's invalidation generation in Redis when a lookup read it: a
+/// value computed after it is stored only if no invalidation came since.
+pub(crate) type Gen = Option<u64>;
+
 /// What an L2 lookup found, before decoding.
 pub(crate) enum Lookup {
     Found(String, Vec<u8>),
-    Locked(String),
-    Missing,
+    Locked(String, Gen),
+    Missing(Gen),
 }
 
 /// What an L2 lookup means for the caller.
@@ -34,9 +38,9 @@ pub(crate) enum Remote<V> {
     /// The value, from another node or an earlier load.
     Found(V),
     /// Not there, and this node holds the load lock: compute, then unlock.
-    Locked(String),
+    Locked(String, Gen),
     /// Not there: compute.
-    Missing,
+    Missing(Gen),
 }
 
 /// A remote invalidation, before it is sent.
@@ -168,20 +172,23 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let tier = self.tier()?;
         self.codec?;
         let (ns, k) = self.ns(key);
+        let gen_key = tier.store.gen_key(&self.channel_id());
         let store = tier.store.clone();
         Some(async move {
             let rk = store.remote_key(&ns, &k);
-            if let Ok(Some(b)) = store.get_bytes(&ns, &k).await {
-                return Lookup::Found(rk, b);
-            }
+            let generation = match store.get_with_gen(&ns, &k, &gen_key).await {
+                Ok((Some(b), _)) => return Lookup::Found(rk, b),
+                Ok((None, generation)) => generation,
+                Err(_) => None,
+            };
             if store.options().lock_ms.is_none() {
-                return Lookup::Missing;
+                return Lookup::Missing(generation);
             }
             match store.try_lock(&ns, &k).await {
-                Some(token) => Lookup::Locked(token),
+                Some(token) => Lookup::Locked(token, generation),
                 None => match store.wait_for(&ns, &k).await {
                     Some(b) => Lookup::Found(rk, b),
-                    None => Lookup::Missing,
+                    None => Lookup::Missing(generation),
                 },
             }
         })
@@ -189,22 +196,23 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     fn finish_lookup(&self, found: Option<Lookup>) -> Remote<V> {
         let Some(tier) = self.tier() else {
-            return Remote::Missing;
+            return Remote::Missing(None);
         };
         match found {
             Some(Lookup::Found(rk, bytes)) => match self.decode(&tier.store, &rk, &bytes) {
                 Some(v) => Remote::Found(v),
-                None => Remote::Missing,
+                None => Remote::Missing(None),
             },
-            Some(Lookup::Locked(token)) => Remote::Locked(token),
-            _ => Remote::Missing,
+            Some(Lookup::Locked(token, generation)) => Remote::Locked(token, generation),
+            Some(Lookup::Missing(generation)) => Remote::Missing(generation),
+            None => Remote::Missing(None),
         }
     }
 
     /// The value in L2, from async code.
     pub(crate) async fn remote_get(&self, key: &K) -> Remote<V> {
         let Some(fut) = self.remote_lookup(key) else {
-            return Remote::Missing;
+            return Remote::Missing(None);
         };
         let found = bridge().spawn(fut).await.ok();
         self.finish_lookup(found)
@@ -213,7 +221,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// The value in L2, from sync code.
     pub(crate) fn remote_get_sync(&self, key: &K) -> Remote<V> {
         let (Some(fut), Some(tier)) = (self.remote_lookup(key), self.tier()) else {
-            return Remote::Missing;
+            return Remote::Missing(None);
         };
         let wait = Self::deadline(&tier.store)
             + Duration::from_millis(tier.store.options().lock_ms.unwrap_or(0) * 2);
@@ -250,6 +258,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         &self,
         key: &K,
         value: &V,
+        generation: Gen,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let tier = self.tier()?;
         let codec = self.codec?;
@@ -263,9 +272,14 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let (ns, k) = self.ns(key);
         let ttl = (self.ttl_ms() != 0).then(|| Duration::from_millis(self.ttl_ms()));
         let tags = self.tags.map(|f| f(key)).unwrap_or_default();
+        // A loaded value goes in only if no invalidation came since its
+        // lookup read the generation; a value put by hand always does.
+        let generation = generation.map(|g| (tier.store.gen_key(&self.channel_id()), g));
         let store = tier.store.clone();
         Some(async move {
-            let _ = store.set_tagged(&ns, &k, bytes, ttl, &tags).await;
+            let _ = store
+                .set_tagged(&ns, &k, bytes, ttl, &tags, generation)
+                .await;
         })
     }
 
@@ -279,15 +293,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Stores a loaded value in L2, from async code.
-    pub(crate) async fn remote_set(&self, key: &K, value: &V) {
-        if let Some(w) = self.remote_write(key, value) {
+    pub(crate) async fn remote_set(&self, key: &K, value: &V, generation: Gen) {
+        if let Some(w) = self.remote_write(key, value, generation) {
             let _ = bridge().spawn(w).await;
         }
     }
 
     /// Stores a loaded value in L2, from sync code.
-    pub(crate) fn remote_set_sync(&self, key: &K, value: &V) {
-        if let (Some(w), Some(t)) = (self.remote_write(key, value), self.tier()) {
+    pub(crate) fn remote_set_sync(&self, key: &K, value: &V, generation: Gen) {
+        if let (Some(w), Some(t)) = (self.remote_write(key, value, generation), self.tier()) {
             block_on_bridge(Self::deadline(&t.store), w);
         }
     }
@@ -421,20 +435,37 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             })
         };
         let clears = matches!(op, RemoteOp::Clear);
+        // One key of a known tenant: its Redis key, deleted directly.
+        let exact = match (&op, scope) {
+            (RemoteOp::Key(text), Some(t)) => {
+                Some(store.remote_key(&self.remote_ns(t), &self.remote_part_of(text)))
+            }
+            _ => None,
+        };
+        let gen_key = store.gen_key(&self.channel_id());
         let job: crate::redis::Job = Arc::new(move |store: Arc<RedisStore>| {
-            let (glob, filter, tags, set_filter, msg) = (
+            let (glob, filter, tags, set_filter, msg, exact, gen_key) = (
                 glob.clone(),
                 filter.clone(),
                 tags.clone(),
                 set_filter.clone(),
                 msg.clone(),
+                exact.clone(),
+                gen_key.clone(),
             );
             Box::pin(async move {
-                if let Some(g) = &tags {
-                    store.delete_tagged(g, &set_filter, !clears).await?;
-                }
-                if tags.is_none() || clears {
-                    store.scan_delete(&glob, Some(&filter)).await?;
+                // First the generation: a load that read the old one can no
+                // longer store its value, whenever its write lands.
+                store.bump_gen(&gen_key).await?;
+                if let Some(rk) = &exact {
+                    store.unlink_keys(vec![rk.clone()]).await?;
+                } else {
+                    if let Some(g) = &tags {
+                        store.delete_tagged(g, &set_filter, !clears).await?;
+                    }
+                    if tags.is_none() || clears {
+                        store.scan_delete(&glob, Some(&filter)).await?;
+                    }
                 }
                 store.publish(msg).await
             })
