@@ -239,6 +239,9 @@ pub(crate) struct Inner<K, V> {
     defaults: Defaults,
     key_args: &'static [&'static str],
     tenant_of: Option<fn(&K) -> TenantId>,
+    /// The key-argument mask a key was built under (service actions).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    mask_of: Option<fn(&K) -> u64>,
     quota: Option<Arc<Quota>>,
     /// How values travel to a remote tier, when their type allows it.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -313,6 +316,7 @@ pub struct CacheBuilder<K, V> {
     enabled: bool,
     key_args: &'static [&'static str],
     tenant_of: Option<fn(&K) -> TenantId>,
+    mask_of: Option<fn(&K) -> u64>,
     codec: Option<RemoteCodec<V>>,
     capacity: Option<usize>,
     ttl: Option<Duration>,
@@ -350,6 +354,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             enabled: true,
             key_args: &[],
             tenant_of: None,
+            mask_of: None,
             codec: None,
             capacity: None,
             ttl: None,
@@ -424,6 +429,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     /// How to find the tenant of a key, for tenant-scoped operations and quotas.
     pub fn tenant_of(mut self, f: fn(&K) -> TenantId) -> Self {
         self.tenant_of = Some(f);
+        self
+    }
+
+    /// How to find the key-argument mask a key was built under, so that
+    /// its remote key names that mask whatever configuration says now.
+    pub fn mask_of(mut self, f: fn(&K) -> u64) -> Self {
+        self.mask_of = Some(f);
         self
     }
 
@@ -522,6 +534,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             defaults,
             key_args: self.key_args,
             tenant_of: self.tenant_of,
+            mask_of: self.mask_of,
             quota,
             codec: self.codec,
             #[cfg(feature = "redis")]
@@ -837,14 +850,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 tags,
             })
         });
-        if let Some(m) = &meta
-            && !m.tags.is_empty()
-        {
-            let mut idx = self.tag_index.lock();
-            for t in m.tags.iter() {
-                idx.entry(t.clone()).or_default().insert(key.clone());
-            }
-        }
+        // Indexed after the entry is in the map, so a removal that finds
+        // the key gone (and unindexes it) never hides this entry.
+        let tagged = meta
+            .as_ref()
+            .filter(|m| !m.tags.is_empty())
+            .map(|m| (m.clone(), key.clone()));
         let entry = Entry {
             value,
             expires_at: if ttl_ms == 0 {
@@ -857,6 +868,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let fire = self.listeners.active().then(|| key.clone());
         let mut evicted = Evicted::default();
         self.map.insert(key, entry, &mut evicted);
+        if let Some((m, key)) = tagged {
+            let mut idx = self.tag_index.lock();
+            for t in m.tags.iter() {
+                idx.entry(t.clone()).or_default().insert(key.clone());
+            }
+        }
         self.counters.incr(Counter::Insert);
         if let Some(k) = fire {
             self.listeners
@@ -883,11 +900,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             && !m.tags.is_empty()
         {
             let mut idx = self.tag_index.lock();
-            for t in m.tags.iter() {
-                if let Some(set) = idx.get_mut(t) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        idx.remove(t);
+            // Another entry of this key may be in the map by now (a load
+            // that raced this removal): its index records stay.
+            if self.map.peek(key).is_none() {
+                for t in m.tags.iter() {
+                    if let Some(set) = idx.get_mut(t) {
+                        set.remove(key);
+                        if set.is_empty() {
+                            idx.remove(t);
+                        }
                     }
                 }
             }
@@ -971,6 +992,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     fn invalidate_tag(&self, tag: &str, scope: Option<TenantId>) -> usize {
+        // Even with no entry tagged yet: a load under way must not store.
+        self.bump();
         let keys: Vec<K> = {
             let mut idx = self.tag_index.lock();
             let Some(set) = idx.get_mut(tag) else {
@@ -998,7 +1021,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             return self.remove_where(scope, |_| true);
         }
         let drained = self.map.drain();
-        self.tag_index.lock().clear();
         for (k, e) in &drained {
             self.removed(
                 k,
@@ -1051,29 +1073,30 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         Ok(self.revoke(pattern, scope))
     }
 
+    // Each `..._everywhere` starts the remote part first: from then until it
+    // is applied this node reads nothing from Redis, so no load between the
+    // two parts can bring the old value back from there.
+
     /// Removes an entry by its key text here and everywhere.
     fn invalidate_key_everywhere(&self, key: &str, scope: Option<TenantId>) -> usize {
-        let n = self.invalidate_key_str(key, scope);
         #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Key(key.to_owned()), scope);
-        n
+        self.invalidate_key_str(key, scope)
     }
 
     /// Clears here and everywhere.
     fn clear_everywhere(&self, scope: Option<TenantId>) -> usize {
-        let n = self.clear(scope);
         #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Clear, scope);
-        n
+        self.clear(scope)
     }
 
     /// Removes a tag's entries here, in L2 (through its tag sets), and in
     /// the other nodes' L1s.
     fn invalidate_tag_everywhere(&self, tag: &str, scope: Option<TenantId>) -> usize {
-        let n = self.invalidate_tag(tag, scope);
         #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Tag(tag.to_owned()), scope);
-        n
+        self.invalidate_tag(tag, scope)
     }
 
     /// Layers `cfg` over the code's settings and applies the result.
@@ -1129,6 +1152,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.refresh_flags();
         drop(flags_lock);
         let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);
+        // Entries keyed under another mask go everywhere: a mask that comes
+        // back must not find what invalidations under this one missed.
+        #[cfg(feature = "redis")]
+        if old_mask != mask {
+            let _ = self.propagate(RemoteOp::Clear, None);
+        }
         if (was_enabled && !s.enabled) || old_mask != mask {
             self.clear(None);
         }
@@ -1229,6 +1258,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         Ok(v)
     }
 
+    /// Replaces `key`'s value here and in every tier: what was there, and
+    /// what loads under way would store, is invalidated first.
+    fn put(&self, key: K, value: V) {
+        #[cfg(feature = "redis")]
+        if self.tier().is_some() {
+            let text = render_with(&key, self.render);
+            let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
+            self.remote_set_sync(&key, &value, None);
+        }
+        self.bump();
+        self.store(key, value, self.ttl_ms());
+    }
+
     /// The invalidation count now.
     #[inline]
     fn epoch(&self) -> u64 {
@@ -1297,10 +1339,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Stores `value` under `key` with the cache's TTL (in L2 too, when
     /// the cache has a remote tier).
+    ///
+    /// It replaces the value everywhere: loads under way do not overwrite
+    /// it, and with a remote tier the other nodes drop their local copies
+    /// and read this value from Redis.
     pub fn insert(&self, key: K, value: V) {
-        #[cfg(feature = "redis")]
-        self.inner.remote_set_sync(&key, &value, None);
-        self.inner.store(key, value, self.inner.ttl_ms())
+        self.inner.put(key, value)
     }
 
     /// Stores `value` under `key` with its own TTL.
@@ -1389,6 +1433,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         loop {
             match inner.turn(&key) {
                 Turn::Done(v) => return Ok(v),
+                // A load that asks for its own key on its own thread would
+                // wait for itself: it computes instead.
+                Turn::Wait(f) if f.led_here() => {
+                    let epoch = inner.epoch();
+                    return inner.solo(key, init(), epoch);
+                }
                 Turn::Wait(f) => match f.wait() {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => {}
@@ -1587,7 +1637,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     #[doc(hidden)]
     pub fn __put(&self, key: K, value: V) {
         if self.inner.should_store(&value) {
-            self.inner.store(key, value, self.inner.ttl_ms());
+            self.inner.put(key, value);
         }
     }
 
@@ -1597,7 +1647,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// nodes' local tiers too; if Redis cannot be reached, that part is
     /// retried until done, and this node reads nothing from Redis meanwhile.
     pub fn invalidate(&self, key: &K) -> bool {
-        let removed = self.inner.invalidate(key);
+        // The remote part first; see `invalidate_key_everywhere`.
         #[cfg(feature = "redis")]
         if self.inner.tier().is_some() {
             let text = render_with(key, self.inner.render);
@@ -1605,7 +1655,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 .inner
                 .propagate(RemoteOp::Key(text), Some(self.inner.tenant(key)));
         }
-        removed
+        self.inner.invalidate(key)
     }
 
     /// Removes the entry whose key text is `key` (such as `get_user:123`).
@@ -1722,7 +1772,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     #[cfg(feature = "redis")]
     pub fn remote_key(&self, key: &K) -> Option<String> {
         let tier = self.inner.tier()?;
-        let ns = self.inner.remote_ns(self.inner.tenant(key));
+        let ns = self.inner.remote_ns_of(key);
         let part = self
             .inner
             .remote_part_of(&render_with(key, self.inner.render));

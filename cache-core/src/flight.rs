@@ -46,6 +46,25 @@ pub(crate) enum Waited<V> {
 pub(crate) struct Flight<V> {
     state: Mutex<State<V>>,
     cond: Condvar,
+    /// The thread that started it: if that thread asks for the same key
+    /// again (a load that calls itself), waiting would never end.
+    leader: u64,
+}
+
+/// A number of the calling thread's own, cheap to read.
+fn thread_token() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: Cell<u64> = const { Cell::new(0) };
+    }
+    TOKEN.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
 }
 
 impl<V: Clone> Flight<V> {
@@ -53,7 +72,13 @@ impl<V: Clone> Flight<V> {
         Flight {
             state: Mutex::new(State::Running(Vec::new())),
             cond: Condvar::new(),
+            leader: thread_token(),
         }
+    }
+
+    /// Whether the calling thread leads this flight.
+    pub(crate) fn led_here(&self) -> bool {
+        self.leader == thread_token()
     }
 
     fn finish(&self, outcome: Option<&V>, failed: Option<Option<SharedErr>>) {

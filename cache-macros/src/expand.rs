@@ -95,7 +95,8 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
             .position(|i| *i == arg_index)
             .expect("arg is in the key");
         if service.is_some() {
-            let idx = syn::Index::from(pos + 1);
+            // (tenant, key mask, arguments...)
+            let idx = syn::Index::from(pos + 2);
             quote!(&__k.#idx)
         } else if key_idx.len() == 1 {
             quote!(__k)
@@ -176,6 +177,12 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                     __k.0
                 }
                 __tenant
+            })
+            .mask_of({
+                fn __mask(__k: &#key_ty) -> u64 {
+                    __k.1
+                }
+                __mask
             })
         }
     });
@@ -529,7 +536,7 @@ pub fn key_params(args: &CachedArgs, item: &ItemFn) -> syn::Result<Vec<(Ident, T
 fn key_type(fn_args: &[Arg], key_idx: &[usize], service: bool) -> TokenStream {
     let tys = key_idx.iter().map(|i| &fn_args[*i].owned);
     if service {
-        return quote!((::cache_core::__private::TenantId, #(::std::option::Option<#tys>,)*));
+        return quote!((::cache_core::__private::TenantId, u64, #(::std::option::Option<#tys>,)*));
     }
     match key_idx {
         [] => quote!(()),
@@ -563,7 +570,7 @@ fn key_expr(fn_args: &[Arg], key_idx: &[usize], service: bool, cache: &TokenStre
         });
         return quote!({
             let __mask = #cache.key_mask();
-            (::cache_core::__private::current_tenant(), #(#gated,)*)
+            (::cache_core::__private::current_tenant(), __mask, #(#gated,)*)
         });
     }
     match key_idx.len() {

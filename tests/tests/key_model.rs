@@ -95,6 +95,9 @@ fn at() -> String {
         .map_or_else(String::new, |t| format!(" @{t}"))
 }
 
+/// A service key's mask when configuration leaves every argument in.
+const ALL: u64 = u64::MAX;
+
 const TENANTS: &[&str] = &["", "_", "a", "a:b", "b", "x\\", "é", "~1"];
 
 /// What an entry is: which cache, which tenant (services only), which
@@ -116,8 +119,8 @@ fn remote_key(item: &Identity) -> String {
         1 => m2::pair_cache().remote_key(&(a(), b)),
         2 => opt_cache().remote_key(&item.a.clone()),
         3 => tmpl_cache().remote_key(&(a(), b)),
-        4 => Svc1::get_cache().remote_key(&(t(), Some(a()), Some(b))),
-        _ => Svc2::get_cache().remote_key(&(t(), Some(a()), Some(b))),
+        4 => Svc1::get_cache().remote_key(&(t(), ALL, Some(a()), Some(b))),
+        _ => Svc2::get_cache().remote_key(&(t(), ALL, Some(a()), Some(b))),
     }
     .expect("a remote tier is attached")
 }
@@ -297,13 +300,13 @@ fn golden_vectors_pin_the_encoding() {
     );
     assert_eq!(
         Svc1::get_cache()
-            .remote_key(&(tenant_id("a:b"), Some("x".into()), Some("".into())))
+            .remote_key(&(tenant_id("a:b"), ALL, Some("x".into()), Some("".into())))
             .unwrap(),
         "cache:svc1:a\\:b:get:x:"
     );
     assert_eq!(
         Svc1::get_cache()
-            .remote_key(&(TenantId::NONE, Some("x".into()), Some("y".into())))
+            .remote_key(&(TenantId::NONE, ALL, Some("x".into()), Some("y".into())))
             .unwrap(),
         "cache:svc1::get:x:y"
     );
@@ -471,6 +474,7 @@ fn event_payloads_render_like_arguments() {
     assert_eq!(n, 1, "exactly the entry made from these values");
     assert!(Svc1::get_cache().contains_key(&(
         TenantId::NONE,
+        ALL,
         Some("x".into()),
         Some("y:#1".into())
     )));

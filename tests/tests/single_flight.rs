@@ -243,3 +243,90 @@ fn an_invalidation_detaches_loads_under_way() {
     });
     assert_eq!(c.get(&1), Some("new"), "the old load stored nothing");
 }
+
+/// A tag invalidation reaches a load under way even when no entry carries
+/// the tag yet.
+#[test]
+fn a_tag_invalidation_detaches_loads_under_way() {
+    let c: Cache<u64, u64> = cache_core::CacheBuilder::new()
+        .tags(|k| vec![format!("t:{k}")])
+        .build();
+    let db = AtomicUsize::new(0);
+    let started = Barrier::new(2);
+    let invalidated = Barrier::new(2);
+    std::thread::scope(|s| {
+        let old = s.spawn(|| {
+            c.get_or_insert_with(1, || {
+                let v = db.load(Ordering::SeqCst) as u64;
+                started.wait();
+                invalidated.wait();
+                v
+            })
+        });
+        started.wait();
+        db.store(1, Ordering::SeqCst);
+        assert_eq!(c.invalidate_tag("t:1"), 0, "nothing stored yet");
+        invalidated.wait();
+        assert_eq!(old.join().unwrap(), 0);
+    });
+    assert_eq!(
+        c.get_or_insert_with(1, || db.load(Ordering::SeqCst) as u64),
+        1
+    );
+}
+
+/// Loads racing tag invalidations never leave an entry the tag no longer
+/// reaches.
+#[test]
+fn racing_loads_keep_the_tag_index_whole() {
+    let c: Cache<u64, u64> = cache_core::CacheBuilder::new()
+        .tags(|_| vec!["t".into()])
+        .build();
+    let ver = AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    c.get_or_insert_with(1, || ver.load(Ordering::SeqCst) as u64);
+                }
+            });
+        }
+        for i in 1..=20_000 {
+            ver.store(i, Ordering::SeqCst);
+            c.invalidate_tag("t");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    ver.store(99_999, Ordering::SeqCst);
+    c.invalidate_tag("t");
+    assert_eq!(
+        c.get_or_insert_with(1, || ver.load(Ordering::SeqCst) as u64),
+        99_999,
+        "the last tag invalidation reached the entry"
+    );
+}
+
+/// A load that asks for its own key on its own thread computes instead of
+/// waiting for itself forever.
+#[test]
+fn a_reentrant_load_does_not_deadlock() {
+    thread_local! {
+        static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    #[cached]
+    fn reent(id: u64) -> u64 {
+        let d = DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        if d == 1 { reent(id) + 1 } else { id }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(reent(9)).unwrap());
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("no deadlock"),
+        10
+    );
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cache_core::codec::RemoteCodec;
 use cache_core::config::Backend;
 use cache_core::redis::{RedisOptions, RedisStore};
-use cache_core::{Cache, TenantId};
+use cache_core::{Cache, TenantId, cache_put, cached};
 use cache_tests::RedisServer;
 
 fn node(server: &RedisServer, mode: Backend) -> (Cache<(TenantId, u64), String>, Arc<RedisStore>) {
@@ -625,4 +625,43 @@ fn a_refused_revoke_removes_nothing_anywhere() {
         .unwrap_err();
     assert!(matches!(e, cache_core::CacheError::Remote(_)), "{e}");
     assert_eq!(mem.len(), 2, "an event that cannot be done removes nothing");
+}
+
+static NAME: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+#[derive(Clone)]
+struct Names;
+
+#[cache_core::cache_service(name = "put_svc")]
+impl Names {
+    #[cached(ttl = 600)]
+    fn get_name(&self, id: u64) -> String {
+        format!("{id}:{}", NAME.lock().unwrap())
+    }
+
+    #[cache_put(get_name)]
+    fn rename(&self, id: u64, name: &str) -> String {
+        *NAME.lock().unwrap() = name.to_owned();
+        format!("{id}:{name}")
+    }
+}
+
+/// `#[cache_put]` reaches the remote tier: with values only in Redis, the
+/// put value is what the next call reads.
+#[test]
+fn cache_put_reaches_redis() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(RedisOptions {
+        url: server.url(),
+        prefix: "put".into(),
+        timeout_ms: 300,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    *NAME.lock().unwrap() = "old".into();
+    Names::get_name_cache().attach_remote(store, Backend::Redis);
+    assert_eq!(Names.get_name(5), "5:old");
+    assert_eq!(Names.rename(5, "new"), "5:new");
+    *NAME.lock().unwrap() = "unused".into();
+    assert_eq!(Names.get_name(5), "5:new", "the put value, from Redis");
 }

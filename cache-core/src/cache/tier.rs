@@ -110,9 +110,23 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.tier.read().as_ref().is_none_or(|t| t.l1)
     }
 
-    /// The namespace of `t`'s entries outside the process.
+    /// The namespace of `t`'s entries outside the process, for keys built
+    /// under the key-argument mask in force now.
     pub(crate) fn remote_ns(&self, t: TenantId) -> String {
-        let mask = self.key_mask.load(Ordering::Relaxed);
+        self.remote_ns_masked(t, self.key_mask.load(Ordering::Relaxed))
+    }
+
+    /// The namespace of `key` outside the process: under the mask it was
+    /// built with, so a key built just before configuration changed the
+    /// mask never meets one built after.
+    pub(crate) fn remote_ns_of(&self, key: &K) -> String {
+        let mask = self
+            .mask_of
+            .map_or_else(|| self.key_mask.load(Ordering::Relaxed), |f| f(key));
+        self.remote_ns_masked(self.tenant(key), mask)
+    }
+
+    fn remote_ns_masked(&self, t: TenantId, mask: u64) -> String {
         crate::namespace::remote_namespace(
             self.service.as_deref(),
             t.name().as_deref(),
@@ -147,7 +161,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// `(namespace, part)` of `key` outside the process.
     fn ns(&self, key: &K) -> (String, String) {
         let text = render_with(key, self.render);
-        (self.remote_ns(self.tenant(key)), self.remote_part_of(&text))
+        (self.remote_ns_of(key), self.remote_part_of(&text))
     }
 
     fn deadline(store: &RedisStore) -> Duration {
