@@ -571,7 +571,12 @@ impl RedisStore {
         bridge().spawn(async move {
             while let Some(push) = rx.recv().await {
                 let Some(store) = weak.upgrade() else { break };
-                store.on_push(push);
+                // Off this runtime's one worker: a listener the delivery
+                // fires may make sync calls that wait on this runtime.
+                let done = tokio::task::spawn_blocking(move || store.on_push(push)).await;
+                if done.is_err() {
+                    tracing::error!("delivering an invalidation panicked");
+                }
             }
         });
         // Subscribe, retrying while Redis is unreachable; the manager then
@@ -857,15 +862,19 @@ impl RedisStore {
         .await
     }
 
-    fn on_push(&self, push: PushInfo) {
+    fn on_push(self: &Arc<Self>, push: PushInfo) {
         match push.kind {
             redis::PushKind::Message => {}
             // While the channel is down, other nodes' invalidations are
             // lost: once it is back, every local copy goes (as Redis's
             // client-side caching flushes its tracking table). Until then
-            // local copies still serve, so an outage fails no call.
+            // local copies still serve, so an outage fails no call. The
+            // connection comes back only when a command is sent, so a node
+            // that serves everything locally pings until it is back.
             redis::PushKind::Disconnection => {
-                self.channel_lost.store(true, Ordering::Release);
+                if !self.channel_lost.swap(true, Ordering::AcqRel) {
+                    self.ping_until_back();
+                }
                 return;
             }
             redis::PushKind::Subscribe => {
@@ -895,6 +904,30 @@ impl RedisStore {
         for h in handlers {
             h(&msg);
         }
+    }
+
+    /// Sends a PING every 250 ms until the channel is subscribed again
+    /// (each command lets the connection manager reconnect, and it then
+    /// resubscribes by itself).
+    fn ping_until_back(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        bridge().spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(store) = weak.upgrade() else { return };
+                if !store.channel_lost.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Ok(mut c) = store.conn().await {
+                    let ping = redis::cmd("PING");
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(store.opts.timeout_ms.max(50)),
+                        ping.query_async::<String>(&mut c),
+                    )
+                    .await;
+                }
+            }
+        });
     }
 
     /// Tells every cache over this store to drop its local copies.

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{Config, ConfigError, EventMapping};
-use crate::namespace::{Quota, TenantId, existing_tenant_id};
+use crate::namespace::{Quota, TenantId, tenant_id};
 use crate::pattern::{Pattern, PatternError};
 use crate::stats::Stats;
 
@@ -452,11 +452,12 @@ impl Registry {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        // A tenant that never stored anything has no entries.
+        // A tenant this process never saw may still have entries in a
+        // shared store, and on other nodes: it is named all the same.
         let scope = |tenant: &Option<String>| -> Option<Option<TenantId>> {
             match tenant {
                 None => Some(None),
-                Some(t) => existing_tenant_id(t).map(Some),
+                Some(t) => Some(Some(tenant_id(t))),
             }
         };
         let audit = |what: &str, removed: usize| {
@@ -617,13 +618,9 @@ impl Registry {
                 work.push((m.service.clone(), Pattern::new(&filled)?));
             }
         }
-        let scope = match payload.get("tenant").and_then(Value::as_str) {
-            None => None,
-            Some(t) => match existing_tenant_id(t) {
-                Some(id) => Some(id),
-                None => return Ok(0),
-            },
-        };
+        // Named even if this process never saw it: other nodes and the
+        // shared store may hold its entries.
+        let scope = payload.get("tenant").and_then(Value::as_str).map(tenant_id);
         let all = self.all();
         let reached = |service: &Option<String>| {
             all.iter()

@@ -521,6 +521,9 @@ fn a_node_that_lost_the_channel_drops_its_local_copies() {
     server.kill();
     // While Redis is down, the local copy still serves.
     assert_eq!(a.get(&K).as_deref(), Some("before"));
+    // Down long enough that the client's own reconnect attempt fails: A
+    // sends no command of its own after this (it serves locally).
+    std::thread::sleep(Duration::from_millis(800));
     server.restart();
     // Another node changes the value meanwhile: A cannot have heard.
     let (b, _) = node(&server, Backend::Tiered);
@@ -664,4 +667,95 @@ fn cache_put_reaches_redis() {
     assert_eq!(Names.rename(5, "new"), "5:new");
     *NAME.lock().unwrap() = "unused".into();
     assert_eq!(Names.get_name(5), "5:new", "the put value, from Redis");
+}
+
+#[derive(Clone)]
+struct Ghosts;
+
+#[cache_core::cache_service(name = "ghost_svc")]
+impl Ghosts {
+    #[cached]
+    fn get(&self, id: u64) -> String {
+        format!("fresh {id}")
+    }
+}
+
+/// A tenant-scoped request names the tenant even when this process never
+/// saw it: the shared store and the other nodes may hold its entries.
+#[test]
+fn requests_for_a_tenant_this_node_never_saw_reach_redis() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(RedisOptions {
+        url: server.url(),
+        prefix: "gh".into(),
+        timeout_ms: 300,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    Ghosts::get_cache().attach_remote(store, Backend::Redis);
+    // Another node stored this for tenant "never-seen-here".
+    let rk = "gh:ghost_svc:never-seen-here:get:5";
+    server.cli(&["SET", rk, "anything"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(cache_core::registry().request(
+        "ghost_svc/cache/delete",
+        serde_json::json!({"key": "get:5", "tenant": "never-seen-here"}),
+    ))
+    .unwrap();
+    assert_eq!(server.cli(&["EXISTS", rk]).trim(), "0", "deleted in Redis");
+    server.cli(&["SET", rk, "anything"]);
+    cache_core::registry()
+        .on_event("ghost.changed", Some("ghost_svc"), &["get:{id}"])
+        .unwrap();
+    rt.block_on(cache_core::registry().publish(
+        "ghost.changed",
+        serde_json::json!({"id": 5, "tenant": "another-unseen-one"}),
+    ))
+    .unwrap();
+    server.cli(&["SET", "gh:ghost_svc:another-unseen-one:get:5", "x"]);
+    rt.block_on(cache_core::registry().publish(
+        "ghost.changed",
+        serde_json::json!({"id": 5, "tenant": "another-unseen-one"}),
+    ))
+    .unwrap();
+    assert_eq!(
+        server
+            .cli(&["EXISTS", "gh:ghost_svc:another-unseen-one:get:5"])
+            .trim(),
+        "0",
+        "an event for an unseen tenant reaches Redis"
+    );
+}
+
+/// A listener that makes a sync cache call while a remote invalidation is
+/// delivered does not stall delivery (it ran on the store's own runtime).
+#[test]
+fn listeners_on_remote_invalidations_may_call_the_cache() {
+    let server = RedisServer::start();
+    let (a, sa) = node(&server, Backend::Tiered);
+    let (b, sb) = node(&server, Backend::Tiered);
+    eventually("both nodes to subscribe", || {
+        sa.is_subscribed() && sb.is_subscribed()
+    });
+    let other = cache_on(&sb, Backend::Tiered);
+    let took = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen, other2) = (took.clone(), other.clone());
+    b.add_listener(move |e| {
+        if e.kind == cache_core::EventKind::Invalidate {
+            let t = Instant::now();
+            other2.get_or_insert_with((TenantId::NONE, 77), || "x".into());
+            seen.lock().unwrap().push(t.elapsed());
+        }
+    });
+    b.get_or_insert_with(K, || "v".into());
+    a.invalidate(&K);
+    eventually("the listener to run", || !took.lock().unwrap().is_empty());
+    assert!(!b.contains_key(&K));
+    let took = took.lock().unwrap().clone();
+    assert!(
+        took.iter().all(|d| *d < Duration::from_millis(250)),
+        "a sync call from the listener waited {took:?}"
+    );
 }
