@@ -53,7 +53,9 @@ impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
 #[derive(Clone)]
 struct Entry<V> {
     value: V,
-    expires_at: u64,
+    /// Never 0 (times start at 1 ms), so `Option<Entry>` needs no tag of
+    /// its own: a hit copies one word less.
+    expires_at: std::num::NonZeroU64,
     meta: Option<Arc<Meta>>,
 }
 
@@ -751,7 +753,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     #[inline]
     fn lookup(&self, key: &K) -> Option<Entry<V>> {
         let e = self.map.get(key)?;
-        if self.expires() && !self.live(e.expires_at, e.meta.as_ref(), self.clock.now_ms()) {
+        if self.expires() && !self.live(e.expires_at.get(), e.meta.as_ref(), self.clock.now_ms()) {
             self.expire(key);
             return None;
         }
@@ -763,7 +765,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let now = self.clock.now_ms();
         if let Some((k, e)) = self
             .map
-            .remove_if(key, |e| self.dead(e.expires_at, e.meta.as_ref(), now))
+            .remove_if(key, |e| self.dead(e.expires_at.get(), e.meta.as_ref(), now))
         {
             self.removed(&k, e.meta.as_ref(), EventKind::Expire, Counter::Expiration);
         }
@@ -787,7 +789,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }) = self.map.get(key)
         {
             if flags & EXPIRES == 0
-                || self.live_with(flags, expires_at, meta.as_ref(), self.clock.now_ms())
+                || self.live_with(flags, expires_at.get(), meta.as_ref(), self.clock.now_ms())
             {
                 self.looked_up(key, flags, EventKind::Hit, Counter::Hit, "hit");
                 return Some(value);
@@ -858,11 +860,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             .map(|m| (m.clone(), key.clone()));
         let entry = Entry {
             value,
-            expires_at: if ttl_ms == 0 {
+            expires_at: std::num::NonZeroU64::new(if ttl_ms == 0 {
                 NEVER
             } else {
                 now.saturating_add(ttl_ms)
-            },
+            })
+            .unwrap_or(std::num::NonZeroU64::MIN),
             meta,
         };
         let fire = self.listeners.active().then(|| key.clone());
@@ -1043,7 +1046,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             .map(|t| self.tag_index.lock().get(t).cloned().unwrap_or_default());
         let mut out = Vec::new();
         for (k, e) in self.map.entries() {
-            if (self.expires() && self.dead(e.expires_at, e.meta.as_ref(), now))
+            if (self.expires() && self.dead(e.expires_at.get(), e.meta.as_ref(), now))
                 || !self.in_scope(&k, q.tenant)
                 || tagged.as_ref().is_some_and(|t| !t.contains(&k))
             {
@@ -1208,7 +1211,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let now = self.clock.now_ms();
         let expired = std::cell::RefCell::new(Vec::new());
         self.map.retain(|k, e| {
-            let dead = self.dead(e.expires_at, e.meta.as_ref(), now);
+            let dead = self.dead(e.expires_at.get(), e.meta.as_ref(), now);
             if dead {
                 expired.borrow_mut().push((k.clone(), e.meta.clone()));
             }
@@ -1333,7 +1336,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     pub fn contains_key(&self, key: &K) -> bool {
         let inner = &*self.inner;
         inner.map.peek(key).is_some_and(|e| {
-            !inner.expires() || !inner.dead(e.expires_at, e.meta.as_ref(), inner.clock.now_ms())
+            !inner.expires()
+                || !inner.dead(e.expires_at.get(), e.meta.as_ref(), inner.clock.now_ms())
         })
     }
 
