@@ -223,8 +223,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
+    /// Whether a remote tier is attached (checked before any future is
+    /// built: an unused one still costs its size in copies).
+    #[inline]
+    fn has_remote(&self) -> bool {
+        self.codec.is_some() && self.tier.read().is_some()
+    }
+
     /// The value in L2, from async code.
     pub(crate) async fn remote_get(&self, key: &K) -> Remote<V> {
+        if !self.has_remote() {
+            return Remote::Missing(None);
+        }
         let Some(fut) = self.remote_lookup(key) else {
             return Remote::Missing(None);
         };
@@ -234,6 +244,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// The value in L2, from sync code.
     pub(crate) fn remote_get_sync(&self, key: &K) -> Remote<V> {
+        if !self.has_remote() {
+            return Remote::Missing(None);
+        }
         let (Some(fut), Some(tier)) = (self.remote_lookup(key), self.tier()) else {
             return Remote::Missing(None);
         };
@@ -308,6 +321,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Stores a loaded value in L2, from async code.
     pub(crate) async fn remote_set(&self, key: &K, value: &V, generation: Gen) {
+        if !self.has_remote() {
+            return;
+        }
         if let Some(w) = self.remote_write(key, value, generation) {
             let _ = bridge().spawn(w).await;
         }
@@ -315,6 +331,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Stores a loaded value in L2, from sync code.
     pub(crate) fn remote_set_sync(&self, key: &K, value: &V, generation: Gen) {
+        if !self.has_remote() {
+            return;
+        }
         if let (Some(w), Some(t)) = (self.remote_write(key, value, generation), self.tier()) {
             block_on_bridge(Self::deadline(&t.store), w);
         }
