@@ -43,6 +43,17 @@ fn node_opts(
     (cache_on(&store, mode), store)
 }
 
+/// A store on `server` with its own key prefix.
+fn store_at(server: &RedisServer, prefix: &str) -> Arc<RedisStore> {
+    RedisStore::connect(RedisOptions {
+        url: server.url(),
+        prefix: prefix.into(),
+        timeout_ms: 300,
+        ..RedisOptions::default()
+    })
+    .unwrap()
+}
+
 /// A `get_user` cache (tagged by the id's parity) in front of `store`.
 fn cache_on(store: &Arc<RedisStore>, mode: Backend) -> Cache<(TenantId, u64), String> {
     let cache: Cache<(TenantId, u64), String> =
@@ -654,13 +665,7 @@ impl Names {
 #[test]
 fn cache_put_reaches_redis() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(RedisOptions {
-        url: server.url(),
-        prefix: "put".into(),
-        timeout_ms: 300,
-        ..RedisOptions::default()
-    })
-    .unwrap();
+    let store = store_at(&server, "put");
     *NAME.lock().unwrap() = "old".into();
     Names::get_name_cache().attach_remote(store, Backend::Redis);
     assert_eq!(Names.get_name(5), "5:old");
@@ -685,13 +690,7 @@ impl Ghosts {
 #[test]
 fn requests_for_a_tenant_this_node_never_saw_reach_redis() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(RedisOptions {
-        url: server.url(),
-        prefix: "gh".into(),
-        timeout_ms: 300,
-        ..RedisOptions::default()
-    })
-    .unwrap();
+    let store = store_at(&server, "gh");
     Ghosts::get_cache().attach_remote(store, Backend::Redis);
     // Another node stored this for tenant "never-seen-here".
     let rk = "gh:ghost_svc:never-seen-here:get:5";
