@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Ticks};
 use crate::codec::RemoteCodec;
 use crate::config::{Config, ConfigError, Defaults, Settings};
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
@@ -96,45 +96,121 @@ impl<K, V> Evicted<K, V> {
 impl<K, V> Lifecycle<K, Entry<V>> for EvictLog {
     type RequestState = Evicted<K, V>;
     fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Entry<V>) {
-        if state.first.is_none() {
-            state.first = Some((key, val));
+        state.push(key, val);
+    }
+}
+
+impl<K, V> Lifecycle<K, Plain<V>> for EvictLog {
+    type RequestState = Evicted<K, V>;
+    fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Plain<V>) {
+        state.push(key, val.into());
+    }
+}
+
+impl<K, V> Evicted<K, V> {
+    fn push(&mut self, key: K, val: Entry<V>) {
+        if self.first.is_none() {
+            self.first = Some((key, val));
         } else {
-            state.rest.push((key, val));
+            self.rest.push((key, val));
+        }
+    }
+}
+
+/// An entry without metadata: what a hit copies out of the engine of a
+/// cache without TTI, refresh-ahead or tags. Two words for a word-sized
+/// value, so `Option<Plain<u64>>` comes back in registers.
+#[derive(Clone)]
+struct Plain<V> {
+    value: V,
+    expires_at: std::num::NonZeroU64,
+}
+
+impl<V> From<Plain<V>> for Entry<V> {
+    #[inline]
+    fn from(p: Plain<V>) -> Self {
+        Entry {
+            value: p.value,
+            expires_at: p.expires_at,
+            meta: None,
+        }
+    }
+}
+
+/// What a predicate over entries sees: when the entry expires, and its
+/// metadata.
+#[derive(Clone, Copy)]
+struct Stamp<'a> {
+    expires_at: u64,
+    meta: Option<&'a Arc<Meta>>,
+}
+
+impl<'a, V> From<&'a Entry<V>> for Stamp<'a> {
+    fn from(e: &'a Entry<V>) -> Self {
+        Stamp {
+            expires_at: e.expires_at.get(),
+            meta: e.meta.as_ref(),
+        }
+    }
+}
+
+impl<V> From<&Plain<V>> for Stamp<'_> {
+    fn from(e: &Plain<V>) -> Self {
+        Stamp {
+            expires_at: e.expires_at.get(),
+            meta: None,
         }
     }
 }
 
 type Quick<K, V> = QuickCache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+type QuickPlain<K, V> = QuickCache<K, Plain<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
 
-/// Where entries live: `quick_cache`, or the sampled LRU/LFU engine.
+/// Where entries live: `quick_cache` (without metadata when the cache needs
+/// none, which keeps a hit's copy small), or the sampled LRU/LFU engine.
 enum Engine<K, V> {
+    Plain(QuickPlain<K, V>),
     Quick(Quick<K, V>),
     Sampled(Sampled<K, Entry<V>>),
 }
 
+fn quick_options(capacity: usize) -> quick_cache::Options {
+    OptionsBuilder::new()
+        .estimated_items_capacity(capacity)
+        .weight_capacity(capacity as u64)
+        .build()
+        .expect("capacity options are valid")
+}
+
 impl<K: CacheKey, V: CacheValue> Engine<K, V> {
-    fn new(capacity: usize, eviction: Eviction) -> Self {
+    /// An engine for `capacity` entries; `meta` says whether entries carry
+    /// metadata (TTI, refresh-ahead, tags).
+    fn new(capacity: usize, eviction: Eviction, meta: bool) -> Self {
         match eviction {
-            Eviction::Engine => {
-                let opts = OptionsBuilder::new()
-                    .estimated_items_capacity(capacity)
-                    .weight_capacity(capacity as u64)
-                    .build()
-                    .expect("capacity options are valid");
-                Engine::Quick(QuickCache::with_options(
-                    opts,
-                    UnitWeighter,
-                    DefaultHashBuilder::default(),
-                    EvictLog,
-                ))
-            }
+            Eviction::Engine if meta => Engine::Quick(QuickCache::with_options(
+                quick_options(capacity),
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                EvictLog,
+            )),
+            Eviction::Engine => Engine::Plain(QuickCache::with_options(
+                quick_options(capacity),
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                EvictLog,
+            )),
             policy => Engine::Sampled(Sampled::new(capacity, policy)),
         }
     }
 
-    #[inline]
+    /// Whether entries keep their metadata (an engine without it drops it).
+    fn keeps_meta(&self) -> bool {
+        !matches!(self, Engine::Plain(_))
+    }
+
     fn get(&self, key: &K) -> Option<Entry<V>> {
         match self {
+            Engine::Plain(m) => m.get(key).map(Entry::from),
             Engine::Quick(m) => m.get(key),
             Engine::Sampled(m) => m.get(key),
         }
@@ -142,6 +218,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
     fn peek(&self, key: &K) -> Option<Entry<V>> {
         match self {
+            Engine::Plain(m) => m.peek(key).map(Entry::from),
             Engine::Quick(m) => m.peek(key),
             Engine::Sampled(m) => m.peek(key),
         }
@@ -149,15 +226,25 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
     fn insert(&self, key: K, entry: Entry<V>, evicted: &mut Evicted<K, V>) {
         match self {
+            Engine::Plain(m) => {
+                let plain = Plain {
+                    value: entry.value,
+                    expires_at: entry.expires_at,
+                };
+                m.insert_with_lifecycle(key, plain, evicted)
+            }
             Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
             Engine::Sampled(m) => evicted.first = m.insert(key, entry),
         }
     }
 
-    fn remove_if(&self, key: &K, f: impl FnOnce(&Entry<V>) -> bool) -> Option<(K, Entry<V>)> {
+    fn remove_if(&self, key: &K, f: impl FnOnce(Stamp<'_>) -> bool) -> Option<(K, Entry<V>)> {
         match self {
-            Engine::Quick(m) => m.remove_if(key, f),
-            Engine::Sampled(m) => m.remove_if(key, f),
+            Engine::Plain(m) => m
+                .remove_if(key, |e| f(e.into()))
+                .map(|(k, e)| (k, e.into())),
+            Engine::Quick(m) => m.remove_if(key, |e| f(e.into())),
+            Engine::Sampled(m) => m.remove_if(key, |e| f(e.into())),
         }
     }
 
@@ -165,15 +252,17 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         self.remove_if(key, |_| true)
     }
 
-    fn retain(&self, f: impl Fn(&K, &Entry<V>) -> bool) {
+    fn retain(&self, f: impl Fn(&K, Stamp<'_>) -> bool) {
         match self {
-            Engine::Quick(m) => m.retain(f),
-            Engine::Sampled(m) => m.retain(f),
+            Engine::Plain(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Quick(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Sampled(m) => m.retain(|k, e| f(k, e.into())),
         }
     }
 
     fn entries(&self) -> Vec<(K, Entry<V>)> {
         match self {
+            Engine::Plain(m) => m.iter().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.iter().collect(),
             Engine::Sampled(m) => m.entries(),
         }
@@ -181,6 +270,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
     fn drain(&self) -> Vec<(K, Entry<V>)> {
         match self {
+            Engine::Plain(m) => m.drain().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.drain().collect(),
             Engine::Sampled(m) => m.drain(),
         }
@@ -188,6 +278,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
     fn len(&self) -> usize {
         match self {
+            Engine::Plain(m) => m.len(),
             Engine::Quick(m) => m.len(),
             Engine::Sampled(m) => m.len(),
         }
@@ -195,6 +286,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
 
     fn set_capacity(&self, capacity: usize) {
         match self {
+            Engine::Plain(m) => m.set_capacity(capacity as u64),
             Engine::Quick(m) => m.set_capacity(capacity as u64),
             Engine::Sampled(m) => m.set_capacity(capacity),
         }
@@ -251,6 +343,8 @@ pub(crate) struct Inner<K, V> {
     #[cfg(feature = "redis")]
     tier: parking_lot::RwLock<Option<Arc<tier::Tier>>>,
     clock: Clock,
+    /// The counter `clock` reads, for the hit path.
+    ticks: Ticks,
     counters: Counters,
     listeners: Listeners<K>,
     flights: Flights<K, V>,
@@ -515,6 +609,19 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             (None, Some(m)) => format!("{m}::{}", self.name).into(),
             _ => self.name.as_str().into(),
         };
+        // Entries carry metadata only when the cache needs it; the engine
+        // without it makes a hit's copy smaller.
+        let config_tti = if self.register {
+            crate::config::current()
+                .resolve_for(self.service.as_deref(), &self.name, &identity, &defaults)
+                .tti
+        } else {
+            None
+        };
+        let meta = self.tags.is_some()
+            || self.refresh.is_some()
+            || self.tti.is_some()
+            || config_tti.is_some();
         let inner = Arc::new(Inner {
             name: self.name.into(),
             identity,
@@ -522,7 +629,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             epoch: AtomicU64::new(0),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
-            map: Engine::new(settings.capacity, self.eviction),
+            map: Engine::new(settings.capacity, self.eviction, meta),
             flags: std::sync::atomic::AtomicU8::new(0),
             flags_lock: Mutex::new(()),
             enabled: AtomicBool::new(true),
@@ -541,6 +648,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             codec: self.codec,
             #[cfg(feature = "redis")]
             tier: parking_lot::RwLock::new(None),
+            ticks: self.clock.ticks(),
             clock: self.clock,
             counters: Counters::default(),
             listeners: Listeners::default(),
@@ -765,32 +873,66 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let now = self.clock.now_ms();
         if let Some((k, e)) = self
             .map
-            .remove_if(key, |e| self.dead(e.expires_at.get(), e.meta.as_ref(), now))
+            .remove_if(key, |e| self.dead(e.expires_at, e.meta, now))
         {
             self.removed(&k, e.meta.as_ref(), EventKind::Expire, Counter::Expiration);
         }
     }
 
+    /// A lookup, counted, traced and told to listeners.
+    ///
+    /// The common case (caching on, no TTI, no listeners) is inlined into
+    /// the caller: one flags load, the map lookup, one clock load (entries
+    /// without a TTL expire at `u64::MAX`), one counter bump and a level
+    /// check for tracing. Anything else takes [`Inner::get_general`].
     #[inline(always)]
     fn get(&self, key: &K) -> Option<V> {
-        // One load tells what this hit must check.
+        let Engine::Plain(map) = &self.map else {
+            return self.get_general(key);
+        };
+        if self.flags() & (OFF | TTI | LISTENED) != 0 {
+            return self.get_general(key);
+        }
+        let Some(Plain { value, expires_at }) = map.get(key) else {
+            self.miss(key, 0);
+            return None;
+        };
+        if self.ticks.now_ms() < expires_at.get() {
+            self.counters.incr(Counter::Hit);
+            if tracing::level_enabled!(tracing::Level::DEBUG) {
+                self.trace_lookup(key, "hit");
+            }
+            return Some(value);
+        }
+        self.expire_and_miss(key);
+        None
+    }
+
+    /// An entry found dead on a lookup: removed, and the lookup counted as
+    /// a miss.
+    #[cold]
+    #[inline(never)]
+    fn expire_and_miss(&self, key: &K) {
+        self.expire(key);
+        self.miss(key, 0);
+    }
+
+    /// [`Inner::get`] when caching is off, entries expire when idle, or
+    /// listeners are registered.
+    #[inline(never)]
+    fn get_general(&self, key: &K) -> Option<V> {
         let flags = self.flags();
         if flags & OFF != 0 {
             self.miss(key, flags);
             return None;
         }
-        // The entry is destructured where it lands: copying it whole costs a
-        // failed store-to-load forward (16-byte loads of 8-byte stores).
         if let Some(Entry {
             value,
             expires_at,
             meta,
-            ..
         }) = self.map.get(key)
         {
-            if flags & EXPIRES == 0
-                || self.live_with(flags, expires_at.get(), meta.as_ref(), self.clock.now_ms())
-            {
+            if self.live_with(flags, expires_at.get(), meta.as_ref(), self.clock.now_ms()) {
                 self.looked_up(key, flags, EventKind::Hit, Counter::Hit, "hit");
                 return Some(value);
             }
@@ -812,6 +954,16 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if flags & LISTENED != 0 {
             self.listeners.fire(kind, &self.name, key, self.render);
         }
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            self.trace_lookup(key, word);
+        }
+    }
+
+    /// The debug event of a lookup, out of line so that the hit path stays
+    /// small.
+    #[cold]
+    #[inline(never)]
+    fn trace_lookup(&self, key: &K, word: &str) {
         tracing::debug!(
             cache = &*self.name,
             "cache {word} {}",
@@ -858,12 +1010,20 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             .as_ref()
             .filter(|m| !m.tags.is_empty())
             .map(|m| (m.clone(), key.clone()));
+        // An engine without metadata cannot see idle time: a TTI that
+        // configuration added at run time bounds the entry's life instead,
+        // so it expires early rather than late.
+        let life = match (self.map.keeps_meta(), ttl_ms, tti_ms) {
+            (false, 0, tti) => tti,
+            (false, ttl, tti) if tti != 0 => ttl.min(tti),
+            (_, ttl, _) => ttl,
+        };
         let entry = Entry {
             value,
-            expires_at: std::num::NonZeroU64::new(if ttl_ms == 0 {
+            expires_at: std::num::NonZeroU64::new(if life == 0 {
                 NEVER
             } else {
-                now.saturating_add(ttl_ms)
+                now.saturating_add(life)
             })
             .unwrap_or(std::num::NonZeroU64::MIN),
             meta,
@@ -970,7 +1130,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             (self.render)(k, &mut s);
             let hit = pred(&s);
             if hit {
-                removed.borrow_mut().push((k.clone(), e.meta.clone()));
+                removed.borrow_mut().push((k.clone(), e.meta.cloned()));
             }
             !hit
         });
@@ -1147,6 +1307,14 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             ttl != 0 || tti != 0 || self.own_ttls.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        if tti != 0 && !self.map.keeps_meta() {
+            tracing::warn!(
+                "cache {}: a TTI set after the cache was built acts as a TTL until restart \
+                 (entries live at most {tti} ms from their load); set it in code or in the \
+                 configuration loaded before the first call to track idle time",
+                self.ident()
+            );
+        }
         let cap = s.capacity.max(1);
         if self.capacity.swap(cap, Ordering::Relaxed) != cap {
             self.map.set_capacity(cap);
@@ -1211,9 +1379,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let now = self.clock.now_ms();
         let expired = std::cell::RefCell::new(Vec::new());
         self.map.retain(|k, e| {
-            let dead = self.dead(e.expires_at.get(), e.meta.as_ref(), now);
+            let dead = self.dead(e.expires_at, e.meta, now);
             if dead {
-                expired.borrow_mut().push((k.clone(), e.meta.clone()));
+                expired.borrow_mut().push((k.clone(), e.meta.cloned()));
             }
             !dead
         });

@@ -37,7 +37,8 @@ struct Stripe([AtomicU64; COUNTERS]);
 /// the hit path, and no lost counts. Threads beyond [`STRIPES`] share one
 /// extra stripe and use `fetch_add`.
 pub(crate) struct Counters {
-    stripes: Box<[Stripe; STRIPES + 1]>,
+    /// Inline, so a bump is one indexed store off the cache's own pointer.
+    stripes: [Stripe; STRIPES + 1],
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -59,15 +60,6 @@ thread_local! {
     static ID_GUARD: Cell<Option<IdGuard>> = const { Cell::new(None) };
 }
 
-#[inline]
-fn thread_id() -> usize {
-    let id = THREAD_ID.with(Cell::get);
-    if id != usize::MAX {
-        return id;
-    }
-    assign_thread_id()
-}
-
 #[cold]
 fn assign_thread_id() -> usize {
     let id = FREE_IDS
@@ -83,7 +75,7 @@ fn assign_thread_id() -> usize {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            stripes: Box::new(std::array::from_fn(|_| Stripe::default())),
+            stripes: std::array::from_fn(|_| Stripe::default()),
         }
     }
 }
@@ -91,9 +83,32 @@ impl Default for Counters {
 impl Counters {
     #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        let id = thread_id();
+        // One compare: an unassigned id (`usize::MAX`) and an overflow id
+        // both take the slow path.
+        let id = THREAD_ID.with(Cell::get);
         if id < STRIPES {
             // This thread is the only writer of its stripe.
+            let slot = &self.stripes[id].0[c as usize];
+            slot.store(
+                slot.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            self.add_slow(id, c, n);
+        }
+    }
+
+    /// [`Counters::add`] for a thread without an id yet, or beyond
+    /// [`STRIPES`].
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&self, id: usize, c: Counter, n: u64) {
+        let id = if id == usize::MAX {
+            assign_thread_id()
+        } else {
+            id
+        };
+        if id < STRIPES {
             let slot = &self.stripes[id].0[c as usize];
             slot.store(
                 slot.load(Ordering::Relaxed).wrapping_add(n),

@@ -193,3 +193,52 @@ fn macro_caches_expire_and_refresh_under_the_frozen_system_clock() {
     });
     assert_eq!(ASYNC_REFRESHES.load(Ordering::SeqCst), 2);
 }
+
+/// A TTI from configuration tracks idle time when it is in force before the
+/// cache is built. Added to a cache built without one, it bounds each new
+/// entry's life from its load instead: the entry goes early, never late.
+#[test]
+fn a_tti_from_configuration_tracks_idle_time_or_bounds_life() {
+    let cfg: cache_core::config::Config = serde_json::from_value(serde_json::json!({
+        "actions": {"idle_before_build": {"tti": "10s"}}
+    }))
+    .unwrap();
+    cache_core::config::set(cfg).unwrap();
+    let (clock, time) = Clock::manual();
+    let before: Cache<u64, u64> = Cache::builder()
+        .name("idle_before_build")
+        .clock(clock.clone())
+        .register(true)
+        .build();
+    before.insert(1, 1);
+    for _ in 0..3 {
+        time.advance(secs(6));
+        assert_eq!(before.get(&1), Some(1), "read within its idle time: kept");
+    }
+    time.advance(secs(10));
+    assert_eq!(before.get(&1), None, "idle for 10 s: gone");
+
+    let after: Cache<u64, u64> = Cache::builder()
+        .name("idle_after_build")
+        .clock(clock)
+        .register(true)
+        .build();
+    let cfg: cache_core::config::Config = serde_json::from_value(serde_json::json!({
+        "actions": {
+            "idle_before_build": {"tti": "10s"},
+            "idle_after_build": {"tti": "10s"}
+        }
+    }))
+    .unwrap();
+    cache_core::config::set(cfg).unwrap();
+    assert_eq!(after.settings().tti, Some(secs(10)));
+    after.insert(1, 1);
+    time.advance(secs(6));
+    assert_eq!(after.get(&1), Some(1));
+    time.advance(secs(4));
+    assert_eq!(
+        after.get(&1),
+        None,
+        "no idle tracking: 10 s after its load the entry is gone, read or not"
+    );
+}
