@@ -43,7 +43,7 @@ use figment::providers::{Env, Format, Json, Toml, Yaml};
 use parking_lot::RwLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::duration::parse_duration_ms;
+use cache_common::parse_duration_ms;
 
 /// A duration in configuration: integer seconds or a string such as `"500ms"`.
 ///

@@ -40,7 +40,6 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
-mod duration;
 pub mod events;
 pub mod eviction;
 mod flight;

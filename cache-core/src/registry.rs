@@ -26,6 +26,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use cache_common::template::{self, Piece};
+
 use crate::config::{Config, ConfigError, EventMapping};
 use crate::namespace::{Quota, TenantId, tenant_id};
 use crate::pattern::{Pattern, PatternError};
@@ -719,23 +721,21 @@ fn escape_glob(s: &str, out: &mut String) {
     }
 }
 
-/// Fills `{field}` (or `{a.b}` for nested fields) from `payload`.
+/// Fills `{field}` (or `{a.b}` for nested fields) from `payload`, by the
+/// template grammar keys use ([`cache_common::template`]).
 fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
     let mut out = String::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| Fill::Bad("unclosed `{`".into()))?;
-        let field = after[..close].trim();
-        if field.is_empty() {
-            return Err(Fill::Bad("empty `{}`".into()));
-        }
+    for piece in template::parse(t).map_err(|e| Fill::Bad(e.to_string()))? {
+        let field = match piece {
+            Piece::Text(text) => {
+                out.push_str(&text);
+                continue;
+            }
+            Piece::Field(f) => f,
+        };
         let mut v = payload;
         for part in field.split('.') {
-            v = v.get(part).ok_or_else(|| Fill::Missing(field.to_owned()))?;
+            v = v.get(part).ok_or_else(|| Fill::Missing(field.clone()))?;
         }
         // The value reads as an argument does in key text (a string's
         // `:` escaped, a long one as its digest), so it names that key.
@@ -747,7 +747,7 @@ fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
             }
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            Value::Null => return Err(Fill::Missing(field.to_owned())),
+            Value::Null => return Err(Fill::Missing(field)),
             _ => {
                 return Err(Fill::Bad(format!(
                     "field `{field}` is an object or array, not a value"
@@ -755,37 +755,21 @@ fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
             }
         };
         escape_glob(&text, &mut out);
-        rest = &after[close + 1..];
     }
-    out.push_str(rest);
     Ok(out)
 }
 
 /// Checks an event key template: its braces, and that it is a valid pattern
 /// once filled.
 pub(crate) fn check_event_template(t: &str) -> Result<(), String> {
-    let sample = fill_sample(t)?;
-    Pattern::new(&sample).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn fill_sample(t: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let close = after.find('}').ok_or("unclosed `{`")?;
-        if after[..close].trim().is_empty() {
-            return Err("empty `{}`".into());
+    let mut sample = String::new();
+    for piece in template::parse(t).map_err(|e| e.to_string())? {
+        match piece {
+            Piece::Text(text) => sample.push_str(&text),
+            Piece::Field(_) => sample.push('x'),
         }
-        out.push('x');
-        rest = &after[close + 1..];
     }
-    if rest.contains('}') {
-        return Err("unmatched `}`".into());
-    }
-    out.push_str(rest);
-    Ok(out)
+    Pattern::new(&sample).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -805,6 +789,7 @@ mod tests {
         assert_eq!(f("by_name:{name}").unwrap(), "by_name:a\\*b");
         assert_eq!(f("org:{user.org}:*").unwrap(), "org:acme:*");
         assert_eq!(f("x:{nope}").unwrap_err(), "missing nope");
+        assert_eq!(f("lit:{{x}}:{id}").unwrap(), "lit:{x}:7");
         assert!(check_event_template("get_user:{id").is_err());
         assert!(check_event_template("get_user:{}").is_err());
         assert!(check_event_template("a[b:{id}").is_err());

@@ -191,7 +191,7 @@ fn duration(meta: &ParseNestedMeta, name: &str) -> syn::Result<Millis> {
             .base10_parse::<u64>()?
             .checked_mul(1000)
             .ok_or_else(|| syn::Error::new(i.span(), format!("`{name}` is too large")))?,
-        Lit::Str(s) => crate::duration::parse_duration_ms(&s.value()).map_err(|why| {
+        Lit::Str(s) => cache_common::parse_duration_ms(&s.value()).map_err(|why| {
             syn::Error::new(
                 s.span(),
                 format!(

@@ -4,10 +4,6 @@
 
 mod args;
 mod device;
-/// Shared with the runtime, so attribute and configuration read durations alike.
-#[path = "../../cache-core/src/duration.rs"]
-#[allow(dead_code)]
-mod duration;
 mod expand;
 mod service;
 mod template;

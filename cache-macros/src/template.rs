@@ -1,5 +1,8 @@
-//! Key and tag templates: `"user:{id}:{name}"` over argument names.
+//! Key and tag templates: `"user:{id}:{name}"` over argument names, parsed
+//! by the grammar `cache-core` also uses for event mappings
+//! ([`cache_common::template`]).
 
+use cache_common::template::{Piece, TemplateError};
 use syn::LitStr;
 
 pub enum Segment {
@@ -13,68 +16,38 @@ pub enum Segment {
 
 /// Parses `lit` against the argument names; `{{` and `}}` are literal braces.
 pub fn parse(lit: &LitStr, args: &[String], what: &str) -> syn::Result<Vec<Segment>> {
-    let src = lit.value();
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut chars = src.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                text.push('{');
+    let pieces = cache_common::template::parse(&lit.value()).map_err(|e| {
+        let msg = match e {
+            TemplateError::Unclosed => {
+                format!("unclosed `{{` in {what} template; write `{{{{` for a literal brace")
             }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                text.push('}');
+            TemplateError::Unmatched => {
+                format!("unmatched `}}` in {what} template; write `}}}}` for a literal brace")
             }
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(c);
-                }
-                if !closed {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        format!(
-                            "unclosed `{{` in {what} template; write `{{{{` for a literal brace"
-                        ),
-                    ));
-                }
-                let name = name.trim();
-                let Some(i) = args.iter().position(|a| a == name) else {
+            other => format!("in {what} template: {other}"),
+        };
+        syn::Error::new(lit.span(), msg)
+    })?;
+    pieces
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => Ok(Segment::Text(t)),
+            Piece::Field(name) => match args.iter().position(|a| *a == name) {
+                Some(i) => Ok(Segment::Arg(i)),
+                None => {
                     let known = if args.is_empty() {
                         "the function has no arguments".to_string()
                     } else {
                         format!("arguments are: {}", args.join(", "))
                     };
-                    return Err(syn::Error::new(
+                    Err(syn::Error::new(
                         lit.span(),
                         format!(
                             "{what} template names `{{{name}}}`, which is not an argument; {known}"
                         ),
-                    ));
-                };
-                if !text.is_empty() {
-                    out.push(Segment::Text(std::mem::take(&mut text)));
+                    ))
                 }
-                out.push(Segment::Arg(i));
-            }
-            '}' => {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format!("unmatched `}}` in {what} template; write `}}}}` for a literal brace"),
-                ));
-            }
-            c => text.push(c),
-        }
-    }
-    if !text.is_empty() {
-        out.push(Segment::Text(text));
-    }
-    Ok(out)
+            },
+        })
+        .collect()
 }

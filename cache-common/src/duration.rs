@@ -1,7 +1,7 @@
 //! Durations as configuration writes them: `500ms`, `2m`, `1h30m`, `1d`.
 //!
-//! This file is also compiled into `cache-macros`, so the attribute and the
-//! configuration file accept exactly the same spellings.
+//! `cache-macros` and `cache-core` both read durations through this module,
+//! so the attribute and the configuration file accept the same spellings.
 
 /// Parses a duration string into milliseconds.
 ///

@@ -1,0 +1,12 @@
+//! What `cache-core` and `cache-macros` share, so that an attribute and a
+//! configuration file read exactly the same spellings:
+//! - [`duration`]: `500ms`, `2m`, `1h30m`, `1d`;
+//! - [`template`]: `"user:{id}"` templates, for keys, tags and event
+//!   mappings alike.
+//!
+//! It has no dependencies, and no user needs it directly.
+
+pub mod duration;
+pub mod template;
+
+pub use duration::parse_duration_ms;
