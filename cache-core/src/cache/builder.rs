@@ -1,0 +1,272 @@
+//! [`CacheBuilder`]: a cache's settings in code, and `build`.
+
+use super::*;
+
+impl<K: CacheKey + KeyPart, V: CacheValue> CacheBuilder<K, V> {
+    /// A builder whose keys read as their [`KeyPart`] text.
+    pub fn new() -> Self {
+        Self::with_render(|k, out| k.write_key(out))
+    }
+}
+
+impl<K: CacheKey + KeyPart, V: CacheValue> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
+    /// A builder whose keys read as `render` writes them.
+    pub fn with_render(render: fn(&K, &mut String)) -> Self {
+        CacheBuilder {
+            name: "cache".into(),
+            module_path: None,
+            text_prefix: "",
+            service: None,
+            enabled: true,
+            key_args: &[],
+            tenant_of: None,
+            mask_of: None,
+            codec: None,
+            capacity: None,
+            ttl: None,
+            tti: None,
+            refresh: None,
+            clock: Clock::System,
+            render,
+            store_if: None,
+            tags: None,
+            register: false,
+            eviction: Eviction::Engine,
+        }
+    }
+
+    /// The cache's name, used in traces, stats and the registry.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The module the cache's function is defined in. Outside a service, a
+    /// cache named after its function is told apart from another module's
+    /// function of the same name by this: `module::path::name` is its
+    /// identity outside the process.
+    pub fn module_path(mut self, path: &'static str) -> Self {
+        self.module_path = Some(path);
+        self
+    }
+
+    /// The literal text every key of this cache starts with (a key
+    /// template's leading text, such as `get_user:`). Remote keys leave it
+    /// out, since the cache's identity implies it.
+    pub fn key_text_prefix(mut self, prefix: &'static str) -> Self {
+        self.text_prefix = prefix;
+        self
+    }
+
+    /// The bound on entries (default [`DEFAULT_CAPACITY`]).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// The service the cache belongs to: its namespace, its configuration
+    /// section, and the handlers that reach it.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        let service = service.into();
+        // An empty service name is no service, as an empty tenant is none.
+        self.service = (!service.is_empty()).then_some(service);
+        self
+    }
+
+    /// Whether caching is on (configuration may override it).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// The names of the key's arguments, for configuration's `keys`.
+    pub fn key_args(mut self, names: &'static [&'static str]) -> Self {
+        self.key_args = names;
+        self
+    }
+
+    /// How values are encoded for a remote tier (`backend = "redis"` or
+    /// `"tiered"`); without one the cache stays in memory.
+    pub fn remote_codec(mut self, codec: Option<RemoteCodec<V>>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// How to find the tenant of a key, for tenant-scoped operations and quotas.
+    pub fn tenant_of(mut self, f: fn(&K) -> TenantId) -> Self {
+        self.tenant_of = Some(f);
+        self
+    }
+
+    /// How to find the key-argument mask a key was built under, so that
+    /// its remote key names that mask whatever configuration says now.
+    pub fn mask_of(mut self, f: fn(&K) -> u64) -> Self {
+        self.mask_of = Some(f);
+        self
+    }
+
+    /// Entries expire this long after they are stored.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Entries expire after this long without a hit.
+    pub fn tti(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Refresh-ahead: an entry older than this is still returned, and
+    /// [`Cache::get_or_refresh`] hands out one ticket to recompute it.
+    pub fn refresh_after(mut self, age: Duration) -> Self {
+        self.refresh = Some(age);
+        self
+    }
+
+    /// The time source (default the coarse system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Loaded values are stored only when this returns true.
+    pub fn store_if(mut self, pred: fn(&V) -> bool) -> Self {
+        self.store_if = Some(pred);
+        self
+    }
+
+    /// Tags computed from the key for each loaded value.
+    pub fn tags(mut self, tags: fn(&K) -> Vec<String>) -> Self {
+        self.tags = Some(tags);
+        self
+    }
+
+    /// How a full cache picks what to evict (default: the engine's own).
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
+        self
+    }
+
+    /// Makes the cache reachable by name through [`crate::registry()`].
+    pub fn register(mut self, yes: bool) -> Self {
+        self.register = yes;
+        self
+    }
+
+    /// Builds the cache. A registered cache takes its settings from the
+    /// configuration in force, layered over the builder's.
+    pub fn build(self) -> Cache<K, V> {
+        let defaults = Defaults {
+            enabled: self.enabled,
+            ttl: self.ttl,
+            tti: self.tti,
+            capacity: self.capacity,
+        };
+        let settings = Settings {
+            enabled: self.enabled,
+            ttl: self.ttl,
+            tti: self.tti,
+            capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
+            keys: None,
+            backend: crate::config::Backend::Memory,
+        };
+        let quota = self
+            .service
+            .as_deref()
+            .map(|s| registry::registry().quota(s));
+        let identity: Arc<str> = match (&self.service, self.module_path) {
+            (None, Some(m)) => format!("{m}::{}", self.name).into(),
+            _ => self.name.as_str().into(),
+        };
+        // Entries carry metadata only when the cache needs it; the engine
+        // without it makes a hit's copy smaller.
+        let config_tti = if self.register {
+            crate::config::current()
+                .resolve_for(self.service.as_deref(), &self.name, &identity, &defaults)
+                .tti
+        } else {
+            None
+        };
+        let meta = self.tags.is_some()
+            || self.refresh.is_some()
+            || self.tti.is_some()
+            || config_tti.is_some();
+        let inner = Arc::new(Inner {
+            name: self.name.into(),
+            identity,
+            unshared: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            text_prefix: self.text_prefix,
+            service: self.service.map(Into::into),
+            map: Engine::new(settings.capacity, self.eviction, meta),
+            flags: std::sync::atomic::AtomicU8::new(0),
+            flags_lock: Mutex::new(()),
+            enabled: AtomicBool::new(true),
+            ttl_ms: AtomicU64::new(0),
+            tti_ms: AtomicU64::new(0),
+            capacity: AtomicUsize::new(settings.capacity),
+            key_mask: AtomicU64::new(ALL_KEYS),
+            refresh_ms: millis(self.refresh),
+            expires: AtomicBool::new(false),
+            own_ttls: AtomicBool::new(false),
+            defaults,
+            key_args: self.key_args,
+            tenant_of: self.tenant_of,
+            mask_of: self.mask_of,
+            quota,
+            codec: self.codec,
+            #[cfg(feature = "redis")]
+            tier: parking_lot::RwLock::new(None),
+            ticks: self.clock.ticks(),
+            clock: self.clock,
+            counters: Counters::default(),
+            listeners: Listeners::default(),
+            flights: Flights::new(),
+            tag_index: Mutex::new(HashMap::new()),
+            render: self.render,
+            store_if: self.store_if,
+            tags: self.tags,
+        });
+        if inner.refresh_ms != 0 && matches!(inner.clock, Clock::System) {
+            crate::clock::start_system_clock();
+        }
+        if self.register {
+            let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
+            if !registry::registry().register(&inner.name, weak) {
+                // A duplicate name: never share entries outside the process.
+                inner.unshared.store(true, Ordering::Relaxed);
+            }
+            if let Err(e) = inner.apply(&crate::config::current()) {
+                tracing::error!("cache {}: configuration not applied: {e}", inner.name);
+                let _ = inner.apply_settings(&settings);
+            }
+        } else {
+            let _ = inner.apply_settings(&settings);
+        }
+        Cache { inner }
+    }
+}
+
+/// A duration in whole milliseconds, at least 1; 0 for none.
+pub(super) fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| (d.as_millis() as u64).max(1))
+}
+
+impl<K: CacheKey + KeyPart, V: CacheValue> Cache<K, V> {
+    /// A builder for a cache whose keys read as their [`KeyPart`] text.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::new()
+    }
+
+    /// An unnamed cache bounded to `capacity` entries, without expiry.
+    pub fn new(capacity: usize) -> Self {
+        Self::builder().capacity(capacity).build()
+    }
+}

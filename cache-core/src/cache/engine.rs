@@ -1,0 +1,251 @@
+//! Where entries live: the engines, and what an entry holds.
+
+use super::*;
+
+#[derive(Clone)]
+pub(super) struct Entry<V> {
+    pub(super) value: V,
+    /// Never 0 (times start at 1 ms), so `Option<Entry>` needs no tag of
+    /// its own: a hit copies one word less.
+    pub(super) expires_at: std::num::NonZeroU64,
+    pub(super) meta: Option<Arc<Meta>>,
+}
+
+/// The rarely used parts of an entry, kept out of line so that the entry a
+/// hit copies stays small. Present when the cache has a TTI, refresh-ahead,
+/// or tags.
+pub(super) struct Meta {
+    pub(super) accessed: AtomicU64,
+    pub(super) loaded_at: u64,
+    pub(super) tags: Box<[String]>,
+}
+
+/// Collects evicted entries so events fire after the engine's lock is released.
+#[derive(Clone, Copy, Default)]
+pub(super) struct EvictLog;
+
+/// The entries one insert evicted: usually one, held without allocating.
+pub(super) struct Evicted<K, V> {
+    pub(super) first: Option<(K, Entry<V>)>,
+    pub(super) rest: Vec<(K, Entry<V>)>,
+}
+
+impl<K, V> Default for Evicted<K, V> {
+    fn default() -> Self {
+        Evicted {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Evicted<K, V> {
+    pub(super) fn drain(self) -> impl Iterator<Item = (K, Entry<V>)> {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<K, V> Lifecycle<K, Entry<V>> for EvictLog {
+    type RequestState = Evicted<K, V>;
+    fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Entry<V>) {
+        state.push(key, val);
+    }
+}
+
+impl<K, V> Lifecycle<K, Plain<V>> for EvictLog {
+    type RequestState = Evicted<K, V>;
+    fn on_evict(&self, state: &mut Self::RequestState, key: K, val: Plain<V>) {
+        state.push(key, val.into());
+    }
+}
+
+impl<K, V> Evicted<K, V> {
+    pub(super) fn push(&mut self, key: K, val: Entry<V>) {
+        if self.first.is_none() {
+            self.first = Some((key, val));
+        } else {
+            self.rest.push((key, val));
+        }
+    }
+}
+
+/// An entry without metadata: what a hit copies out of the engine of a
+/// cache without TTI, refresh-ahead or tags. Two words for a word-sized
+/// value, so `Option<Plain<u64>>` comes back in registers.
+#[derive(Clone)]
+pub(super) struct Plain<V> {
+    pub(super) value: V,
+    pub(super) expires_at: std::num::NonZeroU64,
+}
+
+impl<V> From<Plain<V>> for Entry<V> {
+    #[inline]
+    fn from(p: Plain<V>) -> Self {
+        Entry {
+            value: p.value,
+            expires_at: p.expires_at,
+            meta: None,
+        }
+    }
+}
+
+/// What a predicate over entries sees: when the entry expires, and its
+/// metadata.
+#[derive(Clone, Copy)]
+pub(super) struct Stamp<'a> {
+    pub(super) expires_at: u64,
+    pub(super) meta: Option<&'a Arc<Meta>>,
+}
+
+impl<'a, V> From<&'a Entry<V>> for Stamp<'a> {
+    fn from(e: &'a Entry<V>) -> Self {
+        Stamp {
+            expires_at: e.expires_at.get(),
+            meta: e.meta.as_ref(),
+        }
+    }
+}
+
+impl<V> From<&Plain<V>> for Stamp<'_> {
+    fn from(e: &Plain<V>) -> Self {
+        Stamp {
+            expires_at: e.expires_at.get(),
+            meta: None,
+        }
+    }
+}
+
+pub(super) type Quick<K, V> = QuickCache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+pub(super) type QuickPlain<K, V> =
+    QuickCache<K, Plain<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+
+/// Where entries live: `quick_cache` (without metadata when the cache needs
+/// none, which keeps a hit's copy small), or the sampled LRU/LFU engine.
+pub(super) enum Engine<K, V> {
+    Plain(QuickPlain<K, V>),
+    Quick(Quick<K, V>),
+    Sampled(Sampled<K, Entry<V>>),
+}
+
+pub(super) fn quick_options(capacity: usize) -> quick_cache::Options {
+    OptionsBuilder::new()
+        .estimated_items_capacity(capacity)
+        .weight_capacity(capacity as u64)
+        .build()
+        .expect("capacity options are valid")
+}
+
+impl<K: CacheKey, V: CacheValue> Engine<K, V> {
+    /// An engine for `capacity` entries; `meta` says whether entries carry
+    /// metadata (TTI, refresh-ahead, tags).
+    pub(super) fn new(capacity: usize, eviction: Eviction, meta: bool) -> Self {
+        match eviction {
+            Eviction::Engine if meta => Engine::Quick(QuickCache::with_options(
+                quick_options(capacity),
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                EvictLog,
+            )),
+            Eviction::Engine => Engine::Plain(QuickCache::with_options(
+                quick_options(capacity),
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                EvictLog,
+            )),
+            policy => Engine::Sampled(Sampled::new(capacity, policy)),
+        }
+    }
+
+    /// Whether entries keep their metadata (an engine without it drops it).
+    pub(super) fn keeps_meta(&self) -> bool {
+        !matches!(self, Engine::Plain(_))
+    }
+
+    pub(super) fn get(&self, key: &K) -> Option<Entry<V>> {
+        match self {
+            Engine::Plain(m) => m.get(key).map(Entry::from),
+            Engine::Quick(m) => m.get(key),
+            Engine::Sampled(m) => m.get(key),
+        }
+    }
+
+    pub(super) fn peek(&self, key: &K) -> Option<Entry<V>> {
+        match self {
+            Engine::Plain(m) => m.peek(key).map(Entry::from),
+            Engine::Quick(m) => m.peek(key),
+            Engine::Sampled(m) => m.peek(key),
+        }
+    }
+
+    pub(super) fn insert(&self, key: K, entry: Entry<V>, evicted: &mut Evicted<K, V>) {
+        match self {
+            Engine::Plain(m) => {
+                let plain = Plain {
+                    value: entry.value,
+                    expires_at: entry.expires_at,
+                };
+                m.insert_with_lifecycle(key, plain, evicted)
+            }
+            Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
+            Engine::Sampled(m) => evicted.first = m.insert(key, entry),
+        }
+    }
+
+    pub(super) fn remove_if(
+        &self,
+        key: &K,
+        f: impl FnOnce(Stamp<'_>) -> bool,
+    ) -> Option<(K, Entry<V>)> {
+        match self {
+            Engine::Plain(m) => m
+                .remove_if(key, |e| f(e.into()))
+                .map(|(k, e)| (k, e.into())),
+            Engine::Quick(m) => m.remove_if(key, |e| f(e.into())),
+            Engine::Sampled(m) => m.remove_if(key, |e| f(e.into())),
+        }
+    }
+
+    pub(super) fn remove(&self, key: &K) -> Option<(K, Entry<V>)> {
+        self.remove_if(key, |_| true)
+    }
+
+    pub(super) fn retain(&self, f: impl Fn(&K, Stamp<'_>) -> bool) {
+        match self {
+            Engine::Plain(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Quick(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Sampled(m) => m.retain(|k, e| f(k, e.into())),
+        }
+    }
+
+    pub(super) fn entries(&self) -> Vec<(K, Entry<V>)> {
+        match self {
+            Engine::Plain(m) => m.iter().map(|(k, e)| (k, e.into())).collect(),
+            Engine::Quick(m) => m.iter().collect(),
+            Engine::Sampled(m) => m.entries(),
+        }
+    }
+
+    pub(super) fn drain(&self) -> Vec<(K, Entry<V>)> {
+        match self {
+            Engine::Plain(m) => m.drain().map(|(k, e)| (k, e.into())).collect(),
+            Engine::Quick(m) => m.drain().collect(),
+            Engine::Sampled(m) => m.drain(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Engine::Plain(m) => m.len(),
+            Engine::Quick(m) => m.len(),
+            Engine::Sampled(m) => m.len(),
+        }
+    }
+
+    pub(super) fn set_capacity(&self, capacity: usize) {
+        match self {
+            Engine::Plain(m) => m.set_capacity(capacity as u64),
+            Engine::Quick(m) => m.set_capacity(capacity as u64),
+            Engine::Sampled(m) => m.set_capacity(capacity),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Loads: single-flight, refresh-ahead tickets, and the `get_or_*` family.
+
+use super::*;
+
+/// A claim on one background recomputation of a stale entry.
+///
+/// Returned by [`Cache::get_or_refresh`]; at most one exists per key at a
+/// time. [`RefreshTicket::complete`] stores the new value; dropping the ticket
+/// gives the claim up.
+pub struct RefreshTicket<K: CacheKey, V: CacheValue> {
+    cache: Cache<K, V>,
+    key: K,
+    flight: Arc<Flight<V>>,
+    landed: bool,
+    epoch: u64,
+}
+
+impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
+    /// The key to recompute.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Stores the recomputed value (subject to the cache's `store_if`).
+    pub fn complete(mut self, value: V) {
+        let inner = &self.cache.inner;
+        inner.counters.incr(Counter::Load);
+        if inner.should_store(&value) {
+            inner.store_loaded(self.key.clone(), value.clone(), self.epoch);
+        }
+        self.landed = true;
+        inner.flights.land(&self.key, &self.flight, Some(&value));
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for RefreshTicket<K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.cache.inner.flights.land(&self.key, &self.flight, None);
+        }
+    }
+}
+
+/// Leads one load; releases the waiters even if the load panics or is dropped.
+pub(super) struct Lead<'a, K: CacheKey, V: CacheValue> {
+    pub(super) flights: &'a Flights<K, V>,
+    pub(super) key: K,
+    pub(super) flight: Arc<Flight<V>>,
+    pub(super) landed: bool,
+    /// The invalidation count when the load began.
+    pub(super) epoch: u64,
+}
+
+impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
+    pub(super) fn land(mut self, value: &V) {
+        self.landed = true;
+        self.flights.land(&self.key, &self.flight, Some(value));
+    }
+
+    /// The load returned an error: the waiters get it (shared), or compute
+    /// for themselves.
+    pub(super) fn fail(mut self, err: Option<SharedErr>) {
+        self.landed = true;
+        self.flights.fail(&self.key, &self.flight, err);
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for Lead<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.flights.land(&self.key, &self.flight, None);
+        }
+    }
+}
+
+/// How a load's error reaches its waiters: cloned through the flight when
+/// the error type allows, else not at all (each waiter computes).
+pub(super) struct ErrShare<E> {
+    pub(super) share: fn(&E) -> SharedErr,
+    pub(super) unshare: fn(&SharedErr) -> Option<E>,
+}
+
+pub(super) fn share_err<E: Clone + Send + Sync + 'static>(e: &E) -> SharedErr {
+    Arc::new(e.clone())
+}
+
+pub(super) fn unshare_err<E: Clone + 'static>(e: &SharedErr) -> Option<E> {
+    e.downcast_ref::<E>().cloned()
+}
+
+impl<E: Clone + Send + Sync + 'static> ErrShare<E> {
+    const CLONED: Option<ErrShare<E>> = Some(ErrShare {
+        share: share_err::<E>,
+        unshare: unshare_err::<E>,
+    });
+}
+
+/// Whether a loop iteration leads, or waits on, a load.
+pub(super) enum Turn<'a, K: CacheKey, V: CacheValue> {
+    Lead(Lead<'a, K, V>),
+    Wait(Arc<Flight<V>>),
+    Done(V),
+}
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// Joins the load of `key`, or finds that it has meanwhile been stored.
+    pub(super) fn turn(&self, key: &K) -> Turn<'_, K, V> {
+        match self.flights.join(key) {
+            Join::Leader(flight) => {
+                let lead = Lead {
+                    flights: &self.flights,
+                    key: key.clone(),
+                    flight,
+                    landed: false,
+                    epoch: self.epoch(),
+                };
+                // A load may have landed between our miss and joining.
+                match self.lookup(key) {
+                    Some(e) => {
+                        lead.land(&e.value);
+                        Turn::Done(e.value)
+                    }
+                    None => Turn::Lead(lead),
+                }
+            }
+            Join::Follower(f) => Turn::Wait(f),
+        }
+    }
+
+    /// A load computed outside single-flight (its leader's load failed):
+    /// stored like any other when it succeeds.
+    pub(super) fn solo<E>(&self, key: K, v: Result<V, E>, epoch: u64) -> Result<V, E> {
+        let v = v?;
+        let store = self.should_store(&v);
+        self.loaded(key, &v, Instant::now(), store, epoch);
+        Ok(v)
+    }
+
+    /// Replaces `key`'s value here and in every tier: what was there, and
+    /// what loads under way would store, is invalidated first.
+    pub(super) fn put(&self, key: K, value: V) {
+        #[cfg(feature = "redis")]
+        if self.tier().is_some() {
+            let text = render_with(&key, self.render);
+            let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
+            self.remote_set_sync(&key, &value, None);
+        }
+        self.bump();
+        self.store(key, value, self.ttl_ms());
+    }
+
+    /// The invalidation count now.
+    #[inline]
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Marks an invalidation (before anything is removed): loads under way
+    /// store nothing, and new callers do not join them.
+    pub(super) fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.flights.detach_all();
+    }
+
+    /// Stores a value a load began at `epoch`, unless an invalidation came
+    /// since; one that comes while it is stored takes it out again.
+    pub(super) fn store_loaded(&self, key: K, value: V, epoch: u64) {
+        if self.epoch() != epoch {
+            return;
+        }
+        let undo = key.clone();
+        self.store(key, value, self.ttl_ms());
+        if self.epoch() != epoch
+            && let Some((k, e)) = self.map.remove(&undo)
+        {
+            self.removed(
+                &k,
+                e.meta.as_ref(),
+                EventKind::Invalidate,
+                Counter::Invalidation,
+            );
+        }
+    }
+
+    /// Records a finished load and stores its value if the policy allows.
+    pub(super) fn loaded(&self, key: K, value: &V, started: Instant, store: bool, epoch: u64) {
+        self.counters.incr(Counter::Load);
+        self.counters
+            .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
+        if store {
+            self.store_loaded(key, value.clone(), epoch);
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Cache<K, V> {
+    /// The cached value, or the one `init` computes; concurrent callers on
+    /// one key run `init` once and share its value.
+    #[inline]
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.inner.get(&key) {
+            return v;
+        }
+        self.__load(key, init)
+    }
+
+    /// The miss path of [`Cache::get_or_insert_with`], for generated code
+    /// that has already looked the key up.
+    #[doc(hidden)]
+    #[inline(never)]
+    pub fn __load(&self, key: K, init: impl FnOnce() -> V) -> V {
+        match self.load_sync(key, || Ok::<V, std::convert::Infallible>(init()), None) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Cache::get_or_insert_with`], for a fallible `init`. An error
+    /// is returned to this caller and not cached; waiting callers retry.
+    pub fn get_or_try_insert_with<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_sync(key, init, None)
+    }
+
+    /// Like [`Cache::get_or_try_insert_with`], and concurrent callers that
+    /// wait on a load that fails get a clone of its error (one run, not
+    /// one each).
+    pub fn get_or_try_insert_with_shared<E: Clone + Send + Sync + 'static>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_sync(key, init, ErrShare::CLONED)
+    }
+
+    /// The async form of [`Cache::get_or_try_insert_with_shared`].
+    pub async fn get_or_try_insert_with_shared_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_async(key, init, ErrShare::CLONED).await
+    }
+
+    /// The miss path shared by the sync loaders: join the key's flight, and
+    /// as its leader look in L2, compute, and store.
+    pub(super) fn load_sync<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+        errs: Option<ErrShare<E>>,
+    ) -> Result<V, E> {
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return Ok(v),
+                // A load that asks for its own key on its own thread would
+                // wait for itself: it computes instead.
+                Turn::Wait(f) if f.led_here() => {
+                    let epoch = inner.epoch();
+                    return inner.solo(key, init(), epoch);
+                }
+                Turn::Wait(f) => match f.wait() {
+                    Waited::Value(v) => return Ok(v),
+                    Waited::Retry => {}
+                    Waited::Failed(err) => {
+                        if let (Some(e), Some(errs)) = (err, &errs)
+                            && let Some(e) = (errs.unshare)(&e)
+                        {
+                            return Err(e);
+                        }
+                        let epoch = inner.epoch();
+                        return inner.solo(key, init(), epoch);
+                    }
+                },
+                Turn::Lead(lead) => {
+                    let epoch = lead.epoch;
+                    #[cfg(feature = "redis")]
+                    let lock = match inner.remote_get_sync(&key) {
+                        Remote::Found(v) => {
+                            inner.store_loaded(key, v.clone(), epoch);
+                            lead.land(&v);
+                            return Ok(v);
+                        }
+                        Remote::Locked(token, generation) => (Some(token), generation),
+                        Remote::Missing(generation) => (None, generation),
+                    };
+                    #[cfg(feature = "redis")]
+                    let (lock, generation) = lock;
+                    let started = Instant::now();
+                    let v = init();
+                    #[cfg(feature = "redis")]
+                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
+                        inner.remote_unlock_sync(&key, token);
+                    }
+                    let v = match v {
+                        Ok(v) => v,
+                        Err(e) => {
+                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
+                            return Err(e);
+                        }
+                    };
+                    let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        {
+                            inner.remote_set_sync(&key, &v, generation);
+                            inner.recheck_remote(&key, epoch);
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock_sync(&key, token);
+                        }
+                    }
+                    inner.loaded(key, &v, started, store, epoch);
+                    lead.land(&v);
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// The async form of [`Cache::get_or_insert_with`]: waiting callers do
+    /// not block their threads. If the leading future is dropped, a waiter
+    /// takes over.
+    #[inline]
+    pub async fn get_or_insert_with_async<F>(&self, key: K, init: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return v;
+        }
+        self.__load_async(key, init).await
+    }
+
+    /// The miss path of [`Cache::get_or_insert_with_async`].
+    #[doc(hidden)]
+    pub async fn __load_async<F: Future<Output = V>>(&self, key: K, init: F) -> V {
+        let init = async { Ok::<V, std::convert::Infallible>(init.await) };
+        match self.load_async(key, init, None).await {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The async form of [`Cache::get_or_try_insert_with`].
+    pub async fn get_or_try_insert_with_async<E, F>(&self, key: K, init: F) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some(v) = self.inner.get(&key) {
+            return Ok(v);
+        }
+        self.load_async(key, init, None).await
+    }
+
+    /// The miss path shared by the async loaders.
+    pub(super) async fn load_async<E, F>(
+        &self,
+        key: K,
+        init: F,
+        errs: Option<ErrShare<E>>,
+    ) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        let inner = &*self.inner;
+        loop {
+            match inner.turn(&key) {
+                Turn::Done(v) => return Ok(v),
+                Turn::Wait(f) => match f.wait_async().await {
+                    Waited::Value(v) => return Ok(v),
+                    Waited::Retry => {}
+                    Waited::Failed(err) => {
+                        if let (Some(e), Some(errs)) = (err, &errs)
+                            && let Some(e) = (errs.unshare)(&e)
+                        {
+                            return Err(e);
+                        }
+                        let epoch = inner.epoch();
+                        return inner.solo(key, init.await, epoch);
+                    }
+                },
+                Turn::Lead(lead) => {
+                    let epoch = lead.epoch;
+                    #[cfg(feature = "redis")]
+                    let lock = match inner.remote_get(&key).await {
+                        Remote::Found(v) => {
+                            inner.store_loaded(key, v.clone(), epoch);
+                            lead.land(&v);
+                            return Ok(v);
+                        }
+                        Remote::Locked(token, generation) => (Some(token), generation),
+                        Remote::Missing(generation) => (None, generation),
+                    };
+                    #[cfg(feature = "redis")]
+                    let (lock, generation) = lock;
+                    let started = Instant::now();
+                    let v = init.await;
+                    #[cfg(feature = "redis")]
+                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
+                        inner.remote_unlock(&key, token).await;
+                    }
+                    let v = match v {
+                        Ok(v) => v,
+                        Err(e) => {
+                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
+                            return Err(e);
+                        }
+                    };
+                    let store = inner.should_store(&v);
+                    #[cfg(feature = "redis")]
+                    {
+                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        {
+                            inner.remote_set(&key, &v, generation).await;
+                            inner.recheck_remote(&key, epoch);
+                        }
+                        if let Some(token) = lock {
+                            inner.remote_unlock(&key, token).await;
+                        }
+                    }
+                    inner.loaded(key, &v, started, store, epoch);
+                    lead.land(&v);
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// A hit that may also hand out a refresh: when the entry is older than
+    /// the cache's refresh age and no load of it runs, the ticket lets the
+    /// caller recompute it in the background while the current value is
+    /// served. `None` on a miss.
+    pub fn get_or_refresh(&self, key: &K) -> Option<(V, Option<RefreshTicket<K, V>>)> {
+        let inner = &*self.inner;
+        let v = inner.get(key)?;
+        if inner.refresh_ms == 0 {
+            return Some((v, None));
+        }
+        let loaded_at = inner
+            .map
+            .peek(key)
+            .and_then(|e| e.meta.map(|m| m.loaded_at))
+            .unwrap_or(0);
+        if inner.clock.now_ms().saturating_sub(loaded_at) < inner.refresh_ms {
+            return Some((v, None));
+        }
+        let epoch = inner.epoch();
+        let ticket = inner.flights.try_lead(key).map(|flight| RefreshTicket {
+            cache: self.clone(),
+            key: key.clone(),
+            flight,
+            landed: false,
+            epoch,
+        });
+        Some((v, ticket))
+    }
+}

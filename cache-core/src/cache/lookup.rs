@@ -1,0 +1,343 @@
+//! The hit path, expiry, stores and single removals.
+
+use super::*;
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// Whether an entry is past its TTL or TTI at `now` (reads only).
+    #[inline]
+    pub(super) fn dead(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        now >= expires_at || {
+            let tti = self.tti_ms();
+            tti != 0
+                && meta
+                    .is_some_and(|m| now.saturating_sub(m.accessed.load(Ordering::Relaxed)) >= tti)
+        }
+    }
+
+    /// Whether an entry is alive at `now`; a live one is marked accessed.
+    #[inline]
+    pub(super) fn live(&self, expires_at: u64, meta: Option<&Arc<Meta>>, now: u64) -> bool {
+        self.live_with(self.flags(), expires_at, meta, now)
+    }
+
+    /// [`Inner::live`] with the flags already read.
+    #[inline(always)]
+    pub(super) fn live_with(
+        &self,
+        flags: u8,
+        expires_at: u64,
+        meta: Option<&Arc<Meta>>,
+        now: u64,
+    ) -> bool {
+        if flags & TTI == 0 {
+            return now < expires_at;
+        }
+        if self.dead(expires_at, meta, now) {
+            return false;
+        }
+        if let Some(m) = meta {
+            m.accessed.store(now, Ordering::Relaxed);
+        }
+        true
+    }
+
+    #[inline(always)]
+    pub(super) fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Derives `flags` from the settings; call with `flags_lock` held,
+    /// after changing one.
+    pub(super) fn refresh_flags(&self) {
+        let mut f = 0;
+        if !self.enabled.load(Ordering::Relaxed) {
+            f |= OFF;
+        }
+        if self.expires.load(Ordering::Relaxed) {
+            f |= EXPIRES;
+        }
+        if self.tti_ms() != 0 {
+            f |= TTI;
+        }
+        if self.listeners.active() {
+            f |= LISTENED;
+        }
+        self.flags.store(f, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(super) fn expires(&self) -> bool {
+        self.expires.load(Ordering::Relaxed)
+    }
+
+    /// A live entry, without touching stats.
+    #[inline]
+    pub(super) fn lookup(&self, key: &K) -> Option<Entry<V>> {
+        let e = self.map.get(key)?;
+        if self.expires() && !self.live(e.expires_at.get(), e.meta.as_ref(), self.clock.now_ms()) {
+            self.expire(key);
+            return None;
+        }
+        Some(e)
+    }
+
+    #[cold]
+    pub(super) fn expire(&self, key: &K) {
+        let now = self.clock.now_ms();
+        if let Some((k, e)) = self
+            .map
+            .remove_if(key, |e| self.dead(e.expires_at, e.meta, now))
+        {
+            self.removed(&k, e.meta.as_ref(), EventKind::Expire, Counter::Expiration);
+        }
+    }
+
+    /// A lookup, counted, traced and told to listeners.
+    ///
+    /// The common case (caching on, no TTI, no listeners) is inlined into
+    /// the caller: one flags load, the map lookup, one clock load (entries
+    /// without a TTL expire at `u64::MAX`), one counter bump and a level
+    /// check for tracing. Anything else takes [`Inner::get_general`].
+    #[inline(always)]
+    pub(super) fn get(&self, key: &K) -> Option<V> {
+        let Engine::Plain(map) = &self.map else {
+            return self.get_general(key);
+        };
+        if self.flags() & (OFF | TTI | LISTENED) != 0 {
+            return self.get_general(key);
+        }
+        let Some(Plain { value, expires_at }) = map.get(key) else {
+            self.miss(key, 0);
+            return None;
+        };
+        if self.ticks.now_ms() < expires_at.get() {
+            self.counters.incr(Counter::Hit);
+            if tracing::level_enabled!(tracing::Level::DEBUG) {
+                self.trace_lookup(key, "hit");
+            }
+            return Some(value);
+        }
+        self.expire_and_miss(key);
+        None
+    }
+
+    /// An entry found dead on a lookup: removed, and the lookup counted as
+    /// a miss.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn expire_and_miss(&self, key: &K) {
+        self.expire(key);
+        self.miss(key, 0);
+    }
+
+    /// [`Inner::get`] when caching is off, entries expire when idle, or
+    /// listeners are registered.
+    #[inline(never)]
+    pub(super) fn get_general(&self, key: &K) -> Option<V> {
+        let flags = self.flags();
+        if flags & OFF != 0 {
+            self.miss(key, flags);
+            return None;
+        }
+        if let Some(Entry {
+            value,
+            expires_at,
+            meta,
+        }) = self.map.get(key)
+        {
+            if self.live_with(flags, expires_at.get(), meta.as_ref(), self.clock.now_ms()) {
+                self.looked_up(key, flags, EventKind::Hit, Counter::Hit, "hit");
+                return Some(value);
+            }
+            self.expire(key);
+        }
+        self.miss(key, flags);
+        None
+    }
+
+    #[inline]
+    pub(super) fn miss(&self, key: &K, flags: u8) {
+        self.looked_up(key, flags, EventKind::Miss, Counter::Miss, "miss");
+    }
+
+    /// Counts a lookup, tells listeners, and traces it (`cache hit get_user:1`).
+    #[inline(always)]
+    pub(super) fn looked_up(
+        &self,
+        key: &K,
+        flags: u8,
+        kind: EventKind,
+        counter: Counter,
+        word: &str,
+    ) {
+        self.counters.incr(counter);
+        if flags & LISTENED != 0 {
+            self.listeners.fire(kind, &self.name, key, self.render);
+        }
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            self.trace_lookup(key, word);
+        }
+    }
+
+    /// The debug event of a lookup, out of line so that the hit path stays
+    /// small.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn trace_lookup(&self, key: &K, word: &str) {
+        tracing::debug!(
+            cache = &*self.name,
+            "cache {word} {}",
+            DisplayKey(key, self.render)
+        );
+    }
+
+    pub(super) fn should_store(&self, v: &V) -> bool {
+        self.store_if.is_none_or(|p| p(v))
+    }
+
+    pub(super) fn store(&self, key: K, value: V, ttl_ms: u64) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        #[cfg(feature = "redis")]
+        if !self.keeps_l1() {
+            return;
+        }
+        if let Some(q) = &self.quota {
+            // Count new entries of the namespace; at its quota, do not store.
+            let t = self.tenant_of.map_or(TenantId::NONE, |f| f(&key));
+            if self.map.peek(&key).is_none() && !q.admit(t) {
+                return;
+            }
+        }
+        let tti_ms = self.tti_ms();
+        let needs_now = ttl_ms != 0 || tti_ms != 0 || self.refresh_ms != 0;
+        let now = if needs_now { self.clock.now_ms() } else { 0 };
+        let tags: Box<[String]> = match self.tags {
+            Some(f) => f(&key).into(),
+            None => Box::default(),
+        };
+        let meta = (tti_ms != 0 || self.refresh_ms != 0 || !tags.is_empty()).then(|| {
+            Arc::new(Meta {
+                accessed: AtomicU64::new(now),
+                loaded_at: now,
+                tags,
+            })
+        });
+        // Indexed after the entry is in the map, so a removal that finds
+        // the key gone (and unindexes it) never hides this entry.
+        let tagged = meta
+            .as_ref()
+            .filter(|m| !m.tags.is_empty())
+            .map(|m| (m.clone(), key.clone()));
+        // An engine without metadata cannot see idle time: a TTI that
+        // configuration added at run time bounds the entry's life instead,
+        // so it expires early rather than late.
+        let life = match (self.map.keeps_meta(), ttl_ms, tti_ms) {
+            (false, 0, tti) => tti,
+            (false, ttl, tti) if tti != 0 => ttl.min(tti),
+            (_, ttl, _) => ttl,
+        };
+        let entry = Entry {
+            value,
+            expires_at: std::num::NonZeroU64::new(if life == 0 {
+                NEVER
+            } else {
+                now.saturating_add(life)
+            })
+            .unwrap_or(std::num::NonZeroU64::MIN),
+            meta,
+        };
+        let fire = self.listeners.active().then(|| key.clone());
+        let mut evicted = Evicted::default();
+        self.map.insert(key, entry, &mut evicted);
+        if let Some((m, key)) = tagged {
+            let mut idx = self.tag_index.lock();
+            for t in m.tags.iter() {
+                idx.entry(t.clone()).or_default().insert(key.clone());
+            }
+        }
+        self.counters.incr(Counter::Insert);
+        if let Some(k) = fire {
+            self.listeners
+                .fire(EventKind::Insert, &self.name, &k, self.render);
+        }
+        for (k, e) in evicted.drain() {
+            // The engine reports the entry a new value replaced as evicted;
+            // it is not: its key is live again, with the same tags and
+            // quota slot.
+            if self.map.peek(&k).is_some() {
+                continue;
+            }
+            self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
+        }
+    }
+
+    /// Bookkeeping for an entry that left the map: counter, tag index, event.
+    pub(super) fn removed(
+        &self,
+        key: &K,
+        meta: Option<&Arc<Meta>>,
+        kind: EventKind,
+        counter: Counter,
+    ) {
+        self.counters.incr(counter);
+        if let Some(q) = &self.quota {
+            q.release(self.tenant(key));
+        }
+        if let Some(m) = meta
+            && !m.tags.is_empty()
+        {
+            let mut idx = self.tag_index.lock();
+            // Another entry of this key may be in the map by now (a load
+            // that raced this removal): its index records stay.
+            if self.map.peek(key).is_none() {
+                for t in m.tags.iter() {
+                    if let Some(set) = idx.get_mut(t) {
+                        set.remove(key);
+                        if set.is_empty() {
+                            idx.remove(t);
+                        }
+                    }
+                }
+            }
+        }
+        if self.listeners.active() {
+            self.listeners.fire(kind, &self.name, key, self.render);
+        }
+    }
+
+    pub(super) fn invalidate(&self, key: &K) -> bool {
+        self.bump();
+        match self.map.remove(key) {
+            Some((k, e)) => {
+                self.removed(
+                    &k,
+                    e.meta.as_ref(),
+                    EventKind::Invalidate,
+                    Counter::Invalidation,
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The tenant a key belongs to.
+    #[inline]
+    pub(super) fn tenant(&self, key: &K) -> TenantId {
+        self.tenant_of.map_or(TenantId::NONE, |f| f(key))
+    }
+
+    pub(super) fn in_scope(&self, key: &K, scope: Option<TenantId>) -> bool {
+        scope.is_none_or(|t| self.tenant(key) == t)
+    }
+
+    /// `service.action`, or the action alone.
+    pub(super) fn ident(&self) -> String {
+        match &self.service {
+            Some(s) => format!("{s}.{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The typed cache: [`Cache<K, V>`] and its [`CacheBuilder`].
+//!
+//! The engine is `quick_cache` (the fastest of the peers measured here); this
+//! module adds what it lacks: TTL and TTI under a [`Clock`], refresh-ahead,
+//! single-flight loads, tags, Redis-glob revocation, listeners, stats and
+//! tracing. A hit is one `quick_cache` lookup, a clock read when the cache
+//! expires entries, and a bump of a thread-owned counter.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use quick_cache::sync::Cache as QuickCache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
+
+use crate::clock::{Clock, Ticks};
+use crate::codec::RemoteCodec;
+use crate::config::{Config, ConfigError, Defaults, Settings};
+use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
+use crate::eviction::{Eviction, Sampled};
+use crate::flight::{Flight, Flights, Join, SharedErr, Waited};
+use crate::key::{DisplayKey, KeyPart, render_with};
+use crate::namespace::{Quota, TenantId};
+use crate::pattern::Pattern;
+use crate::registry::{self, CacheError, ErasedCache, KeyQuery};
+use crate::stats::{Counter, Counters, Stats};
+use crate::store::StoreError;
+
+mod api;
+mod builder;
+mod engine;
+mod erased;
+mod load;
+mod lookup;
+mod scope;
+mod settings;
+#[cfg(feature = "redis")]
+mod tier;
+#[cfg(feature = "redis")]
+use tier::{Remote, RemoteOp};
+
+/// An `expires_at` that never comes.
+const NEVER: u64 = u64::MAX;
+
+/// The default bound on entries.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// What a key type needs.
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {}
+impl<T: Hash + Eq + Clone + Send + Sync + 'static> CacheKey for T {}
+
+/// What a value type needs.
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+
+use builder::millis;
+use engine::{Engine, Entry, Evicted, Meta, Plain};
+pub use load::RefreshTicket;
+
+pub(crate) struct Inner<K, V> {
+    name: Arc<str>,
+    /// The cache's identity outside the process: the action name in a
+    /// service, an explicit name, or `module::path::function`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    identity: Arc<str>,
+    /// Counts invalidations: a load that began before one neither stores
+    /// its value nor hands it to callers that came after.
+    epoch: AtomicU64,
+    /// The registry refused this cache's name (another cache has it): it
+    /// never uses a remote tier, where the two would share entries.
+    unshared: AtomicBool,
+    /// The literal every key text starts with, which remote keys leave out
+    /// because the identity implies it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    text_prefix: &'static str,
+    service: Option<Arc<str>>,
+    map: Engine<K, V>,
+    /// What a hit must check, in one load: [`OFF`], [`EXPIRES`], [`TTI`]
+    /// and [`LISTENED`], derived from the settings below by
+    /// [`Inner::refresh_flags`].
+    flags: std::sync::atomic::AtomicU8,
+    /// Serializes updates of the settings that `flags` derives from.
+    flags_lock: Mutex<()>,
+    /// Runtime settings: configuration may change them at any time.
+    enabled: AtomicBool,
+    ttl_ms: AtomicU64,
+    tti_ms: AtomicU64,
+    capacity: AtomicUsize,
+    /// Which key arguments form the key (bit i: argument i of `key_args`).
+    key_mask: AtomicU64,
+    refresh_ms: u64,
+    /// Whether entries can expire (a TTL, a TTI, or an entry stored with its
+    /// own TTL); read on every hit.
+    expires: AtomicBool,
+    own_ttls: AtomicBool,
+    /// What the code sets, for configuration to layer over.
+    defaults: Defaults,
+    key_args: &'static [&'static str],
+    tenant_of: Option<fn(&K) -> TenantId>,
+    /// The key-argument mask a key was built under (service actions).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    mask_of: Option<fn(&K) -> u64>,
+    quota: Option<Arc<Quota>>,
+    /// How values travel to a remote tier, when their type allows it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    codec: Option<RemoteCodec<V>>,
+    #[cfg(feature = "redis")]
+    tier: parking_lot::RwLock<Option<Arc<tier::Tier>>>,
+    clock: Clock,
+    /// The counter `clock` reads, for the hit path.
+    ticks: Ticks,
+    counters: Counters,
+    listeners: Listeners<K>,
+    flights: Flights<K, V>,
+    tag_index: Mutex<HashMap<String, HashSet<K>>>,
+    render: fn(&K, &mut String),
+    store_if: Option<fn(&V) -> bool>,
+    tags: Option<fn(&K) -> Vec<String>>,
+}
+
+/// Every key argument is part of the key.
+const ALL_KEYS: u64 = u64::MAX;
+
+/// Caching is off: every lookup misses.
+const OFF: u8 = 1;
+/// Entries can expire: a hit reads the clock.
+const EXPIRES: u8 = 2;
+/// Entries expire when idle: a hit records its time.
+const TTI: u8 = 4;
+/// Listeners are registered: lookups fire events.
+const LISTENED: u8 = 8;
+
+/// A bounded, concurrent, typed cache. Cloning it clones a handle.
+///
+/// ```
+/// use cache_core::Cache;
+/// use std::time::Duration;
+///
+/// let users: Cache<u64, String> = Cache::builder()
+///     .name("users")
+///     .ttl(Duration::from_secs(60))
+///     .build();
+/// let name = users.get_or_insert_with(7, || "ada".to_string());
+/// assert_eq!(users.get(&7).as_deref(), Some("ada"));
+/// # let _ = name;
+/// ```
+pub struct Cache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.inner.name)
+            .field("service", &self.inner.service)
+            .field("capacity", &self.inner.capacity.load(Ordering::Relaxed))
+            .field("entries", &self.inner.map.len())
+            .finish()
+    }
+}
+
+/// Configures and builds a [`Cache`].
+pub struct CacheBuilder<K, V> {
+    name: String,
+    module_path: Option<&'static str>,
+    text_prefix: &'static str,
+    service: Option<String>,
+    enabled: bool,
+    key_args: &'static [&'static str],
+    tenant_of: Option<fn(&K) -> TenantId>,
+    mask_of: Option<fn(&K) -> u64>,
+    codec: Option<RemoteCodec<V>>,
+    capacity: Option<usize>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    refresh: Option<Duration>,
+    clock: Clock,
+    render: fn(&K, &mut String),
+    store_if: Option<fn(&V) -> bool>,
+    tags: Option<fn(&K) -> Vec<String>>,
+    register: bool,
+    eviction: Eviction,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flight_outlives_its_load() {
+        let c: Cache<u64, u64> = Cache::new(10);
+        c.get_or_insert_with(1, || 1);
+        let _ = c.get_or_try_insert_with(2, || Err::<u64, ()>(()));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.get_or_insert_with(3, || panic!("load fails"))
+        }));
+        assert!(r.is_err());
+        assert_eq!(c.flights_in_progress(), 0);
+        assert_eq!(c.get_or_insert_with(3, || 3), 3, "the key loads again");
+    }
+
+    #[test]
+    fn a_dropped_refresh_ticket_frees_the_key() {
+        let (clock, time) = Clock::manual();
+        let c: Cache<u64, u64> = Cache::builder()
+            .refresh_after(Duration::from_secs(1))
+            .clock(clock)
+            .build();
+        c.insert(1, 1);
+        time.advance(Duration::from_secs(2));
+        let (_, t) = c.get_or_refresh(&1).unwrap();
+        let t = t.expect("first stale hit gets the ticket");
+        assert!(
+            c.get_or_refresh(&1).unwrap().1.is_none(),
+            "one ticket at a time"
+        );
+        assert_eq!(c.flights_in_progress(), 1);
+        drop(t);
+        assert_eq!(c.flights_in_progress(), 0);
+        let (_, t) = c.get_or_refresh(&1).unwrap();
+        t.expect("the key is free again").complete(2);
+        assert_eq!(c.get(&1), Some(2));
+        assert!(c.get_or_refresh(&1).unwrap().1.is_none(), "fresh again");
+    }
+}

@@ -1,0 +1,139 @@
+//! Applying settings from configuration, and the counters' snapshot.
+
+use super::*;
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// Layers `cfg` over the code's settings and applies the result.
+    pub(super) fn apply(&self, cfg: &Config) -> Result<(), ConfigError> {
+        let settings = cfg.resolve_for(
+            self.service.as_deref(),
+            &self.name,
+            &self.identity,
+            &self.defaults,
+        );
+        if let (Some(q), Some(svc)) = (&self.quota, &self.service) {
+            q.set_limit(cfg.quota(svc));
+        }
+        self.check_backend(&settings)?;
+        self.apply_settings(&settings)?;
+        #[cfg(feature = "redis")]
+        self.set_backend(settings.backend, cfg)?;
+        Ok(())
+    }
+
+    /// Refuses a remote backend in a build without the `redis` feature.
+    pub(super) fn check_backend(&self, s: &Settings) -> Result<(), ConfigError> {
+        if cfg!(feature = "redis") || s.backend == crate::config::Backend::Memory {
+            return Ok(());
+        }
+        Err(ConfigError::Mismatch(format!(
+            "{}: backend {:?} needs cache-core's `redis` feature",
+            self.ident(),
+            s.backend
+        )))
+    }
+
+    /// Applies settings. An error changes nothing. Turning caching off, or
+    /// changing which arguments form the key, empties the cache.
+    pub(super) fn apply_settings(&self, s: &Settings) -> Result<(), ConfigError> {
+        let mask = self.key_mask_for(s)?;
+        let (ttl, tti) = (millis(s.ttl), millis(s.tti));
+        if (ttl | tti) != 0 && matches!(self.clock, Clock::System) {
+            crate::clock::start_system_clock();
+        }
+        let flags_lock = self.flags_lock.lock();
+        self.ttl_ms.store(ttl, Ordering::Relaxed);
+        self.tti_ms.store(tti, Ordering::Relaxed);
+        self.expires.store(
+            ttl != 0 || tti != 0 || self.own_ttls.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        if tti != 0 && !self.map.keeps_meta() {
+            tracing::warn!(
+                "cache {}: a TTI set after the cache was built acts as a TTL until restart \
+                 (entries live at most {tti} ms from their load); set it in code or in the \
+                 configuration loaded before the first call to track idle time",
+                self.ident()
+            );
+        }
+        let cap = s.capacity.max(1);
+        if self.capacity.swap(cap, Ordering::Relaxed) != cap {
+            self.map.set_capacity(cap);
+        }
+        let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
+        self.refresh_flags();
+        drop(flags_lock);
+        let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);
+        // Entries keyed under another mask go everywhere: a mask that comes
+        // back must not find what invalidations under this one missed.
+        #[cfg(feature = "redis")]
+        if old_mask != mask {
+            let _ = self.propagate(RemoteOp::Clear, None);
+        }
+        if (was_enabled && !s.enabled) || old_mask != mask {
+            self.clear(None);
+        }
+        Ok(())
+    }
+
+    /// The key mask that `s.keys` names.
+    pub(super) fn key_mask_for(&self, s: &Settings) -> Result<u64, ConfigError> {
+        Ok(match &s.keys {
+            None => ALL_KEYS,
+            Some(names) => {
+                if self.key_args.is_empty() {
+                    return Err(ConfigError::Mismatch(format!(
+                        "{}: `keys` can be configured only for the actions of a #[cache_service]",
+                        self.ident()
+                    )));
+                }
+                let mut mask = 0;
+                for n in names {
+                    let Some(i) = self.key_args.iter().position(|a| a == n) else {
+                        return Err(ConfigError::Mismatch(format!(
+                            "{}: keys names `{n}`, which is not one of its key arguments ({})",
+                            self.ident(),
+                            self.key_args.join(", ")
+                        )));
+                    };
+                    mask |= 1 << i;
+                }
+                mask
+            }
+        })
+    }
+
+    #[inline]
+    pub(super) fn ttl_ms(&self) -> u64 {
+        self.ttl_ms.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(super) fn tti_ms(&self) -> u64 {
+        self.tti_ms.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn purge_expired(&self) -> usize {
+        if !self.expires() {
+            return 0;
+        }
+        let now = self.clock.now_ms();
+        let expired = std::cell::RefCell::new(Vec::new());
+        self.map.retain(|k, e| {
+            let dead = self.dead(e.expires_at, e.meta, now);
+            if dead {
+                expired.borrow_mut().push((k.clone(), e.meta.cloned()));
+            }
+            !dead
+        });
+        let expired = expired.into_inner();
+        for (k, meta) in &expired {
+            self.removed(k, meta.as_ref(), EventKind::Expire, Counter::Expiration);
+        }
+        expired.len()
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        self.counters.snapshot(self.map.len() as u64)
+    }
+}
