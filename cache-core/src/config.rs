@@ -32,8 +32,6 @@
 //! configuration, then the global one. Caching is on only where the global,
 //! service and action switches all allow it.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -41,400 +39,33 @@ use std::time::{Duration, SystemTime};
 use figment::Figment;
 use figment::providers::{Env, Format, Json, Toml, Yaml};
 use parking_lot::RwLock;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
-use cache_common::parse_duration_ms;
+pub use crate::spec::{
+    ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, Defaults,
+    EventMapping, MAX_DURATION, ServiceConfig, Settings,
+};
 
-/// A duration in configuration: integer seconds or a string such as `"500ms"`.
-///
-/// It must be more than zero (a TTL of 0 would cache nothing: leave the
-/// field out for no expiry) and at most [`MAX_DURATION`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
+inventory::submit!(crate::cache::Registrar {
+    config: current,
+    quota: |service| crate::registry::registry().quota(service),
+    register: |name, cache| crate::registry::registry().register(name, cache),
+});
 
-/// The longest TTL or TTI configuration accepts: ten years (what every
-/// store outside the process can hold as milliseconds).
-pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-/// A duration within bounds, or why not.
-fn bounded<E: serde::de::Error>(
-    d: Duration,
-    shown: &dyn fmt::Display,
-) -> Result<ConfigDuration, E> {
-    if d.is_zero() {
-        return Err(E::custom(format!(
-            "invalid duration {shown}: 0 would cache nothing; leave the field out for no expiry"
-        )));
-    }
-    if d > MAX_DURATION {
-        return Err(E::custom(format!(
-            "invalid duration {shown}: more than the limit of 10 years (3650d)"
-        )));
-    }
-    Ok(ConfigDuration(d))
-}
-
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ConfigDuration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "integer seconds or a duration string such as \"500ms\", \"2m\" or \"1h30m\"",
-                )
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                bounded(Duration::from_secs(v), &v)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(format!("invalid duration {v}: it is negative"))),
-                }
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                match parse_duration_ms(v) {
-                    Ok(ms) => bounded(Duration::from_millis(ms), &format_args!("{v:?}")),
-                    Err(why) => Err(E::custom(format!(
-                        "invalid duration {v:?}: {why}; use integer seconds or a string such as \"500ms\", \"2m\" or \"1h30m\""
-                    ))),
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for ConfigDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", self.0.as_millis()))
-    }
-}
-
-/// Where cached values live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// In this process (the default).
-    #[default]
-    Memory,
-    /// In Redis only (feature `redis`).
-    Redis,
-    /// In this process (L1) and in Redis (L2), with invalidations broadcast
-    /// to every node (feature `redis`).
-    Tiered,
-}
-
-/// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The system-wide switch.
-    pub enabled: Option<bool>,
-    /// Where values live.
-    pub backend: Option<Backend>,
-    /// Default time to live.
-    pub ttl: Option<ConfigDuration>,
-    /// Default time to idle.
-    pub tti: Option<ConfigDuration>,
-    /// Default bound on entries per cache.
-    pub capacity: Option<usize>,
-    /// Per service.
-    #[serde(default)]
-    pub services: BTreeMap<String, ServiceConfig>,
-    /// Per function outside any service, by action name.
-    #[serde(default)]
-    pub actions: BTreeMap<String, ActionConfig>,
-    /// Events and the keys they invalidate.
-    #[serde(default)]
-    pub events: Vec<EventMapping>,
-    /// The HTTP admin API.
-    #[serde(default)]
-    pub admin: AdminConfig,
-    /// How to reach Redis, for the `redis` and `tiered` backends.
+/// Checks the backends' sections (a Redis URL, its secrets), which needs
+/// the backends' own code.
+fn check_backends(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
     #[cfg(feature = "redis")]
-    pub redis: Option<crate::redis::RedisOptions>,
-}
-
-/// One service's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// The service's switch.
-    pub enabled: Option<bool>,
-    /// Where its actions' values live.
-    pub backend: Option<Backend>,
-    /// Time to live for its actions.
-    pub ttl: Option<ConfigDuration>,
-    /// Time to idle for its actions.
-    pub tti: Option<ConfigDuration>,
-    /// Bound on entries per action.
-    pub capacity: Option<usize>,
-    /// Bound on entries per namespace (this service and one tenant), across
-    /// its actions.
-    pub quota: Option<usize>,
-    /// Per action.
-    #[serde(default)]
-    pub actions: BTreeMap<String, ActionConfig>,
-}
-
-/// One action's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionConfig {
-    /// The action's switch.
-    pub enabled: Option<bool>,
-    /// Time to live.
-    pub ttl: Option<ConfigDuration>,
-    /// Time to idle.
-    pub tti: Option<ConfigDuration>,
-    /// Bound on entries.
-    pub capacity: Option<usize>,
-    /// Where values live.
-    pub store: Option<Backend>,
-    /// The arguments that form the key (service actions only).
-    pub keys: Option<Vec<String>>,
-}
-
-/// An event and the keys or patterns it invalidates. `{field}` in a key is
-/// filled from the event's payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventMapping {
-    /// The event's name, such as `user.updated`.
-    pub event: String,
-    /// The service whose caches it touches; all caches when absent.
-    pub service: Option<String>,
-    /// Key templates or glob patterns, such as `get_user:{id}`.
-    pub keys: Vec<String>,
-}
-
-/// The HTTP admin API's settings. Its `Debug` hides the token.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// The bearer token the admin API requires.
-    #[serde(default, deserialize_with = "secret_text")]
-    pub token: Option<String>,
-}
-
-/// A secret read as text whatever it looks like (`token = 123456` is the
-/// text `123456`), and never echoed in an error.
-pub(crate) fn secret_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a secret as text")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err(E::custom(
-                "a secret that reads as a decimal number loses digits: quote it",
-            ))
-        }
-        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(V)
-        }
+    if let Some(r) = &cfg.redis
+        && let Err(e) = r.validate()
+    {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!("redis: {e}"),
+        });
     }
-    d.deserialize_any(V)
-}
-
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// What an action's attribute (or a cache's builder) sets in code.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Defaults {
-    /// Whether caching is on.
-    pub enabled: bool,
-    /// Time to live.
-    pub ttl: Option<Duration>,
-    /// Time to idle.
-    pub tti: Option<Duration>,
-    /// Bound on entries, when set explicitly.
-    pub capacity: Option<usize>,
-}
-
-/// The settings one cache runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Whether it caches at all.
-    pub enabled: bool,
-    /// Time to live.
-    pub ttl: Option<Duration>,
-    /// Time to idle.
-    pub tti: Option<Duration>,
-    /// Bound on entries.
-    pub capacity: usize,
-    /// The arguments that form the key; all of the key template's when `None`.
-    pub keys: Option<Vec<String>>,
-    /// Where values live.
-    pub backend: Backend,
-}
-
-impl Config {
-    /// The settings of `action` (in `service`, if any), given the values its
-    /// attribute sets in code.
-    pub fn resolve(&self, service: Option<&str>, action: &str, code: &Defaults) -> Settings {
-        self.resolve_for(service, action, action, code)
-    }
-
-    /// [`Config::resolve`] for a cache whose identity may be longer than
-    /// its action name (`module::function`): `[actions]` is looked up by
-    /// the identity first.
-    pub fn resolve_for(
-        &self,
-        service: Option<&str>,
-        action: &str,
-        identity: &str,
-        code: &Defaults,
-    ) -> Settings {
-        let svc = service.and_then(|s| self.services.get(s));
-        let act = match service {
-            Some(_) => svc.and_then(|s| s.actions.get(action)),
-            None => self
-                .actions
-                .get(identity)
-                .or_else(|| self.actions.get(action)),
-        };
-        let dur = |d: Option<ConfigDuration>| d.map(|d| d.0);
-        Settings {
-            enabled: self.enabled.unwrap_or(true)
-                && svc.and_then(|s| s.enabled).unwrap_or(true)
-                && act.and_then(|a| a.enabled).unwrap_or(code.enabled),
-            ttl: dur(act.and_then(|a| a.ttl))
-                .or(code.ttl)
-                .or(dur(svc.and_then(|s| s.ttl)))
-                .or(dur(self.ttl)),
-            tti: dur(act.and_then(|a| a.tti))
-                .or(code.tti)
-                .or(dur(svc.and_then(|s| s.tti)))
-                .or(dur(self.tti)),
-            capacity: act
-                .and_then(|a| a.capacity)
-                .or(code.capacity)
-                .or(svc.and_then(|s| s.capacity))
-                .or(self.capacity)
-                .unwrap_or(crate::cache::DEFAULT_CAPACITY),
-            keys: act.and_then(|a| a.keys.clone()),
-            backend: act
-                .and_then(|a| a.store)
-                .or(svc.and_then(|s| s.backend))
-                .or(self.backend)
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The entry quota of `service`'s namespaces; 0 means none.
-    pub fn quota(&self, service: &str) -> usize {
-        self.services
-            .get(service)
-            .and_then(|s| s.quota)
-            .unwrap_or(0)
-    }
-
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let cap_err = |field: String, v: usize| {
-            (v == 0).then(|| ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: format!("{field} = 0: a capacity must be at least 1"),
-            })
-        };
-        let mut errs = Vec::new();
-        errs.extend(self.capacity.and_then(|v| cap_err("capacity".into(), v)));
-        for (s, sc) in &self.services {
-            errs.extend(
-                sc.capacity
-                    .and_then(|v| cap_err(format!("services.{s}.capacity"), v)),
-            );
-            for (a, ac) in &sc.actions {
-                errs.extend(
-                    ac.capacity
-                        .and_then(|v| cap_err(format!("services.{s}.actions.{a}.capacity"), v)),
-                );
-            }
-        }
-        for (i, e) in self.events.iter().enumerate() {
-            for k in &e.keys {
-                if let Err(why) = crate::registry::check_event_template(k) {
-                    errs.push(ConfigError::Invalid {
-                        origin: origin.to_string(),
-                        message: format!("events[{i}].keys: {k:?}: {why}"),
-                    });
-                }
-            }
-        }
-        #[cfg(feature = "redis")]
-        if let Some(r) = &self.redis
-            && let Err(e) = r.validate()
-        {
-            errs.push(ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: format!("redis: {e}"),
-            });
-        }
-        match errs.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Why configuration could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The file does not exist or cannot be read.
-    #[error("cannot read configuration file {path}: {message}")]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// The file's extension names no format this crate reads.
-    #[error("configuration file {0} has no known format: name it .toml, .json, .yaml or .yml")]
-    UnknownFormat(PathBuf),
-    /// A value is malformed, unknown, or out of range.
-    #[error("invalid configuration ({origin}): {message}")]
-    Invalid {
-        /// The file or environment variables.
-        origin: String,
-        /// What is wrong: field, value and expectation.
-        message: String,
-    },
-    /// The configuration names something the code does not have.
-    #[error("{0}")]
-    Mismatch(String),
+    let _ = (cfg, origin);
+    Ok(())
 }
 
 /// Where configuration is read from.
@@ -523,6 +154,7 @@ impl ConfigSource {
                     message: e.to_string().replace('\n', "; "),
                 })?;
         cfg.validate(&origin)?;
+        check_backends(&cfg, &origin)?;
         Ok(cfg)
     }
 }
@@ -557,9 +189,7 @@ fn env_key_known(key: &str) -> bool {
     match (top, inner) {
         ("admin", Some(f)) => fields::<AdminConfig>().iter().any(|x| x == f),
         #[cfg(feature = "redis")]
-        ("redis", Some(f)) => fields::<crate::redis::RedisOptions>()
-            .iter()
-            .any(|x| x == f),
+        ("redis", Some(f)) => fields::<crate::spec::RedisOptions>().iter().any(|x| x == f),
         _ => true,
     }
 }
@@ -612,8 +242,12 @@ pub fn current() -> Arc<Config> {
             Arc::new(Config::default())
         }
     };
-    let mut st = state().write();
-    st.get_or_insert(State { source, config }).config.clone()
+    let config = {
+        let mut st = state().write();
+        st.get_or_insert(State { source, config }).config.clone()
+    };
+    crate::registry::registry().remember(&config);
+    config
 }
 
 /// Reads `source`, makes it the configuration in force, and applies it to
@@ -633,6 +267,7 @@ pub fn init(source: ConfigSource) -> Result<Arc<Config>, ConfigError> {
 /// [`reload`]) and applies it to every cache.
 pub fn set(config: Config) -> Result<Arc<Config>, ConfigError> {
     config.validate("code")?;
+    check_backends(&config, "code")?;
     crate::registry::registry().check_config(&config)?;
     let config = Arc::new(config);
     {

@@ -40,6 +40,7 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod error;
 pub mod events;
 pub mod eviction;
 mod flight;
@@ -53,6 +54,7 @@ pub mod redis;
 pub mod registry;
 #[cfg(feature = "redis")]
 pub mod seal;
+mod spec;
 pub mod stats;
 pub mod store;
 
@@ -219,103 +221,11 @@ pub mod __private {
 
     pub use inventory;
 
-    /// Builds a service's caches at startup, so its handlers answer before
-    /// its first call.
-    pub struct ServiceInit {
-        /// The service.
-        pub service: &'static str,
-        /// Touches each action's cache.
-        pub init: fn(),
-    }
-    inventory::collect!(ServiceInit);
+    pub use crate::registry::ServiceInit;
 
-    /// Runs every service's `init` once.
-    pub(crate) fn init_services() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            for s in inventory::iter::<ServiceInit> {
-                tracing::debug!(service = s.service, "registering cache service");
-                (s.init)();
-            }
-        });
-    }
+    pub use crate::registry::EvictPlan;
 
-    /// What `#[cache_evict]` removes from its service, rendered at call time.
-    pub struct EvictPlan {
-        /// The service.
-        pub service: &'static str,
-        /// Exact key texts.
-        pub keys: Vec<String>,
-        /// Glob patterns.
-        pub patterns: Vec<String>,
-        /// Tags.
-        pub tags: Vec<String>,
-        /// Everything of the service.
-        pub all: bool,
-    }
-
-    impl EvictPlan {
-        /// Evicts, within the current tenant, from every cache of the service.
-        pub fn run(&self) {
-            init_services();
-            let tenant = Some(crate::namespace::current_tenant());
-            let caches = crate::registry::registry().service_caches(self.service);
-            let mut removed = 0;
-            // A pattern some cache cannot select is done nowhere.
-            let patterns: Vec<crate::pattern::Pattern> = self
-                .patterns
-                .iter()
-                .filter_map(|p| match crate::pattern::Pattern::new(p) {
-                    Ok(p) => match caches.iter().try_for_each(|c| c.check_revoke(&p)) {
-                        Ok(()) => Some(p),
-                        Err(e) => {
-                            tracing::error!(
-                                "cache_evict on {}: pattern {p} not revoked: {e}",
-                                self.service
-                            );
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        tracing::error!("cache_evict on {}: {e}", self.service);
-                        None
-                    }
-                })
-                .collect();
-            for c in &caches {
-                if self.all {
-                    removed += c.clear(tenant);
-                    continue;
-                }
-                for k in &self.keys {
-                    removed += c.invalidate_key_str(k, tenant);
-                }
-                for p in &patterns {
-                    match c.revoke(p, tenant) {
-                        Ok(n) => removed += n,
-                        Err(e) => tracing::error!(
-                            "cache_evict on {}: pattern {p} not revoked: {e}",
-                            self.service
-                        ),
-                    }
-                }
-                for t in &self.tags {
-                    removed += c.invalidate_tag(t, tenant);
-                }
-            }
-            tracing::debug!(service = self.service, removed, "cache_evict");
-        }
-    }
-
-    /// Appends `s` with glob characters escaped, so it matches only itself.
-    pub fn push_glob_escaped(out: &mut String, s: &str) {
-        for c in s.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-    }
+    pub use crate::pattern::push_glob_escaped;
 
     /// Checks an argument type can be part of a key; spanned at the argument.
     #[inline(always)]

@@ -290,6 +290,16 @@ fn matchlen(mut p: &[u8], mut s: &[u8], skip_longer: &mut bool, nesting: u32) ->
     p.is_empty() && s.is_empty()
 }
 
+/// Appends `s` with glob characters escaped, so it matches only itself.
+pub fn push_glob_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,145 +28,17 @@ use serde_json::{Value, json};
 
 use cache_common::template::{self, Piece};
 
-use crate::config::{Config, ConfigError, EventMapping};
+pub use crate::cache::{ErasedCache, KeyQuery};
+pub use crate::error::{CacheError, RegistryError};
 use crate::namespace::{Quota, TenantId, tenant_id};
-use crate::pattern::{Pattern, PatternError};
+use crate::pattern::Pattern;
+use crate::spec::check_event_template;
+use crate::spec::{Config, ConfigError, EventMapping};
 use crate::stats::Stats;
 
 /// Listings return at most this many keys.
 pub const MAX_LIST_LIMIT: usize = 10_000;
-const DEFAULT_LIST_LIMIT: usize = 100;
-
-/// What [`ErasedCache::keys`] lists.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyQuery<'a> {
-    /// Only keys matching this glob.
-    pub pattern: Option<&'a Pattern>,
-    /// Only keys stored with this tag.
-    pub tag: Option<&'a str>,
-    /// At most this many.
-    pub limit: usize,
-    /// Only this tenant's keys; all tenants' when `None`.
-    pub tenant: Option<TenantId>,
-}
-
-impl Default for KeyQuery<'_> {
-    fn default() -> Self {
-        KeyQuery {
-            pattern: None,
-            tag: None,
-            limit: DEFAULT_LIST_LIMIT,
-            tenant: None,
-        }
-    }
-}
-
-/// The operations on a cache that need no knowledge of its key and value
-/// types. `tenant` scopes an operation to one tenant's entries; `None` means
-/// every tenant's.
-pub trait ErasedCache: Send + Sync {
-    /// The cache's action name.
-    fn name(&self) -> &str;
-    /// Its identity: the action name in a service, an explicit name, or
-    /// `module::path::function`.
-    fn identity(&self) -> &str;
-    /// The service it belongs to.
-    fn service(&self) -> Option<&str>;
-    /// Removes the entries whose key text is `key`; returns how many.
-    fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize;
-    /// Removes the entries whose key text matches `pattern`; an error, and
-    /// nothing removed, when a tier cannot select by it.
-    fn revoke(
-        &self,
-        pattern: &Pattern,
-        tenant: Option<TenantId>,
-    ) -> Result<usize, crate::store::StoreError>;
-    /// Whether every tier can select by `pattern`; checked on each cache
-    /// before any removes anything, so a refused revoke removes nothing.
-    fn check_revoke(&self, pattern: &Pattern) -> Result<(), crate::store::StoreError>;
-    /// Removes the entries stored with `tag`.
-    fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize;
-    /// Removes every entry.
-    fn clear(&self, tenant: Option<TenantId>) -> usize;
-    /// Live keys, sorted.
-    fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
-    /// The cache's counters.
-    fn stats(&self) -> Stats;
-    /// Applies an invalidation another node published, to this process only.
-    #[cfg(feature = "redis")]
-    fn apply_remote(&self, msg: &crate::redis::Invalidation);
-    /// Checks that `config` fits this cache, changing nothing.
-    fn check(&self, config: &Config) -> Result<(), ConfigError>;
-    /// Applies configuration; an error changes nothing.
-    fn apply(&self, config: &Config) -> Result<(), ConfigError>;
-}
-
-/// Why a registry operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    /// No live cache has this name.
-    #[error(
-        "no cache named {0:?} is registered (a #[cached] function registers on its first call)"
-    )]
-    UnknownCache(String),
-    /// No service has this name.
-    #[error("no service named {0:?} is registered")]
-    UnknownService(String),
-    /// The path names no handler.
-    #[error("no handler at {0:?}; paths are {{service}}/cache/{{clear|delete|revoke|stats|keys}}")]
-    UnknownPath(String),
-    /// The request body is malformed.
-    #[error("bad request to {path}: {message}")]
-    BadRequest {
-        /// The handler's path.
-        path: String,
-        /// What is wrong with the body.
-        message: String,
-    },
-    /// A pattern is malformed.
-    #[error(transparent)]
-    Pattern(#[from] PatternError),
-    /// An event's payload lacks a field one of its key templates names.
-    #[error(
-        "event {event:?}: payload has no field `{field}`, which key template {template:?} names; nothing was revoked"
-    )]
-    MissingField {
-        /// The event.
-        event: String,
-        /// The template.
-        template: String,
-        /// The missing field.
-        field: String,
-    },
-    /// An event mapping is malformed.
-    #[error("event {event:?}: key template {template:?}: {message}")]
-    BadTemplate {
-        /// The event.
-        event: String,
-        /// The template.
-        template: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// Configuration could not be applied.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A name matches several caches: name one of the candidates.
-    #[error("{name:?} names several caches: {}; use one of these names", candidates.join(", "))]
-    Ambiguous {
-        /// The name given.
-        name: String,
-        /// The names that reach one cache each.
-        candidates: Vec<String>,
-    },
-    /// A tier cannot do the operation (a glob revoke over hashed keys);
-    /// nothing was done.
-    #[error(transparent)]
-    Remote(#[from] crate::store::StoreError),
-}
-
-/// The error type of registry operations, under its earlier name.
-pub type RegistryError = CacheError;
+use crate::cache::DEFAULT_LIST_LIMIT;
 
 /// Every named cache in the process.
 #[derive(Default)]
@@ -174,6 +46,8 @@ pub struct Registry {
     caches: RwLock<BTreeMap<String, Vec<Weak<dyn ErasedCache>>>>,
     quotas: Mutex<BTreeMap<String, Arc<Quota>>>,
     events: RwLock<Vec<EventMapping>>,
+    /// The event mappings of the configuration in force.
+    config_events: RwLock<Vec<EventMapping>>,
 }
 
 /// The process-wide registry.
@@ -272,7 +146,7 @@ impl Registry {
 
     /// The live caches of `service`.
     pub fn service_caches(&self, service: &str) -> Vec<Arc<dyn ErasedCache>> {
-        crate::__private::init_services();
+        init_services();
         self.all()
             .into_iter()
             .filter(|c| c.service() == Some(service))
@@ -291,7 +165,7 @@ impl Registry {
 
     /// The names of all services with a live cache, sorted.
     pub fn services(&self) -> Vec<String> {
-        crate::__private::init_services();
+        init_services();
         let mut s: Vec<String> = self
             .all()
             .iter()
@@ -375,7 +249,7 @@ impl Registry {
 
     /// Delivers an invalidation from another node to the cache it names.
     #[cfg(feature = "redis")]
-    pub(crate) fn deliver(&self, msg: &crate::redis::Invalidation) {
+    pub(crate) fn deliver(&self, msg: &crate::store::Invalidation) {
         // Each cache checks that the message names it.
         for c in self.all() {
             c.apply_remote(msg);
@@ -411,6 +285,7 @@ impl Registry {
 
     /// Applies `config` to every live cache.
     pub(crate) fn apply_config(&self, config: &Config) -> Result<(), ConfigError> {
+        self.remember(config);
         let mut first = None;
         for c in self.all() {
             if let Err(e) = c.apply(config) {
@@ -419,6 +294,12 @@ impl Registry {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Keeps what the registry itself reads of the configuration in force:
+    /// its event mappings.
+    pub(crate) fn remember(&self, config: &Config) {
+        *self.config_events.write() = config.events.clone();
     }
 
     /// Runs the handler at `path` with `body`, as the local process.
@@ -593,11 +474,10 @@ impl Registry {
     /// `tenant` in the payload scopes it to that tenant. If any template
     /// names a field the payload lacks, nothing is revoked.
     pub async fn publish(&self, event: &str, payload: Value) -> Result<usize, CacheError> {
-        crate::__private::init_services();
-        let config = crate::config::current();
+        init_services();
+        let from_config = self.config_events.read().clone();
         let code = self.events.read().clone();
-        let mappings = config
-            .events
+        let mappings = from_config
             .iter()
             .chain(code.iter())
             .filter(|m| m.event == event);
@@ -711,16 +591,6 @@ enum Fill {
     Bad(String),
 }
 
-/// Escapes glob characters so a payload value matches only itself.
-fn escape_glob(s: &str, out: &mut String) {
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
 /// Fills `{field}` (or `{a.b}` for nested fields) from `payload`, by the
 /// template grammar keys use ([`cache_common::template`]).
 fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
@@ -754,22 +624,100 @@ fn fill_template(t: &str, payload: &Value) -> Result<String, Fill> {
                 )));
             }
         };
-        escape_glob(&text, &mut out);
+        crate::pattern::push_glob_escaped(&mut out, &text);
     }
     Ok(out)
 }
 
-/// Checks an event key template: its braces, and that it is a valid pattern
-/// once filled.
-pub(crate) fn check_event_template(t: &str) -> Result<(), String> {
-    let mut sample = String::new();
-    for piece in template::parse(t).map_err(|e| e.to_string())? {
-        match piece {
-            Piece::Text(text) => sample.push_str(&text),
-            Piece::Field(_) => sample.push('x'),
+/// Builds a service's caches at startup, so its handlers answer before
+/// its first call.
+pub struct ServiceInit {
+    /// The service.
+    pub service: &'static str,
+    /// Touches each action's cache.
+    pub init: fn(),
+}
+inventory::collect!(ServiceInit);
+
+#[cfg(feature = "redis")]
+inventory::submit!(crate::store::InvalidationSink(|msg| registry().deliver(msg)));
+
+/// Runs every service's `init` once.
+pub(crate) fn init_services() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for s in inventory::iter::<ServiceInit> {
+            tracing::debug!(service = s.service, "registering cache service");
+            (s.init)();
         }
+    });
+}
+
+/// What `#[cache_evict]` removes from its service, rendered at call time.
+pub struct EvictPlan {
+    /// The service.
+    pub service: &'static str,
+    /// Exact key texts.
+    pub keys: Vec<String>,
+    /// Glob patterns.
+    pub patterns: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Everything of the service.
+    pub all: bool,
+}
+
+impl EvictPlan {
+    /// Evicts, within the current tenant, from every cache of the service.
+    pub fn run(&self) {
+        init_services();
+        let tenant = Some(crate::namespace::current_tenant());
+        let caches = crate::registry::registry().service_caches(self.service);
+        let mut removed = 0;
+        // A pattern some cache cannot select is done nowhere.
+        let patterns: Vec<crate::pattern::Pattern> = self
+            .patterns
+            .iter()
+            .filter_map(|p| match crate::pattern::Pattern::new(p) {
+                Ok(p) => match caches.iter().try_for_each(|c| c.check_revoke(&p)) {
+                    Ok(()) => Some(p),
+                    Err(e) => {
+                        tracing::error!(
+                            "cache_evict on {}: pattern {p} not revoked: {e}",
+                            self.service
+                        );
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::error!("cache_evict on {}: {e}", self.service);
+                    None
+                }
+            })
+            .collect();
+        for c in &caches {
+            if self.all {
+                removed += c.clear(tenant);
+                continue;
+            }
+            for k in &self.keys {
+                removed += c.invalidate_key_str(k, tenant);
+            }
+            for p in &patterns {
+                match c.revoke(p, tenant) {
+                    Ok(n) => removed += n,
+                    Err(e) => tracing::error!(
+                        "cache_evict on {}: pattern {p} not revoked: {e}",
+                        self.service
+                    ),
+                }
+            }
+            for t in &self.tags {
+                removed += c.invalidate_tag(t, tenant);
+            }
+        }
+        tracing::debug!(service = self.service, removed, "cache_evict");
     }
-    Pattern::new(&sample).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::codec::{Codec, CodecError, Postcard};
@@ -237,5 +237,33 @@ impl<V: Serialize + DeserializeOwned, C: Codec> TypedStore<V, C> {
     /// How many reads found bytes that did not decode.
     pub fn undecodable(&self) -> u64 {
         self.undecodable.load(Ordering::Relaxed)
+    }
+}
+
+/// A message on the invalidation channel, as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invalidation {
+    /// The node that sent it, so it ignores its own.
+    pub node: u64,
+    /// The cache: its service and identity segments, `service:identity`.
+    pub cache: String,
+    /// `key` (by its token), `pattern`, `tag` (by its token) or `clear`.
+    pub op: String,
+    /// The key's or tag's token (its text, or with `hash_keys` a keyed
+    /// digest: no argument value travels), or the pattern.
+    pub arg: String,
+    /// The tenant's name, if scoped.
+    pub tenant: Option<String>,
+}
+
+/// Where invalidations from other nodes go. The registry submits one at
+/// link time, so a store delivers to it without importing it.
+pub struct InvalidationSink(pub fn(&Invalidation));
+inventory::collect!(InvalidationSink);
+
+/// Hands `msg` to every [`InvalidationSink`].
+pub fn deliver_invalidation(msg: &Invalidation) {
+    for sink in inventory::iter::<InvalidationSink> {
+        (sink.0)(msg);
     }
 }

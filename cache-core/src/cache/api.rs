@@ -161,11 +161,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// built by hand and for tests. A cache without a
     /// [`CacheBuilder::remote_codec`] stays in memory.
     #[cfg(feature = "redis")]
-    pub fn attach_remote(
-        &self,
-        store: Arc<crate::redis::RedisStore>,
-        mode: crate::config::Backend,
-    ) {
+    pub fn attach_remote(&self, store: Arc<crate::redis::RedisStore>, mode: crate::spec::Backend) {
         let weak = Arc::downgrade(&self.inner);
         store.on_invalidation(move |msg| {
             if let Some(inner) = weak.upgrade() {
@@ -174,10 +170,10 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         });
         let mut tier = self.inner.tier.write();
         *tier = match mode {
-            crate::config::Backend::Memory => None,
+            crate::spec::Backend::Memory => None,
             m => Some(Arc::new(tier::Tier {
                 store,
-                l1: m == crate::config::Backend::Tiered,
+                l1: m == crate::spec::Backend::Tiered,
             })),
         };
         drop(tier);
@@ -197,16 +193,16 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     }
 
     /// Where the cache's values live now.
-    pub fn backend(&self) -> crate::config::Backend {
+    pub fn backend(&self) -> crate::spec::Backend {
         #[cfg(feature = "redis")]
         if let Some(t) = self.inner.tier() {
             return if t.l1 {
-                crate::config::Backend::Tiered
+                crate::spec::Backend::Tiered
             } else {
-                crate::config::Backend::Redis
+                crate::spec::Backend::Redis
             };
         }
-        crate::config::Backend::Memory
+        crate::spec::Backend::Memory
     }
 
     /// Removes entries past their TTL or TTI now, rather than when next read.

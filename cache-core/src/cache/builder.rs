@@ -154,7 +154,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
-    /// Makes the cache reachable by name through [`crate::registry()`].
+    /// Makes the cache reachable by name through the registry
+    /// (`cache_core::registry()`), under the configuration in force.
     pub fn register(mut self, yes: bool) -> Self {
         self.register = yes;
         self
@@ -175,25 +176,29 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             tti: self.tti,
             capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
             keys: None,
-            backend: crate::config::Backend::Memory,
+            backend: Backend::Memory,
+        };
+        let registrar = if self.register {
+            inventory::iter::<Registrar>.into_iter().next()
+        } else {
+            None
         };
         let quota = self
             .service
             .as_deref()
-            .map(|s| registry::registry().quota(s));
+            .zip(registrar)
+            .map(|(s, r)| (r.quota)(s));
         let identity: Arc<str> = match (&self.service, self.module_path) {
             (None, Some(m)) => format!("{m}::{}", self.name).into(),
             _ => self.name.as_str().into(),
         };
         // Entries carry metadata only when the cache needs it; the engine
         // without it makes a hit's copy smaller.
-        let config_tti = if self.register {
-            crate::config::current()
-                .resolve_for(self.service.as_deref(), &self.name, &identity, &defaults)
+        let config = registrar.map(|r| (r.config)());
+        let config_tti = config.as_ref().and_then(|c| {
+            c.resolve_for(self.service.as_deref(), &self.name, &identity, &defaults)
                 .tti
-        } else {
-            None
-        };
+        });
         let meta = self.tags.is_some()
             || self.refresh.is_some()
             || self.tti.is_some()
@@ -237,13 +242,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         if inner.refresh_ms != 0 && matches!(inner.clock, Clock::System) {
             crate::clock::start_system_clock();
         }
-        if self.register {
+        if let (Some(r), Some(config)) = (registrar, config) {
             let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
-            if !registry::registry().register(&inner.name, weak) {
+            if !(r.register)(&inner.name, weak) {
                 // A duplicate name: never share entries outside the process.
                 inner.unshared.store(true, Ordering::Relaxed);
             }
-            if let Err(e) = inner.apply(&crate::config::current()) {
+            if let Err(e) = inner.apply(&config) {
                 tracing::error!("cache {}: configuration not applied: {e}", inner.name);
                 let _ = inner.apply_settings(&settings);
             }
@@ -253,6 +258,20 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         Cache { inner }
     }
 }
+
+/// How a cache built with [`CacheBuilder::register`] reaches the layers
+/// above this one: the configuration in force, the service quotas and the
+/// registry. The configuration layer submits the one `Registrar` at link
+/// time, so this module names none of them.
+pub(crate) struct Registrar {
+    /// The configuration in force.
+    pub(crate) config: fn() -> Arc<Config>,
+    /// The shared entry quota of a service's namespaces.
+    pub(crate) quota: fn(&str) -> Arc<Quota>,
+    /// Registers a cache by name; false if the name is taken.
+    pub(crate) register: fn(&str, Weak<dyn ErasedCache>) -> bool,
+}
+inventory::collect!(Registrar);
 
 /// A duration in whole milliseconds, at least 1; 0 for none.
 pub(super) fn millis(d: Option<Duration>) -> u64 {

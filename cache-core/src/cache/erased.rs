@@ -2,6 +2,69 @@
 
 use super::*;
 
+/// Listings return this many keys unless told otherwise.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// What [`ErasedCache::keys`] lists.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyQuery<'a> {
+    /// Only keys matching this glob.
+    pub pattern: Option<&'a Pattern>,
+    /// Only keys stored with this tag.
+    pub tag: Option<&'a str>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only this tenant's keys; all tenants' when `None`.
+    pub tenant: Option<TenantId>,
+}
+
+impl Default for KeyQuery<'_> {
+    fn default() -> Self {
+        KeyQuery {
+            pattern: None,
+            tag: None,
+            limit: DEFAULT_LIST_LIMIT,
+            tenant: None,
+        }
+    }
+}
+
+/// The operations on a cache that need no knowledge of its key and value
+/// types. `tenant` scopes an operation to one tenant's entries; `None` means
+/// every tenant's.
+pub trait ErasedCache: Send + Sync {
+    /// The cache's action name.
+    fn name(&self) -> &str;
+    /// Its identity: the action name in a service, an explicit name, or
+    /// `module::path::function`.
+    fn identity(&self) -> &str;
+    /// The service it belongs to.
+    fn service(&self) -> Option<&str>;
+    /// Removes the entries whose key text is `key`; returns how many.
+    fn invalidate_key_str(&self, key: &str, tenant: Option<TenantId>) -> usize;
+    /// Removes the entries whose key text matches `pattern`; an error, and
+    /// nothing removed, when a tier cannot select by it.
+    fn revoke(&self, pattern: &Pattern, tenant: Option<TenantId>) -> Result<usize, StoreError>;
+    /// Whether every tier can select by `pattern`; checked on each cache
+    /// before any removes anything, so a refused revoke removes nothing.
+    fn check_revoke(&self, pattern: &Pattern) -> Result<(), StoreError>;
+    /// Removes the entries stored with `tag`.
+    fn invalidate_tag(&self, tag: &str, tenant: Option<TenantId>) -> usize;
+    /// Removes every entry.
+    fn clear(&self, tenant: Option<TenantId>) -> usize;
+    /// Live keys, sorted.
+    fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
+    /// The cache's counters.
+    fn stats(&self) -> Stats;
+    /// Applies an invalidation another node published, to this process only.
+    #[cfg(feature = "redis")]
+    fn apply_remote(&self, msg: &Invalidation);
+    /// Checks that `config` fits this cache, changing nothing.
+    fn check(&self, config: &Config) -> Result<(), ConfigError>;
+    /// Applies configuration; an error changes nothing.
+    fn apply(&self, config: &Config) -> Result<(), ConfigError>;
+}
+
 impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     fn name(&self) -> &str {
         &self.name
@@ -37,7 +100,7 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
         self.clear_everywhere(tenant)
     }
     #[cfg(feature = "redis")]
-    fn apply_remote(&self, msg: &crate::redis::Invalidation) {
+    fn apply_remote(&self, msg: &Invalidation) {
         Inner::apply_remote(self, msg)
     }
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String> {

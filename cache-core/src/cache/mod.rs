@@ -20,15 +20,17 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::clock::{Clock, Ticks};
 use crate::codec::RemoteCodec;
-use crate::config::{Config, ConfigError, Defaults, Settings};
+use crate::error::CacheError;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Flight, Flights, Join, SharedErr, Waited};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;
-use crate::registry::{self, CacheError, ErasedCache, KeyQuery};
+use crate::spec::{Backend, Config, ConfigError, Defaults, Settings};
 use crate::stats::{Counter, Counters, Stats};
+#[cfg(feature = "redis")]
+use crate::store::Invalidation;
 use crate::store::StoreError;
 
 mod api;
@@ -47,8 +49,7 @@ use tier::{Remote, RemoteOp};
 /// An `expires_at` that never comes.
 const NEVER: u64 = u64::MAX;
 
-/// The default bound on entries.
-pub const DEFAULT_CAPACITY: usize = 10_000;
+pub use crate::spec::DEFAULT_CAPACITY;
 
 /// What a key type needs.
 pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {}
@@ -58,8 +59,10 @@ impl<T: Hash + Eq + Clone + Send + Sync + 'static> CacheKey for T {}
 pub trait CacheValue: Clone + Send + Sync + 'static {}
 impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
 
+pub(crate) use builder::Registrar;
 use builder::millis;
 use engine::{Engine, Entry, Evicted, Meta, Plain};
+pub use erased::{DEFAULT_LIST_LIMIT, ErasedCache, KeyQuery};
 pub use load::RefreshTicket;
 
 pub(crate) struct Inner<K, V> {

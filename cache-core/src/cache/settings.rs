@@ -23,7 +23,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Refuses a remote backend in a build without the `redis` feature.
     pub(super) fn check_backend(&self, s: &Settings) -> Result<(), ConfigError> {
-        if cfg!(feature = "redis") || s.backend == crate::config::Backend::Memory {
+        if cfg!(feature = "redis") || s.backend == crate::spec::Backend::Memory {
             return Ok(());
         }
         Err(ConfigError::Mismatch(format!(

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::config::Backend;
 use crate::redis::{Invalidation, RedisStore, block_on_bridge, bridge};
+use crate::spec::Backend;
 use crate::store::StoreError;
 
 /// The remote tier a cache is attached to.
