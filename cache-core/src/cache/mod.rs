@@ -37,6 +37,7 @@ mod api;
 mod builder;
 mod engine;
 mod erased;
+mod glue;
 mod load;
 mod lookup;
 mod scope;
@@ -63,6 +64,7 @@ pub(crate) use builder::Registrar;
 use builder::millis;
 use engine::{Engine, Entry, Evicted, Meta, Plain};
 pub use erased::{DEFAULT_LIST_LIMIT, ErasedCache, KeyQuery};
+pub use glue::{TryLoad, ViaOwnErr, ViaSharedErr, refresh_in_task, refresh_in_thread};
 pub use load::RefreshTicket;
 
 pub(crate) struct Inner<K, V> {
