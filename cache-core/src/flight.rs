@@ -11,6 +11,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::{Condvar, Mutex};
@@ -144,10 +145,19 @@ impl<V: Clone> Future for WaitFuture<V> {
 
 type Shard<K, V> = Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>;
 
-/// The flights of one cache.
+/// How many invalidation counters keys are spread over: an invalidation of
+/// one key discards only the loads of keys that share its counter.
+const EPOCHS: usize = 64;
+
+/// The flights of one cache, and its invalidation counters.
 pub(crate) struct Flights<K, V> {
     shards: Box<[Shard<K, V>]>,
     hasher: DefaultHashBuilder,
+    /// Bumped by an invalidation of the whole cache (or of a pattern, tag
+    /// or tenant).
+    all: AtomicU64,
+    /// Bumped by an invalidation of one key, by the key's hash.
+    keys: Box<[AtomicU64]>,
 }
 
 /// The outcome of joining a key's flight.
@@ -165,11 +175,42 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
                 .map(|_| Mutex::new(HashMap::with_hasher(DefaultHashBuilder::default())))
                 .collect(),
             hasher: DefaultHashBuilder::default(),
+            all: AtomicU64::new(0),
+            keys: (0..EPOCHS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     fn shard(&self, key: &K) -> &Shard<K, V> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    fn key_epoch(&self, key: &K) -> &AtomicU64 {
+        // The high bits: the low ones pick the shard.
+        &self.keys[(self.hasher.hash_one(key) >> 32) as usize % EPOCHS]
+    }
+
+    /// The invalidation count that concerns `key`: it changes whenever the
+    /// whole cache, or `key` (or a key sharing its counter), is invalidated.
+    /// A load stores its value only if this has not changed since it began.
+    pub(crate) fn epoch_of(&self, key: &K) -> u64 {
+        // Both only grow, so the sum changes whenever either does.
+        self.all
+            .load(Ordering::Acquire)
+            .wrapping_add(self.key_epoch(key).load(Ordering::Acquire))
+    }
+
+    /// Marks an invalidation of `key` (before it is removed): its load under
+    /// way stores nothing, and new callers do not join it.
+    pub(crate) fn bump_key(&self, key: &K) {
+        self.key_epoch(key).fetch_add(1, Ordering::AcqRel);
+        self.shard(key).lock().remove(key);
+    }
+
+    /// Marks an invalidation of many keys: every load under way stores
+    /// nothing, and new callers start new loads.
+    pub(crate) fn bump_all(&self) {
+        self.all.fetch_add(1, Ordering::AcqRel);
+        self.detach_all();
     }
 
     /// Joins the flight for `key`, starting one if none runs.

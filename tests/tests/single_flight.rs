@@ -244,6 +244,41 @@ fn an_invalidation_detaches_loads_under_way() {
     assert_eq!(c.get(&1), Some("new"), "the old load stored nothing");
 }
 
+/// An invalidation of one key, or a put, leaves the loads of other keys
+/// alone: they store their values (the cache counts invalidations per key,
+/// spread over counters, and one clear for all).
+#[test]
+fn invalidating_one_key_keeps_other_keys_loads() {
+    let c: Cache<u64, u64> = Cache::new(1024);
+    let loads = AtomicUsize::new(0);
+    // Keys whose counters differ from key 0's exist among the first 64;
+    // every one of them must keep its load.
+    for other in 1..64u64 {
+        let started = Barrier::new(2);
+        let go = Barrier::new(2);
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                c.get_or_insert_with(1000 + other, || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    started.wait();
+                    go.wait();
+                    other
+                })
+            });
+            started.wait();
+            c.invalidate(&0);
+            c.insert(other, other);
+            go.wait();
+            t.join().unwrap();
+        });
+    }
+    let kept = (1..64u64).filter(|o| c.get(&(1000 + o)).is_some()).count();
+    // A key shares a counter with key 0 or with `other` at most 2 in 64 times.
+    assert!(kept >= 56, "only {kept} of 63 loads were stored");
+    c.clear();
+    assert_eq!(c.len(), 0);
+}
+
 /// A tag invalidation reaches a load under way even when no entry carries
 /// the tag yet.
 #[test]

@@ -172,7 +172,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         *tier = match mode {
             crate::spec::Backend::Memory => None,
             m => Some(Arc::new(tier::Tier {
-                store,
+                remote: store,
                 l1: m == crate::spec::Backend::Tiered,
             })),
         };
@@ -180,8 +180,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.clear(None);
     }
 
-    /// The Redis key that holds `key`'s value, when the cache has a remote
-    /// tier: what leaves the process for this key.
+    /// Where `key`'s value lives outside the process (its Redis key), when
+    /// the cache has a remote tier: what leaves the process for this key.
     #[cfg(feature = "redis")]
     pub fn remote_key(&self, key: &K) -> Option<String> {
         let tier = self.inner.tier()?;
@@ -189,7 +189,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         let part = self
             .inner
             .remote_part_of(&render_with(key, self.inner.render));
-        Some(tier.store.remote_key(&ns, &part))
+        Some(tier.remote.location(&ns, &part))
     }
 
     /// Where the cache's values live now.

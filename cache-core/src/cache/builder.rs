@@ -207,7 +207,6 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             name: self.name.into(),
             identity,
             unshared: AtomicBool::new(false),
-            epoch: AtomicU64::new(0),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction, meta),

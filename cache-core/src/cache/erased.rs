@@ -83,12 +83,8 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn check_revoke(&self, pattern: &Pattern) -> Result<(), StoreError> {
         #[cfg(feature = "redis")]
-        if let Some(t) = self.tier()
-            && t.store.options().hash_keys
-            && pattern.as_str() != "*"
-            && pattern.literal().is_none()
-        {
-            return Err(crate::redis::hashed_pattern_error(pattern));
+        if let Some(t) = self.tier() {
+            return t.remote.check_pattern(pattern);
         }
         let _ = pattern;
         Ok(())

@@ -112,7 +112,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     key: key.clone(),
                     flight,
                     landed: false,
-                    epoch: self.epoch(),
+                    epoch: self.epoch_of(key),
                 };
                 // A load may have landed between our miss and joining.
                 match self.lookup(key) {
@@ -145,32 +145,31 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
             self.remote_set_sync(&key, &value, None);
         }
-        self.bump();
+        self.flights.bump_key(&key);
         self.store(key, value, self.ttl_ms());
     }
 
-    /// The invalidation count now.
+    /// The invalidation count that concerns `key` now.
     #[inline]
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    pub(super) fn epoch_of(&self, key: &K) -> u64 {
+        self.flights.epoch_of(key)
     }
 
-    /// Marks an invalidation (before anything is removed): loads under way
-    /// store nothing, and new callers do not join them.
+    /// Marks an invalidation of many keys (before anything is removed):
+    /// loads under way store nothing, and new callers do not join them.
     pub(super) fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.flights.detach_all();
+        self.flights.bump_all();
     }
 
     /// Stores a value a load began at `epoch`, unless an invalidation came
     /// since; one that comes while it is stored takes it out again.
     pub(super) fn store_loaded(&self, key: K, value: V, epoch: u64) {
-        if self.epoch() != epoch {
+        if self.epoch_of(&key) != epoch {
             return;
         }
         let undo = key.clone();
         self.store(key, value, self.ttl_ms());
-        if self.epoch() != epoch
+        if self.epoch_of(&undo) != epoch
             && let Some((k, e)) = self.map.remove(&undo)
         {
             self.removed(
@@ -269,7 +268,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 // A load that asks for its own key on its own thread would
                 // wait for itself: it computes instead.
                 Turn::Wait(f) if f.led_here() => {
-                    let epoch = inner.epoch();
+                    let epoch = inner.epoch_of(&key);
                     return inner.solo(key, init(), epoch);
                 }
                 Turn::Wait(f) => match f.wait() {
@@ -281,7 +280,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         {
                             return Err(e);
                         }
-                        let epoch = inner.epoch();
+                        let epoch = inner.epoch_of(&key);
                         return inner.solo(key, init(), epoch);
                     }
                 },
@@ -289,13 +288,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let epoch = lead.epoch;
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get_sync(&key) {
-                        Remote::Found(v) => {
+                        RemoteValue::Found(v) => {
                             inner.store_loaded(key, v.clone(), epoch);
                             lead.land(&v);
                             return Ok(v);
                         }
-                        Remote::Locked(token, generation) => (Some(token), generation),
-                        Remote::Missing(generation) => (None, generation),
+                        RemoteValue::Locked(token, generation) => (Some(token), generation),
+                        RemoteValue::Missing(generation) => (None, generation),
                     };
                     #[cfg(feature = "redis")]
                     let (lock, generation) = lock;
@@ -315,7 +314,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {
-                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        if store
+                            && inner.enabled.load(Ordering::Relaxed)
+                            && inner.epoch_of(&key) == epoch
                         {
                             inner.remote_set_sync(&key, &v, generation);
                             inner.recheck_remote(&key, epoch);
@@ -390,7 +391,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         {
                             return Err(e);
                         }
-                        let epoch = inner.epoch();
+                        let epoch = inner.epoch_of(&key);
                         return inner.solo(key, init.await, epoch);
                     }
                 },
@@ -398,13 +399,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let epoch = lead.epoch;
                     #[cfg(feature = "redis")]
                     let lock = match inner.remote_get(&key).await {
-                        Remote::Found(v) => {
+                        RemoteValue::Found(v) => {
                             inner.store_loaded(key, v.clone(), epoch);
                             lead.land(&v);
                             return Ok(v);
                         }
-                        Remote::Locked(token, generation) => (Some(token), generation),
-                        Remote::Missing(generation) => (None, generation),
+                        RemoteValue::Locked(token, generation) => (Some(token), generation),
+                        RemoteValue::Missing(generation) => (None, generation),
                     };
                     #[cfg(feature = "redis")]
                     let (lock, generation) = lock;
@@ -424,7 +425,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     let store = inner.should_store(&v);
                     #[cfg(feature = "redis")]
                     {
-                        if store && inner.enabled.load(Ordering::Relaxed) && inner.epoch() == epoch
+                        if store
+                            && inner.enabled.load(Ordering::Relaxed)
+                            && inner.epoch_of(&key) == epoch
                         {
                             inner.remote_set(&key, &v, generation).await;
                             inner.recheck_remote(&key, epoch);
@@ -459,7 +462,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         if inner.clock.now_ms().saturating_sub(loaded_at) < inner.refresh_ms {
             return Some((v, None));
         }
-        let epoch = inner.epoch();
+        let epoch = inner.epoch_of(key);
         let ticket = inner.flights.try_lead(key).map(|flight| RefreshTicket {
             cache: self.clone(),
             key: key.clone(),

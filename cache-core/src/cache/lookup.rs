@@ -308,7 +308,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     pub(super) fn invalidate(&self, key: &K) -> bool {
-        self.bump();
+        self.flights.bump_key(key);
         match self.map.remove(key) {
             Some((k, e)) => {
                 self.removed(

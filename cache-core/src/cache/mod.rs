@@ -45,7 +45,7 @@ mod settings;
 #[cfg(feature = "redis")]
 mod tier;
 #[cfg(feature = "redis")]
-use tier::{Remote, RemoteOp};
+use tier::{RemoteOp, RemoteValue};
 
 /// An `expires_at` that never comes.
 const NEVER: u64 = u64::MAX;
@@ -73,9 +73,6 @@ pub(crate) struct Inner<K, V> {
     /// service, an explicit name, or `module::path::function`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     identity: Arc<str>,
-    /// Counts invalidations: a load that began before one neither stores
-    /// its value nor hands it to callers that came after.
-    epoch: AtomicU64,
     /// The registry refused this cache's name (another cache has it): it
     /// never uses a remote tier, where the two would share entries.
     unshared: AtomicBool,

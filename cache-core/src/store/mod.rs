@@ -20,6 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+
+pub mod bridge;
+pub mod remote;
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::pattern::Pattern;
 

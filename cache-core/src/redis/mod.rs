@@ -37,6 +37,9 @@ use crate::store::{BoxFuture, Store, StoreError};
 pub use crate::spec::{RedisOptions, redact_url};
 pub use crate::store::Invalidation;
 
+mod remote;
+pub(crate) use crate::store::bridge::{block_on_bridge, bridge};
+
 /// The URL's password (or lone credential), if it has one.
 fn password_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -163,33 +166,6 @@ impl Breaker {
     fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }
-}
-
-/// The runtime that owns every Redis connection: it outlives any caller's
-/// runtime, and sync code can reach it from anywhere.
-pub(crate) fn bridge() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("cache-redis")
-            .enable_all()
-            .build()
-            .expect("the Redis runtime starts")
-    })
-}
-
-/// Runs `fut` on the bridge runtime and waits for it, from sync code, at
-/// most `deadline`.
-pub(crate) fn block_on_bridge<T: Send + 'static>(
-    deadline: Duration,
-    fut: impl Future<Output = T> + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    bridge().spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    rx.recv_timeout(deadline).ok()
 }
 
 type Handler = Arc<dyn Fn(&Invalidation) + Send + Sync>;
@@ -839,7 +815,7 @@ impl RedisStore {
                 Ok(Some(v))
             }
             Err(e) => {
-                self.undecodable(&rk, &e);
+                self.count_undecodable(&rk, &e);
                 let _ = self
                     .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
                         c.unlink::<_, ()>(rk).await
@@ -850,7 +826,7 @@ impl RedisStore {
         }
     }
 
-    pub(crate) fn undecodable(&self, rk: &str, e: &CodecError) {
+    pub(crate) fn count_undecodable(&self, rk: &str, e: &CodecError) {
         self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -1078,7 +1054,7 @@ impl RedisStore {
                     Ok((Some(v), Some(generation)))
                 }
                 Err(e) => {
-                    self.undecodable(&rk, &e);
+                    self.count_undecodable(&rk, &e);
                     let _ = self.unlink_keys(vec![rk]).await;
                     Ok((None, Some(generation)))
                 }
