@@ -55,6 +55,14 @@ inventory::submit!(crate::cache::Registrar {
 /// Checks the backends' sections (a Redis URL, its secrets), which needs
 /// the backends' own code.
 fn check_backends(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
+    for (field, name) in cfg.store_names() {
+        if name != "tiered" && !crate::store::backends::is_known(&name) {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: format!("{field}: {}", crate::store::backends::unknown(&name)),
+            });
+        }
+    }
     #[cfg(feature = "redis")]
     if let Some(r) = &cfg.redis
         && let Err(e) = r.validate()

@@ -71,7 +71,10 @@ pub use namespace::{TenantId, current_tenant, scope as tenant_scope, with_tenant
 pub use pattern::{Pattern, PatternError};
 pub use registry::{CacheError, Registry, RegistryError, registry};
 pub use stats::Stats;
-pub use store::{MemoryStore, Store, StoreError, TypedStore};
+pub use store::backends;
+pub use store::{
+    Broadcast, LocalBroadcast, MemoryStore, Remote, Store, StoreError, StoreRemote, TypedStore,
+};
 
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]

@@ -248,7 +248,6 @@ impl Registry {
     }
 
     /// Delivers an invalidation from another node to the cache it names.
-    #[cfg(feature = "redis")]
     pub(crate) fn deliver(&self, msg: &crate::store::Invalidation) {
         // Each cache checks that the message names it.
         for c in self.all() {
@@ -639,7 +638,6 @@ pub struct ServiceInit {
 }
 inventory::collect!(ServiceInit);
 
-#[cfg(feature = "redis")]
 inventory::submit!(crate::store::InvalidationSink(|msg| registry().deliver(msg)));
 
 /// Runs every service's `init` once.

@@ -86,18 +86,68 @@ impl Serialize for ConfigDuration {
     }
 }
 
-/// Where cached values live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Where cached values live: `"memory"`, `"redis"`, `"tiered"`, or the
+/// name of another store (`"disk"`, or one registered with
+/// `cache_core::backends::register`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// In this process (the default).
     #[default]
     Memory,
     /// In Redis only (feature `redis`).
     Redis,
-    /// In this process (L1) and in Redis (L2), with invalidations broadcast
-    /// to every node (feature `redis`).
+    /// In this process (L1) and in the store `l2` names (default Redis),
+    /// with invalidations carried to every node.
     Tiered,
+    /// In the named store only.
+    Store(String),
+}
+
+impl Backend {
+    /// The name configuration writes.
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+            Backend::Tiered => "tiered",
+            Backend::Store(n) => n,
+        }
+    }
+
+    /// The backend a name stands for.
+    pub fn named(name: &str) -> Backend {
+        match name {
+            "memory" => Backend::Memory,
+            "redis" => Backend::Redis,
+            "tiered" => Backend::Tiered,
+            other => Backend::Store(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Backend {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Backend {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name.trim().is_empty() || name.trim() != name {
+            return Err(serde::de::Error::custom(format!(
+                "backend {name:?}: name a store (memory, redis, tiered, disk, or a registered one)"
+            )));
+        }
+        Ok(Backend::named(&name))
+    }
 }
 
 /// The whole configuration.
@@ -108,6 +158,9 @@ pub struct Config {
     pub enabled: Option<bool>,
     /// Where values live.
     pub backend: Option<Backend>,
+    /// The store behind each node's L1 when `backend = "tiered"` (default
+    /// `"redis"`).
+    pub l2: Option<String>,
     /// Default time to live.
     pub ttl: Option<ConfigDuration>,
     /// Default time to idle.
@@ -139,6 +192,8 @@ pub struct ServiceConfig {
     pub enabled: Option<bool>,
     /// Where its actions' values live.
     pub backend: Option<Backend>,
+    /// The store behind L1 for `backend = "tiered"`.
+    pub l2: Option<String>,
     /// Time to live for its actions.
     pub ttl: Option<ConfigDuration>,
     /// Time to idle for its actions.
@@ -165,8 +220,11 @@ pub struct ActionConfig {
     pub tti: Option<ConfigDuration>,
     /// Bound on entries.
     pub capacity: Option<usize>,
-    /// Where values live.
-    pub store: Option<Backend>,
+    /// Where values live (`store` is accepted too, its earlier name).
+    #[serde(alias = "store")]
+    pub backend: Option<Backend>,
+    /// The store behind L1 for `backend = "tiered"`.
+    pub l2: Option<String>,
     /// The arguments that form the key (service actions only).
     pub keys: Option<Vec<String>>,
 }
@@ -274,6 +332,8 @@ pub struct Settings {
     pub keys: Option<Vec<String>>,
     /// Where values live.
     pub backend: Backend,
+    /// The store behind L1 when `backend` is tiered.
+    pub l2: String,
 }
 
 impl Config {
@@ -322,10 +382,15 @@ impl Config {
                 .unwrap_or(DEFAULT_CAPACITY),
             keys: act.and_then(|a| a.keys.clone()),
             backend: act
-                .and_then(|a| a.store)
-                .or(svc.and_then(|s| s.backend))
-                .or(self.backend)
+                .and_then(|a| a.backend.clone())
+                .or_else(|| svc.and_then(|s| s.backend.clone()))
+                .or_else(|| self.backend.clone())
                 .unwrap_or_default(),
+            l2: act
+                .and_then(|a| a.l2.clone())
+                .or_else(|| svc.and_then(|s| s.l2.clone()))
+                .or_else(|| self.l2.clone())
+                .unwrap_or_else(|| "redis".to_string()),
         }
     }
 
@@ -335,6 +400,30 @@ impl Config {
             .get(service)
             .and_then(|s| s.quota)
             .unwrap_or(0)
+    }
+
+    /// Every store name the configuration uses, with its field.
+    pub fn store_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |field: String, b: &Option<Backend>, l2: &Option<String>| {
+            if let Some(b) = b {
+                out.push((format!("{field}backend"), b.name().to_owned()));
+            }
+            if let Some(l) = l2 {
+                out.push((format!("{field}l2"), l.clone()));
+            }
+        };
+        add(String::new(), &self.backend, &self.l2);
+        for (s, sc) in &self.services {
+            add(format!("services.{s}."), &sc.backend, &sc.l2);
+            for (a, ac) in &sc.actions {
+                add(format!("services.{s}.actions.{a}."), &ac.backend, &ac.l2);
+            }
+        }
+        for (a, ac) in &self.actions {
+            add(format!("actions.{a}."), &ac.backend, &ac.l2);
+        }
+        out
     }
 
     /// Checks what can be checked of the data alone: capacities and event
@@ -358,6 +447,14 @@ impl Config {
                     ac.capacity
                         .and_then(|v| cap_err(format!("services.{s}.actions.{a}.capacity"), v)),
                 );
+            }
+        }
+        for (field, name) in self.store_names() {
+            if name.is_empty() || matches!(name.as_str(), "tiered") && field.ends_with("l2") {
+                errs.push(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    message: format!("{field} = {name:?}: name a store outside the process"),
+                });
             }
         }
         for (i, e) in self.events.iter().enumerate() {

@@ -127,14 +127,14 @@ fn remote_key(item: &Identity) -> String {
 
 /// Puts every cache of this file in front of `store`.
 fn attach(store: &Arc<RedisStore>, mode: Backend) {
-    m1::pair_cache().attach_remote(store.clone(), mode);
-    m2::pair_cache().attach_remote(store.clone(), mode);
-    m1::lookup_cache().attach_remote(store.clone(), mode);
-    m2::lookup_cache().attach_remote(store.clone(), mode);
-    opt_cache().attach_remote(store.clone(), mode);
-    tmpl_cache().attach_remote(store.clone(), mode);
-    Svc1::get_cache().attach_remote(store.clone(), mode);
-    Svc2::get_cache().attach_remote(store.clone(), mode);
+    m1::pair_cache().attach_remote(store.clone(), mode.clone());
+    m2::pair_cache().attach_remote(store.clone(), mode.clone());
+    m1::lookup_cache().attach_remote(store.clone(), mode.clone());
+    m2::lookup_cache().attach_remote(store.clone(), mode.clone());
+    opt_cache().attach_remote(store.clone(), mode.clone());
+    tmpl_cache().attach_remote(store.clone(), mode.clone());
+    Svc1::get_cache().attach_remote(store.clone(), mode.clone());
+    Svc2::get_cache().attach_remote(store.clone(), mode.clone());
 }
 
 fn hostile() -> impl Strategy<Value = String> {

@@ -65,7 +65,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// retried until done, and this node reads nothing from Redis meanwhile.
     pub fn invalidate(&self, key: &K) -> bool {
         // The remote part first; see `invalidate_key_everywhere`.
-        #[cfg(feature = "redis")]
         if self.inner.tier().is_some() {
             let text = render_with(key, self.inner.render);
             let _ = self
@@ -151,6 +150,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     .collect()
             }),
             backend: self.backend(),
+            l2: i
+                .tier()
+                .map_or_else(|| "redis".to_string(), |t| t.store.clone()),
         }
     }
 
@@ -174,6 +176,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             m => Some(Arc::new(tier::Tier {
                 remote: store,
                 l1: m == crate::spec::Backend::Tiered,
+                backend: m,
+                store: "redis".into(),
             })),
         };
         drop(tier);
@@ -182,7 +186,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Where `key`'s value lives outside the process (its Redis key), when
     /// the cache has a remote tier: what leaves the process for this key.
-    #[cfg(feature = "redis")]
     pub fn remote_key(&self, key: &K) -> Option<String> {
         let tier = self.inner.tier()?;
         let ns = self.inner.remote_ns_of(key);
@@ -194,15 +197,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// Where the cache's values live now.
     pub fn backend(&self) -> crate::spec::Backend {
-        #[cfg(feature = "redis")]
-        if let Some(t) = self.inner.tier() {
-            return if t.l1 {
-                crate::spec::Backend::Tiered
-            } else {
-                crate::spec::Backend::Redis
-            };
-        }
-        crate::spec::Backend::Memory
+        self.inner
+            .tier()
+            .map_or(crate::spec::Backend::Memory, |t| t.backend.clone())
     }
 
     /// Removes entries past their TTL or TTI now, rather than when next read.

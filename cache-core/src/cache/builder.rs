@@ -177,6 +177,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
             keys: None,
             backend: Backend::Memory,
+            l2: "redis".into(),
         };
         let registrar = if self.register {
             inventory::iter::<Registrar>.into_iter().next()
@@ -226,7 +227,6 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             mask_of: self.mask_of,
             quota,
             codec: self.codec,
-            #[cfg(feature = "redis")]
             tier: parking_lot::RwLock::new(None),
             ticks: self.clock.ticks(),
             clock: self.clock,

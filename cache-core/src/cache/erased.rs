@@ -57,7 +57,6 @@ pub trait ErasedCache: Send + Sync {
     /// The cache's counters.
     fn stats(&self) -> Stats;
     /// Applies an invalidation another node published, to this process only.
-    #[cfg(feature = "redis")]
     fn apply_remote(&self, msg: &Invalidation);
     /// Checks that `config` fits this cache, changing nothing.
     fn check(&self, config: &Config) -> Result<(), ConfigError>;
@@ -82,7 +81,6 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
         self.revoke_everywhere(pattern, tenant)
     }
     fn check_revoke(&self, pattern: &Pattern) -> Result<(), StoreError> {
-        #[cfg(feature = "redis")]
         if let Some(t) = self.tier() {
             return t.remote.check_pattern(pattern);
         }
@@ -95,7 +93,6 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     fn clear(&self, tenant: Option<TenantId>) -> usize {
         self.clear_everywhere(tenant)
     }
-    #[cfg(feature = "redis")]
     fn apply_remote(&self, msg: &Invalidation) {
         Inner::apply_remote(self, msg)
     }

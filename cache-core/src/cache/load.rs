@@ -139,7 +139,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Replaces `key`'s value here and in every tier: what was there, and
     /// what loads under way would store, is invalidated first.
     pub(super) fn put(&self, key: K, value: V) {
-        #[cfg(feature = "redis")]
         if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
@@ -286,7 +285,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 },
                 Turn::Lead(lead) => {
                     let epoch = lead.epoch;
-                    #[cfg(feature = "redis")]
                     let lock = match inner.remote_get_sync(&key) {
                         RemoteValue::Found(v) => {
                             inner.store_loaded(key, v.clone(), epoch);
@@ -296,11 +294,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         RemoteValue::Locked(token, generation) => (Some(token), generation),
                         RemoteValue::Missing(generation) => (None, generation),
                     };
-                    #[cfg(feature = "redis")]
                     let (lock, generation) = lock;
                     let started = Instant::now();
                     let v = init();
-                    #[cfg(feature = "redis")]
                     if let (Err(_), Some(token)) = (&v, lock.clone()) {
                         inner.remote_unlock_sync(&key, token);
                     }
@@ -312,7 +308,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         }
                     };
                     let store = inner.should_store(&v);
-                    #[cfg(feature = "redis")]
                     {
                         if store
                             && inner.enabled.load(Ordering::Relaxed)
@@ -397,7 +392,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 },
                 Turn::Lead(lead) => {
                     let epoch = lead.epoch;
-                    #[cfg(feature = "redis")]
                     let lock = match inner.remote_get(&key).await {
                         RemoteValue::Found(v) => {
                             inner.store_loaded(key, v.clone(), epoch);
@@ -407,11 +401,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         RemoteValue::Locked(token, generation) => (Some(token), generation),
                         RemoteValue::Missing(generation) => (None, generation),
                     };
-                    #[cfg(feature = "redis")]
                     let (lock, generation) = lock;
                     let started = Instant::now();
                     let v = init.await;
-                    #[cfg(feature = "redis")]
                     if let (Err(_), Some(token)) = (&v, lock.clone()) {
                         inner.remote_unlock(&key, token).await;
                     }
@@ -423,7 +415,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         }
                     };
                     let store = inner.should_store(&v);
-                    #[cfg(feature = "redis")]
                     {
                         if store
                             && inner.enabled.load(Ordering::Relaxed)

@@ -199,7 +199,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
-        #[cfg(feature = "redis")]
         if !self.keeps_l1() {
             return;
         }

@@ -29,7 +29,6 @@ use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;
 use crate::spec::{Backend, Config, ConfigError, Defaults, Settings};
 use crate::stats::{Counter, Counters, Stats};
-#[cfg(feature = "redis")]
 use crate::store::Invalidation;
 use crate::store::StoreError;
 
@@ -42,9 +41,7 @@ mod load;
 mod lookup;
 mod scope;
 mod settings;
-#[cfg(feature = "redis")]
 mod tier;
-#[cfg(feature = "redis")]
 use tier::{RemoteOp, RemoteValue};
 
 /// An `expires_at` that never comes.
@@ -71,14 +68,12 @@ pub(crate) struct Inner<K, V> {
     name: Arc<str>,
     /// The cache's identity outside the process: the action name in a
     /// service, an explicit name, or `module::path::function`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     identity: Arc<str>,
     /// The registry refused this cache's name (another cache has it): it
     /// never uses a remote tier, where the two would share entries.
     unshared: AtomicBool,
     /// The literal every key text starts with, which remote keys leave out
     /// because the identity implies it.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     text_prefix: &'static str,
     service: Option<Arc<str>>,
     map: Engine<K, V>,
@@ -105,13 +100,10 @@ pub(crate) struct Inner<K, V> {
     key_args: &'static [&'static str],
     tenant_of: Option<fn(&K) -> TenantId>,
     /// The key-argument mask a key was built under (service actions).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     mask_of: Option<fn(&K) -> u64>,
     quota: Option<Arc<Quota>>,
     /// How values travel to a remote tier, when their type allows it.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     codec: Option<RemoteCodec<V>>,
-    #[cfg(feature = "redis")]
     tier: parking_lot::RwLock<Option<Arc<tier::Tier>>>,
     clock: Clock,
     /// The counter `clock` reads, for the hit path.

@@ -123,7 +123,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         pattern: &Pattern,
         scope: Option<TenantId>,
     ) -> Result<usize, StoreError> {
-        #[cfg(feature = "redis")]
         self.propagate(RemoteOp::Pattern(pattern.clone()), scope)?;
         Ok(self.revoke(pattern, scope))
     }
@@ -134,14 +133,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Removes an entry by its key text here and everywhere.
     pub(super) fn invalidate_key_everywhere(&self, key: &str, scope: Option<TenantId>) -> usize {
-        #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Key(key.to_owned()), scope);
         self.invalidate_key_str(key, scope)
     }
 
     /// Clears here and everywhere.
     pub(super) fn clear_everywhere(&self, scope: Option<TenantId>) -> usize {
-        #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Clear, scope);
         self.clear(scope)
     }
@@ -149,7 +146,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Removes a tag's entries here, in L2 (through its tag sets), and in
     /// the other nodes' L1s.
     pub(super) fn invalidate_tag_everywhere(&self, tag: &str, scope: Option<TenantId>) -> usize {
-        #[cfg(feature = "redis")]
         let _ = self.propagate(RemoteOp::Tag(tag.to_owned()), scope);
         self.invalidate_tag(tag, scope)
     }

@@ -16,20 +16,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         self.check_backend(&settings)?;
         self.apply_settings(&settings)?;
-        #[cfg(feature = "redis")]
-        self.set_backend(settings.backend, cfg)?;
+        self.set_backend(&settings.backend, &settings.l2, cfg)?;
         Ok(())
     }
 
-    /// Refuses a remote backend in a build without the `redis` feature.
+    /// Refuses a store this build or process does not have.
     pub(super) fn check_backend(&self, s: &Settings) -> Result<(), ConfigError> {
-        if cfg!(feature = "redis") || s.backend == crate::spec::Backend::Memory {
+        let store = match &s.backend {
+            Backend::Memory => return Ok(()),
+            Backend::Tiered => s.l2.as_str(),
+            other => other.name(),
+        };
+        if crate::store::backends::is_known(store) {
             return Ok(());
         }
+        let why = match store {
+            "redis" => "needs cache-core's `redis` feature".to_string(),
+            "disk" => "needs cache-core's `disk` feature".to_string(),
+            _ => crate::store::backends::unknown(store).to_string(),
+        };
         Err(ConfigError::Mismatch(format!(
-            "{}: backend {:?} needs cache-core's `redis` feature",
-            self.ident(),
-            s.backend
+            "{}: backend {store:?} {why}",
+            self.ident()
         )))
     }
 
@@ -66,7 +74,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);
         // Entries keyed under another mask go everywhere: a mask that comes
         // back must not find what invalidations under this one missed.
-        #[cfg(feature = "redis")]
         if old_mask != mask {
             let _ = self.propagate(RemoteOp::Clear, None);
         }

@@ -21,6 +21,10 @@ pub(crate) struct Tier {
     pub(crate) remote: Arc<dyn Remote>,
     /// Whether values also live in the process (tiered) or only outside.
     pub(crate) l1: bool,
+    /// What configuration (or `attach_remote`) asked for.
+    pub(crate) backend: Backend,
+    /// The name of the store outside the process.
+    pub(crate) store: String,
 }
 
 /// What an L2 lookup means for the caller.
@@ -375,43 +379,51 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// Attaches or detaches the remote tier for `backend`.
-    pub(crate) fn set_backend(&self, backend: Backend, cfg: &Config) -> Result<(), ConfigError> {
-        let want_l1 = match backend {
+    /// Attaches or detaches the remote tier for `backend` (and `l2`, the
+    /// store behind L1 when tiered).
+    pub(crate) fn set_backend(
+        &self,
+        backend: &Backend,
+        l2: &str,
+        cfg: &Config,
+    ) -> Result<(), ConfigError> {
+        let (store, want_l1) = match backend {
             Backend::Memory => {
                 if self.tier.write().take().is_some() {
                     self.clear(None);
                 }
                 return Ok(());
             }
-            Backend::Redis => false,
-            Backend::Tiered => true,
+            Backend::Redis => ("redis", false),
+            Backend::Tiered => (l2, true),
+            Backend::Store(name) => (name.as_str(), false),
         };
         if self.unshared.load(Ordering::Relaxed) {
             tracing::error!(
-                "{}: its name is another cache's, so it stays in memory (backend {backend:?} ignored)",
+                "{}: its name is another cache's, so it stays in memory (backend {backend} ignored)",
                 self.ident()
             );
             return Ok(());
         }
         if self.codec.is_none() {
             tracing::warn!(
-                "{}: its value type is not serde-serializable, so it stays in memory (backend {backend:?} ignored)",
+                "{}: its value type is not serde-serializable, so it stays in memory (backend {backend} ignored)",
                 self.ident()
             );
             return Ok(());
         }
-        let opts = cfg.redis.clone().unwrap_or_default();
-        let store: Arc<dyn Remote> = crate::redis::shared(&opts)
+        let remote = crate::store::backends::open(store, cfg)
             .map_err(|e| ConfigError::Mismatch(format!("{}: {e}", self.ident())))?;
         let mut tier = self.tier.write();
-        let same = tier
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(&t.remote, &store) && t.l1 == want_l1);
+        let same = tier.as_ref().is_some_and(|t| {
+            Arc::ptr_eq(&t.remote, &remote) && t.l1 == want_l1 && t.backend == *backend
+        });
         if !same {
             *tier = Some(Arc::new(Tier {
-                remote: store,
+                remote,
                 l1: want_l1,
+                backend: backend.clone(),
+                store: store.to_owned(),
             }));
             drop(tier);
             self.clear(None);

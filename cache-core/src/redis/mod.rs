@@ -1342,6 +1342,14 @@ impl Store for RedisStore {
     }
 }
 
+inventory::submit!(crate::store::backends::Factory {
+    name: "redis",
+    open: |cfg| {
+        let opts = cfg.redis.clone().unwrap_or_default();
+        shared(&opts).map(|s| s as Arc<dyn crate::store::Remote>)
+    },
+});
+
 /// Stores shared by every cache of the process, by options.
 pub(crate) fn shared(opts: &RedisOptions) -> Result<Arc<RedisStore>, StoreError> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<RedisStore>>>> = OnceLock::new();

@@ -21,10 +21,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 
+pub mod adapter;
+pub mod backends;
 pub mod bridge;
+pub mod broadcast;
 pub mod remote;
+
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::pattern::Pattern;
+pub use adapter::StoreRemote;
+pub use broadcast::{Broadcast, LocalBroadcast};
+pub use remote::Remote;
 
 /// A boxed, sendable future, as [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

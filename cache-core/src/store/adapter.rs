@@ -1,0 +1,326 @@
+//! [`StoreRemote`]: any [`Store`] as a cache's tier, with an optional
+//! [`Broadcast`] that carries invalidations to the other nodes.
+//!
+//! A plain store has no generations, tag sets or locks, so this adapter errs
+//! towards removing more: a tag invalidation removes the scope's entries of
+//! the cache, a pattern that does not start with the cache's key prefix
+//! removes them all, and a value loaded while an invalidation ran is deleted
+//! again by the tier's re-check. It never leaves a value an acknowledged
+//! invalidation should have removed.
+//!
+//! Layout: a cache's entries live in the store namespace named by the cache
+//! (`service:identity`), under `service:tenant:identity[~mask]:part`, so one
+//! namespace operation reaches every tenant and key mask of the cache.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::bridge::{block_on_bridge, bridge};
+use super::broadcast::{Broadcast, Handler};
+use super::remote::{Gen, Invalidate, Lookup, Op, Remote};
+use super::{BoxFuture, Invalidation, Store, StoreError};
+use crate::codec::CodecError;
+use crate::pattern::{Pattern, push_glob_escaped};
+
+/// One removal in the store, within a cache's namespace.
+#[derive(Clone, Debug)]
+enum Removal {
+    Delete(String),
+    Revoke(Pattern),
+    Clear,
+}
+
+/// An invalidation, ready to run (and re-run) against the store.
+#[derive(Clone)]
+struct Job {
+    ns: String,
+    removals: Vec<Removal>,
+    msg: Invalidation,
+}
+
+/// A [`Store`] (and maybe a [`Broadcast`]) as a cache's tier.
+pub struct StoreRemote {
+    name: String,
+    store: Arc<dyn Store>,
+    broadcast: Option<Arc<dyn Broadcast>>,
+    node: u64,
+    timeout: Duration,
+    handlers: RwLock<Vec<Handler>>,
+    /// Invalidations that failed, in order, retried until they succeed.
+    queue: Mutex<VecDeque<Job>>,
+    pending: AtomicU64,
+    draining: AtomicBool,
+    undecodable: AtomicU64,
+}
+
+impl std::fmt::Debug for StoreRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreRemote")
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+fn glob(s: &str) -> String {
+    let mut out = String::new();
+    push_glob_escaped(&mut out, s);
+    out
+}
+
+fn pattern(p: String) -> Result<Pattern, StoreError> {
+    Pattern::new(&p).map_err(|e| StoreError::Unsupported(e.to_string()))
+}
+
+impl StoreRemote {
+    /// `store` as a tier named `name` (for logs), each operation bounded by
+    /// `timeout`; with `broadcast`, invalidations reach the other nodes.
+    pub fn new(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        broadcast: Option<Arc<dyn Broadcast>>,
+        timeout: Duration,
+    ) -> Arc<StoreRemote> {
+        let me = Arc::new(StoreRemote {
+            name: name.into(),
+            store,
+            broadcast: broadcast.clone(),
+            node: crate::key::digest(&(std::process::id(), std::time::SystemTime::now())) as u64
+                ^ NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+            timeout,
+            handlers: RwLock::default(),
+            queue: Mutex::default(),
+            pending: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            undecodable: AtomicU64::new(0),
+        });
+        if let Some(b) = broadcast {
+            let weak = Arc::downgrade(&me);
+            b.subscribe(Arc::new(move |msg: &Invalidation| {
+                if let Some(me) = weak.upgrade()
+                    && msg.node != me.node
+                {
+                    for h in me.handlers.read().iter() {
+                        h(msg);
+                    }
+                }
+            }));
+        }
+        me
+    }
+
+    /// Calls `f` with each invalidation another node publishes.
+    pub fn on_invalidation(&self, f: impl Fn(&Invalidation) + Send + Sync + 'static) {
+        self.handlers.write().push(Arc::new(f));
+    }
+
+    /// Whether invalidations wait to be applied (the store serves no reads
+    /// meanwhile).
+    pub fn has_pending_invalidations(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0
+    }
+
+    /// Stored values that did not decode, read as misses.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), StoreError> {
+        for r in &job.removals {
+            match r {
+                Removal::Delete(k) => {
+                    self.bounded(self.store.delete(&job.ns, k)).await?;
+                }
+                Removal::Revoke(p) => {
+                    self.bounded(self.store.revoke(&job.ns, p)).await?;
+                }
+                Removal::Clear => {
+                    self.bounded(self.store.clear(&job.ns)).await?;
+                }
+            }
+        }
+        if let Some(b) = &self.broadcast {
+            let mut msg = job.msg.clone();
+            msg.node = self.node;
+            self.bounded(b.publish(msg)).await?;
+        }
+        Ok(())
+    }
+
+    /// Retries the queued invalidations in order until each succeeds.
+    fn drain(self: &Arc<Self>) {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        bridge().spawn(async move {
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                let Some(job) = me.queue.lock().front().cloned() else {
+                    me.draining.store(false, Ordering::Release);
+                    // A job queued between the check and the store.
+                    if me.queue.lock().is_empty() || me.draining.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                    continue;
+                };
+                match me.run(&job).await {
+                    Ok(()) => {
+                        me.queue.lock().pop_front();
+                        me.pending.fetch_sub(1, Ordering::AcqRel);
+                        backoff = Duration::from_millis(20);
+                    }
+                    Err(e) => {
+                        tracing::warn!(store = %me.name, "invalidation waits to be applied: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+    }
+
+    fn removals(inv: &Invalidate) -> Result<Vec<Removal>, StoreError> {
+        // Every key of the cache is `svc:tenant:identity[~mask]:part`.
+        let scope = inv
+            .tenant
+            .as_ref()
+            .map(|t| {
+                let mut s = String::new();
+                crate::namespace::push_segment(&mut s, t);
+                format!("{}:{}:*", glob(&inv.service_seg), glob(&s))
+            })
+            .unwrap_or_else(|| "*".to_string());
+        Ok(match &inv.op {
+            Op::Key(part) => match &inv.ns {
+                Some(ns) => vec![Removal::Delete(format!("{ns}:{part}"))],
+                None => vec![Removal::Revoke(pattern(format!("*:{}", glob(part)))?)],
+            },
+            Op::Pattern(p) => {
+                // The stored part is the text less the cache's prefix: a
+                // pattern that starts with the prefix matches parts with the
+                // rest; any other may match any part.
+                let rest = p
+                    .as_str()
+                    .strip_prefix(inv.text_prefix.as_str())
+                    .unwrap_or("*");
+                vec![Removal::Revoke(pattern(format!("{scope}:{rest}"))?)]
+            }
+            // No tag sets here: the scope's entries go.
+            Op::Tag(_) | Op::Clear if inv.tenant.is_none() => vec![Removal::Clear],
+            Op::Tag(_) | Op::Clear => vec![Removal::Revoke(pattern(scope)?)],
+        })
+    }
+}
+
+static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
+
+impl Remote for StoreRemote {
+    fn node(&self) -> u64 {
+        self.node
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_millis(50)
+    }
+
+    fn lookup(
+        self: Arc<Self>,
+        cache: String,
+        ns: String,
+        key: String,
+    ) -> BoxFuture<'static, Lookup> {
+        Box::pin(async move {
+            if self.has_pending_invalidations() {
+                return Lookup::Missing(None);
+            }
+            match self
+                .bounded(self.store.get(&cache, &format!("{ns}:{key}")))
+                .await
+            {
+                Ok(Some(b)) => Lookup::Found(b),
+                Ok(None) => Lookup::Missing(None),
+                Err(e) => {
+                    tracing::debug!(store = %self.name, "read failed, a miss: {e}");
+                    Lookup::Missing(None)
+                }
+            }
+        })
+    }
+
+    fn write(
+        self: Arc<Self>,
+        cache: String,
+        ns: String,
+        key: String,
+        bytes: Vec<u8>,
+        ttl: Option<Duration>,
+        _tags: Vec<String>,
+        _generation: Gen,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let k = format!("{ns}:{key}");
+            if let Err(e) = self.bounded(self.store.set(&cache, &k, bytes, ttl)).await {
+                tracing::debug!(store = %self.name, "write failed, not stored: {e}");
+            }
+        })
+    }
+
+    fn invalidate(self: Arc<Self>, inv: Invalidate) -> Result<(), StoreError> {
+        let removals = Self::removals(&inv)?;
+        let (kind, arg) = match &inv.op {
+            Op::Key(part) => ("key", part.clone()),
+            Op::Pattern(p) => ("pattern", p.as_str().to_owned()),
+            Op::Tag(t) => ("tag", t.clone()),
+            Op::Clear => ("clear", String::new()),
+        };
+        let job = Job {
+            ns: inv.cache.clone(),
+            removals,
+            msg: Invalidation {
+                node: self.node,
+                cache: inv.cache,
+                op: kind.into(),
+                arg,
+                tenant: inv.tenant,
+            },
+        };
+        // Behind queued ones, in order; else at once, waiting a bounded time.
+        if !self.has_pending_invalidations() {
+            let me = self.clone();
+            let attempt = job.clone();
+            let done = block_on_bridge(self.deadline() * 4, async move { me.run(&attempt).await });
+            if let Some(Ok(())) = done {
+                return Ok(());
+            }
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.queue.lock().push_back(job);
+        self.drain();
+        Ok(())
+    }
+
+    fn undecodable(&self, ns: &str, key: &str, error: &CodecError) {
+        self.undecodable.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            store = %self.name,
+            key = %format!("{ns}:{key}"),
+            "dropping a stored value that does not decode: {error}"
+        );
+    }
+}
