@@ -156,28 +156,29 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         }
     }
 
-    /// Puts this cache in front of `store`: `Tiered` keeps values here and
-    /// in Redis, `Redis` only there, `Memory` detaches it. Invalidations that
-    /// other nodes publish on `store` reach this cache. Configuration does
-    /// this by itself for `backend = "redis" | "tiered"`; this is for caches
-    /// built by hand and for tests. A cache without a
+    /// Puts this cache in front of `store` (a [`RedisStore`](crate::redis),
+    /// a [`StoreRemote`](crate::StoreRemote) over any store, ...):
+    /// `Tiered` keeps values here and there, any other remote backend only
+    /// there, `Memory` detaches it. Invalidations that other nodes publish
+    /// on `store` reach this cache. Configuration does this by itself for
+    /// `backend = "redis" | "tiered" | "<store>"`; this is for caches built
+    /// by hand and for tests. A cache without a
     /// [`CacheBuilder::remote_codec`] stays in memory.
-    #[cfg(feature = "redis")]
-    pub fn attach_remote(&self, store: Arc<crate::redis::RedisStore>, mode: crate::spec::Backend) {
+    pub fn attach_remote(&self, store: Arc<dyn crate::store::Remote>, mode: crate::spec::Backend) {
         let weak = Arc::downgrade(&self.inner);
-        store.on_invalidation(move |msg| {
+        store.subscribe(Arc::new(move |msg| {
             if let Some(inner) = weak.upgrade() {
                 inner.apply_remote(msg);
             }
-        });
+        }));
         let mut tier = self.inner.tier.write();
         *tier = match mode {
             crate::spec::Backend::Memory => None,
             m => Some(Arc::new(tier::Tier {
-                remote: store,
                 l1: m == crate::spec::Backend::Tiered,
                 backend: m,
-                store: "redis".into(),
+                store: store.name().to_owned(),
+                remote: store,
             })),
         };
         drop(tier);

@@ -50,8 +50,16 @@ fn seg(s: &str) -> String {
 }
 
 impl Remote for RedisStore {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
     fn node(&self) -> u64 {
         self.node
+    }
+
+    fn subscribe(&self, handler: crate::store::broadcast::Handler) {
+        self.on_invalidation(move |msg| handler(msg));
     }
 
     fn deadline(&self) -> Duration {

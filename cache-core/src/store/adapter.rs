@@ -231,8 +231,16 @@ impl StoreRemote {
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
 impl Remote for StoreRemote {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn node(&self) -> u64 {
         self.node
+    }
+
+    fn subscribe(&self, handler: Handler) {
+        self.handlers.write().push(handler);
     }
 
     fn deadline(&self) -> Duration {

@@ -92,8 +92,16 @@ pub fn text_of(part: &str, prefix: &str) -> String {
 
 /// A store outside the process, as a cache's tier uses it.
 pub trait Remote: Send + Sync + 'static {
+    /// The store's name, for logs and [`Cache::backend`](crate::Cache::backend).
+    fn name(&self) -> &str {
+        "remote"
+    }
     /// This process's id on the invalidation channel.
     fn node(&self) -> u64;
+    /// Calls `handler` with each invalidation another node publishes.
+    fn subscribe(&self, handler: super::broadcast::Handler) {
+        let _ = handler;
+    }
     /// How long a sync caller waits for one operation.
     fn deadline(&self) -> Duration;
     /// With a lock across nodes, how long a node waits for the holder's

@@ -1,0 +1,239 @@
+//! A store written here, outside cache-core, registered by name and chosen
+//! by configuration alone: alone (`backend = "counting"`) for a `#[cached]`
+//! function, and as the L2 of a tiered service action; invalidate, revoke
+//! and clear reach it. Unknown and reserved names are clear errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cache_core::config::{self, Backend, Config};
+use cache_core::store::BoxFuture;
+use cache_core::{Pattern, Store, StoreError, backends, cache_service, cached, registry};
+use serde_json::json;
+use std::sync::Mutex as StdMutex;
+
+/// Counts each operation; keeps bytes in a map per namespace (no TTL).
+#[derive(Default)]
+struct Counting {
+    data: StdMutex<HashMap<String, HashMap<String, Vec<u8>>>>,
+    gets: AtomicUsize,
+    sets: AtomicUsize,
+    deletes: AtomicUsize,
+    revokes: AtomicUsize,
+    clears: AtomicUsize,
+}
+
+impl Counting {
+    fn count(&self) -> [usize; 5] {
+        [
+            self.gets.load(Ordering::SeqCst),
+            self.sets.load(Ordering::SeqCst),
+            self.deletes.load(Ordering::SeqCst),
+            self.revokes.load(Ordering::SeqCst),
+            self.clears.load(Ordering::SeqCst),
+        ]
+    }
+    fn len(&self) -> usize {
+        self.data.lock().unwrap().values().map(HashMap::len).sum()
+    }
+}
+
+impl Store for Counting {
+    fn get<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let v = self
+            .data
+            .lock()
+            .unwrap()
+            .get(ns)
+            .and_then(|m| m.get(key).cloned());
+        Box::pin(async move { Ok(v) })
+    }
+    fn set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        _ttl: Option<std::time::Duration>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        self.data
+            .lock()
+            .unwrap()
+            .entry(ns.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value);
+        Box::pin(async { Ok(()) })
+    }
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        let hit = self
+            .data
+            .lock()
+            .unwrap()
+            .get_mut(ns)
+            .is_some_and(|m| m.remove(key).is_some());
+        Box::pin(async move { Ok(hit) })
+    }
+    fn revoke<'a>(
+        &'a self,
+        ns: &'a str,
+        pattern: &'a Pattern,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.revokes.fetch_add(1, Ordering::SeqCst);
+        let mut data = self.data.lock().unwrap();
+        let n = data.get_mut(ns).map_or(0, |m| {
+            let before = m.len();
+            m.retain(|k, _| !pattern.matches(k));
+            (before - m.len()) as u64
+        });
+        Box::pin(async move { Ok(n) })
+    }
+    fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
+        let n = self
+            .data
+            .lock()
+            .unwrap()
+            .remove(ns)
+            .map_or(0, |m| m.len() as u64);
+        Box::pin(async move { Ok(n) })
+    }
+}
+
+static FETCHES: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn fetch(id: u64) -> String {
+    FETCHES.fetch_add(1, Ordering::SeqCst);
+    format!("item {id}")
+}
+
+#[derive(Clone, Default)]
+struct Books {
+    loads: Arc<AtomicUsize>,
+}
+
+#[cache_service(name = "books")]
+impl Books {
+    #[cached]
+    fn get_book(&self, id: u64) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("book {id}")
+    }
+}
+
+fn config(v: serde_json::Value) -> Config {
+    serde_json::from_value(v).unwrap()
+}
+
+/// One story: the configuration is process-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_store_serves_caches_by_configuration_alone() {
+    let store = Arc::new(Counting::default());
+    backends::register("counting", store.clone()).unwrap();
+
+    // Names taken or built in are refused.
+    let again = backends::register("counting", store.clone()).unwrap_err();
+    assert!(again.to_string().contains("already registered"), "{again}");
+    let builtin = backends::register("redis", store.clone()).unwrap_err();
+    assert!(builtin.to_string().contains("built in"), "{builtin}");
+
+    // A configuration naming an unknown store is refused whole, naming the
+    // known ones.
+    let e = config::set(config(json!({"backend": "nope"})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"nope\"") && e.contains("counting") && e.contains("memory"),
+        "{e}"
+    );
+    let e = config::set(config(json!({"backend": "tiered", "l2": "nope"})))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("l2") && e.contains("\"nope\""), "{e}");
+
+    config::set(config(json!({
+        "actions": {"fetch": {"backend": "counting"}},
+        "services": {"books": {"actions": {"get_book": {"backend": "tiered", "l2": "counting"}}}}
+    })))
+    .unwrap();
+
+    // Alone: every call reads the store, nothing stays in the process.
+    assert_eq!(fetch(1), "item 1");
+    assert_eq!(fetch(1), "item 1");
+    assert_eq!(
+        FETCHES.load(Ordering::SeqCst),
+        1,
+        "the second call read the store"
+    );
+    assert_eq!(fetch_cache().backend(), Backend::Store("counting".into()));
+    assert!(fetch_cache().is_empty(), "nothing in the process");
+    let [gets, sets, ..] = store.count();
+    assert!(gets >= 2 && sets == 1, "{:?}", store.count());
+
+    // Invalidate reaches it.
+    fetch_cache().invalidate(&1);
+    assert_eq!(store.count()[2], 1, "one delete");
+    assert_eq!(store.len(), 0);
+    assert_eq!(fetch(1), "item 1");
+    assert_eq!(
+        FETCHES.load(Ordering::SeqCst),
+        2,
+        "recomputed after the delete"
+    );
+
+    // Revoke reaches it.
+    fetch(2);
+    assert_eq!(store.len(), 2);
+    fetch_cache().revoke_str("fetch:*").unwrap();
+    assert!(store.count()[3] >= 1, "{:?}", store.count());
+    assert_eq!(store.len(), 0, "the pattern removed both");
+
+    // Clear reaches it.
+    fetch(3);
+    assert_eq!(store.len(), 1);
+    fetch_cache().clear();
+    assert!(store.count()[4] >= 1, "{:?}", store.count());
+    assert_eq!(store.len(), 0);
+
+    // A service action, tiered over the store: the second call is an L1 hit.
+    let books = Books::default();
+    let before = store.count();
+    assert_eq!(books.get_book(7), "book 7");
+    assert_eq!(books.get_book(7), "book 7");
+    assert_eq!(books.loads.load(Ordering::SeqCst), 1);
+    let after = store.count();
+    assert_eq!(after[0] - before[0], 1, "one L2 read, on the miss");
+    assert_eq!(after[1] - before[1], 1, "one L2 write");
+    assert_eq!(Books::get_book_cache().backend(), Backend::Tiered);
+    assert_eq!(Books::get_book_cache().settings().l2, "counting");
+
+    // The service's handlers reach the store: delete, revoke, clear.
+    let r = registry();
+    r.request("books/cache/delete", json!({"key": "get_book:7"}))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 0, "delete reached the store");
+    books.get_book(8);
+    assert_eq!(store.len(), 1);
+    r.request("books/cache/revoke", json!({"pattern": "get_book:*"}))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 0, "revoke reached the store");
+    books.get_book(9);
+    r.request("books/cache/clear", json!({})).await.unwrap();
+    assert_eq!(store.len(), 0, "clear reached the store");
+    assert!(Books::get_book_cache().is_empty());
+    assert_eq!(books.get_book(9), "book 9");
+    assert_eq!(
+        books.loads.load(Ordering::SeqCst),
+        4,
+        "7, 8, 9, and 9 again"
+    );
+}
