@@ -42,7 +42,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 pub use crate::spec::{
-    ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, Defaults,
+    ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, Defaults, DiskOptions,
     EventMapping, MAX_DURATION, ServiceConfig, Settings,
 };
 
@@ -55,12 +55,23 @@ inventory::submit!(crate::cache::Registrar {
 /// Checks the backends' sections (a Redis URL, its secrets), which needs
 /// the backends' own code.
 fn check_backends(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
+    let invalid = |field: &str, e: crate::store::StoreError| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message: format!("{field}: {e}"),
+    };
     for (field, name) in cfg.store_names() {
-        if name != "tiered" && !crate::store::backends::is_known(&name) {
-            return Err(ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: format!("{field}: {}", crate::store::backends::unknown(&name)),
-            });
+        match name.as_str() {
+            "tiered" | "memory" => {}
+            _ if !crate::store::backends::is_known(&name) => {
+                return Err(invalid(&field, crate::store::backends::unknown(&name)));
+            }
+            // Redis is reached lazily (it may be down now); its options
+            // are checked below.
+            "redis" => {}
+            // Any other store opens now, so a bad one changes nothing.
+            _ => {
+                crate::store::backends::open(&name, cfg).map_err(|e| invalid(&field, e))?;
+            }
         }
     }
     #[cfg(feature = "redis")]
@@ -171,6 +182,7 @@ impl ConfigSource {
 /// (lower case, sections joined by `__`, the prefix left out).
 const TEXT_FIELDS: &[&str] = &[
     "admin__token",
+    "disk__path",
     "redis__url",
     "redis__prefix",
     "redis__hash_secret",
@@ -196,6 +208,7 @@ fn env_key_known(key: &str) -> bool {
     let inner = parts.next();
     match (top, inner) {
         ("admin", Some(f)) => fields::<AdminConfig>().iter().any(|x| x == f),
+        ("disk", Some(f)) => fields::<crate::spec::DiskOptions>().iter().any(|x| x == f),
         #[cfg(feature = "redis")]
         ("redis", Some(f)) => fields::<crate::spec::RedisOptions>().iter().any(|x| x == f),
         _ => true,

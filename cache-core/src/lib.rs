@@ -40,6 +40,8 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "disk")]
+pub mod disk;
 pub mod error;
 pub mod events;
 pub mod eviction;

@@ -179,9 +179,20 @@ pub struct Config {
     /// The HTTP admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Where the disk store keeps its file, for `backend = "disk"`.
+    pub disk: Option<DiskOptions>,
     /// How to reach Redis, for the `redis` and `tiered` backends.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisOptions>,
+}
+
+/// The `[disk]` section: where the disk store (feature `disk`) keeps its
+/// file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskOptions {
+    /// The store's file, created (with its directory) if absent.
+    pub path: PathBuf,
 }
 
 /// One service's configuration.

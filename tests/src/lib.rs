@@ -395,3 +395,18 @@ macro_rules! device_handle {
         }
     };
 }
+
+/// A 64-bit check of `bytes` (FNV-1a), for values that carry their own.
+pub fn check_sum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether `value` ends with the check of what precedes it.
+pub fn check_ok(value: &[u8]) -> bool {
+    value.len() >= 8 && {
+        let (body, sum) = value.split_at(value.len() - 8);
+        check_sum(body).to_be_bytes() == sum
+    }
+}

@@ -140,7 +140,7 @@ fn memory() -> Arc<dyn Remote> {
 
 /// Opens the store `name` names under `config`; every cache that names it
 /// shares one.
-pub(crate) fn open(name: &str, config: &Config) -> Result<Arc<dyn Remote>, StoreError> {
+pub fn open(name: &str, config: &Config) -> Result<Arc<dyn Remote>, StoreError> {
     if name == "memory" {
         return Ok(memory());
     }
