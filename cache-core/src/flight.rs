@@ -149,6 +149,13 @@ type Shard<K, V> = Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>;
 /// one key discards only the loads of keys that share its counter.
 const EPOCHS: usize = 64;
 
+/// The invalidation count that concerned a key when its load began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Epoch {
+    slot: usize,
+    at: u64,
+}
+
 /// The flights of one cache, and its invalidation counters.
 pub(crate) struct Flights<K, V> {
     shards: Box<[Shard<K, V>]>,
@@ -184,19 +191,37 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
-    fn key_epoch(&self, key: &K) -> &AtomicU64 {
+    fn slot(&self, key: &K) -> usize {
         // The high bits: the low ones pick the shard.
-        &self.keys[(self.hasher.hash_one(key) >> 32) as usize % EPOCHS]
+        (self.hasher.hash_one(key) >> 32) as usize % EPOCHS
+    }
+
+    fn key_epoch(&self, key: &K) -> &AtomicU64 {
+        &self.keys[self.slot(key)]
+    }
+
+    fn count_at(&self, slot: usize) -> u64 {
+        // Both only grow, so the sum changes whenever either does.
+        self.all
+            .load(Ordering::Acquire)
+            .wrapping_add(self.keys[slot].load(Ordering::Acquire))
     }
 
     /// The invalidation count that concerns `key`: it changes whenever the
     /// whole cache, or `key` (or a key sharing its counter), is invalidated.
-    /// A load stores its value only if this has not changed since it began.
-    pub(crate) fn epoch_of(&self, key: &K) -> u64 {
-        // Both only grow, so the sum changes whenever either does.
-        self.all
-            .load(Ordering::Acquire)
-            .wrapping_add(self.key_epoch(key).load(Ordering::Acquire))
+    /// A load stores its value only if it has not [changed](Self::changed)
+    /// since the load began.
+    pub(crate) fn epoch_of(&self, key: &K) -> Epoch {
+        let slot = self.slot(key);
+        Epoch {
+            slot,
+            at: self.count_at(slot),
+        }
+    }
+
+    /// Whether an invalidation that concerns the key of `e` came since.
+    pub(crate) fn changed(&self, e: Epoch) -> bool {
+        self.count_at(e.slot) != e.at
     }
 
     /// Marks an invalidation of `key` (before it is removed): its load under

@@ -181,8 +181,14 @@ fn kill_9_mid_write_loses_nothing_acknowledged() {
             }
             for k in acked_sets.difference(&acked_deletes.iter().cloned().collect()) {
                 let v = s.get("churn", k).await.unwrap();
-                let v = v.unwrap_or_else(|| panic!("round {round}: acknowledged {k} lost"));
-                assert!(check_ok(&v), "round {round}: {k} is corrupt");
+                // k<3m+1> is deleted by a later step: the kill may come after
+                // that delete committed and before it was acknowledged.
+                let doomed = k[1..].parse::<u64>().unwrap() % 3 == 1;
+                match v {
+                    Some(v) => assert!(check_ok(&v), "round {round}: {k} is corrupt"),
+                    None if doomed => {}
+                    None => panic!("round {round}: acknowledged {k} lost"),
+                }
             }
             // Whatever else is there (a write the kill cut off after its
             // commit) is whole too; then start the next round clean.

@@ -12,7 +12,7 @@ pub struct RefreshTicket<K: CacheKey, V: CacheValue> {
     key: K,
     flight: Arc<Flight<V>>,
     landed: bool,
-    epoch: u64,
+    epoch: Epoch,
 }
 
 impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
@@ -48,7 +48,7 @@ pub(super) struct Lead<'a, K: CacheKey, V: CacheValue> {
     pub(super) flight: Arc<Flight<V>>,
     pub(super) landed: bool,
     /// The invalidation count when the load began.
-    pub(super) epoch: u64,
+    pub(super) epoch: Epoch,
 }
 
 impl<K: CacheKey, V: CacheValue> Lead<'_, K, V> {
@@ -129,7 +129,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// A load computed outside single-flight (its leader's load failed):
     /// stored like any other when it succeeds.
-    pub(super) fn solo<E>(&self, key: K, v: Result<V, E>, epoch: u64) -> Result<V, E> {
+    pub(super) fn solo<E>(&self, key: K, v: Result<V, E>, epoch: Epoch) -> Result<V, E> {
         let v = v?;
         let store = self.should_store(&v);
         self.loaded(key, &v, Instant::now(), store, epoch);
@@ -150,7 +150,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// The invalidation count that concerns `key` now.
     #[inline]
-    pub(super) fn epoch_of(&self, key: &K) -> u64 {
+    pub(super) fn epoch_of(&self, key: &K) -> Epoch {
         self.flights.epoch_of(key)
     }
 
@@ -162,13 +162,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Stores a value a load began at `epoch`, unless an invalidation came
     /// since; one that comes while it is stored takes it out again.
-    pub(super) fn store_loaded(&self, key: K, value: V, epoch: u64) {
-        if self.epoch_of(&key) != epoch {
+    pub(super) fn store_loaded(&self, key: K, value: V, epoch: Epoch) {
+        if self.flights.changed(epoch) {
             return;
         }
         let undo = key.clone();
         self.store(key, value, self.ttl_ms());
-        if self.epoch_of(&undo) != epoch
+        if self.flights.changed(epoch)
             && let Some((k, e)) = self.map.remove(&undo)
         {
             self.removed(
@@ -181,7 +181,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Records a finished load and stores its value if the policy allows.
-    pub(super) fn loaded(&self, key: K, value: &V, started: Instant, store: bool, epoch: u64) {
+    pub(super) fn loaded(&self, key: K, value: &V, started: Instant, store: bool, epoch: Epoch) {
         self.counters.incr(Counter::Load);
         self.counters
             .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
@@ -311,7 +311,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     {
                         if store
                             && inner.enabled.load(Ordering::Relaxed)
-                            && inner.epoch_of(&key) == epoch
+                            && !inner.flights.changed(epoch)
                         {
                             inner.remote_set_sync(&key, &v, generation);
                             inner.recheck_remote(&key, epoch);
@@ -418,7 +418,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     {
                         if store
                             && inner.enabled.load(Ordering::Relaxed)
-                            && inner.epoch_of(&key) == epoch
+                            && !inner.flights.changed(epoch)
                         {
                             inner.remote_set(&key, &v, generation).await;
                             inner.recheck_remote(&key, epoch);

@@ -251,8 +251,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// After a loaded value went to L2: if an invalidation came meanwhile,
     /// its remote delete may have landed first, so delete the key again.
-    pub(crate) fn recheck_remote(&self, key: &K, epoch: u64) {
-        if self.epoch_of(key) != epoch {
+    pub(crate) fn recheck_remote(&self, key: &K, epoch: Epoch) {
+        if self.flights.changed(epoch) {
             let text = render_with(key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(key)));
         }
