@@ -63,11 +63,7 @@ impl DiskStore {
     /// A file that is not such a store, a corrupt one, or one another process
     /// holds open is an error.
     pub fn open(path: impl AsRef<Path>) -> Result<DiskStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(&path, "cannot create its directory", e))?;
-        }
+        let path = canonical(path.as_ref())?;
         // redb parses what it finds; whatever a damaged file makes it do, a
         // caller gets an error.
         let opened = std::panic::catch_unwind(|| Database::create(&path));
@@ -176,6 +172,22 @@ impl DiskStore {
     }
 }
 
+/// `path` with its directory created and resolved, so two spellings of one
+/// file are one name.
+fn canonical(path: &Path) -> Result<PathBuf, StoreError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(path, "cannot create its directory", e))?;
+    }
+    Ok(match (dir, path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    })
+}
+
 /// Runs blocking disk work off the async runtime's workers.
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -262,6 +274,7 @@ fn open_configured(config: &crate::spec::Config) -> Result<Arc<dyn Remote>, Stor
                 "backend \"disk\" needs a path: [disk] path = \"...\" (or CACHE_DISK__PATH)".into(),
             )
         })?;
+    let path = canonical(&path)?;
     let mut open = OPEN.get_or_init(Default::default).lock();
     if let Some(r) = open.get(&path) {
         return Ok(r.clone());

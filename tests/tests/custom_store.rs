@@ -22,6 +22,10 @@ struct Counting {
     deletes: AtomicUsize,
     revokes: AtomicUsize,
     clears: AtomicUsize,
+    /// Removals panic while set (a store with a bug).
+    panic_on_remove: std::sync::atomic::AtomicBool,
+    /// Reads block their thread this long while set (a store doing sync I/O).
+    block_reads_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Counting {
@@ -46,6 +50,10 @@ impl Store for Counting {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        let block = self.block_reads_ms.load(Ordering::SeqCst);
+        if block != 0 {
+            std::thread::sleep(std::time::Duration::from_millis(block));
+        }
         let v = self
             .data
             .lock()
@@ -72,6 +80,7 @@ impl Store for Counting {
     }
     fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.deletes.fetch_add(1, Ordering::SeqCst);
+        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
         let hit = self
             .data
             .lock()
@@ -86,6 +95,7 @@ impl Store for Counting {
         pattern: &'a Pattern,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         self.revokes.fetch_add(1, Ordering::SeqCst);
+        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
         let mut data = self.data.lock().unwrap();
         let n = data.get_mut(ns).map_or(0, |m| {
             let before = m.len();
@@ -96,6 +106,7 @@ impl Store for Counting {
     }
     fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         self.clears.fetch_add(1, Ordering::SeqCst);
+        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
         let n = self
             .data
             .lock()
@@ -114,6 +125,12 @@ fn fetch(id: u64) -> String {
     format!("item {id}")
 }
 
+#[cached]
+async fn afetch(id: u64) -> String {
+    FETCHES.fetch_add(1, Ordering::SeqCst);
+    format!("async item {id}")
+}
+
 #[derive(Clone, Default)]
 struct Books {
     loads: Arc<AtomicUsize>,
@@ -125,6 +142,12 @@ impl Books {
     fn get_book(&self, id: u64) -> String {
         self.loads.fetch_add(1, Ordering::SeqCst);
         format!("book {id}")
+    }
+
+    #[cached]
+    fn find(&self, a: String, b: String, c: String, d: String, e: String) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("found {}", a.len() + b.len() + c.len() + d.len() + e.len())
     }
 }
 
@@ -159,8 +182,8 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     assert!(e.contains("l2") && e.contains("\"nope\""), "{e}");
 
     config::set(config(json!({
-        "actions": {"fetch": {"backend": "counting"}},
-        "services": {"books": {"actions": {"get_book": {"backend": "tiered", "l2": "counting"}}}}
+        "actions": {"fetch": {"backend": "counting"}, "afetch": {"backend": "counting"}},
+        "services": {"books": {"backend": "tiered", "l2": "counting"}}
     })))
     .unwrap();
 
@@ -236,4 +259,74 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
         4,
         "7, 8, 9, and 9 again"
     );
+
+    r.request("books/cache/clear", json!({})).await.unwrap();
+    fetch_cache().clear();
+    assert_eq!(store.len(), 0);
+
+    // A key so long that its escaped glob is past the pattern limit, deleted
+    // by text from the handler (every tenant): the store loses it anyway.
+    // Five arguments of 60 backslashes: each short enough to be written
+    // out (escaped, so doubled), the key text 600 bytes and more.
+    let arg = "\\".repeat(60);
+    let find = || {
+        books.find(
+            arg.clone(),
+            arg.clone(),
+            arg.clone(),
+            arg.clone(),
+            arg.clone(),
+        )
+    };
+    assert_eq!(find(), "found 300");
+    let text = Books::find_cache().keys(None, 10)[0].clone();
+    assert!(text.len() > 600, "{}", text.len());
+    assert_eq!(store.len(), 1);
+    let d = r
+        .request("books/cache/delete", json!({"key": text}))
+        .await
+        .unwrap();
+    assert_eq!(d["deleted"], 1);
+    assert_eq!(store.len(), 0, "the long key left the store too");
+    // A tenant with a name as long: its clear reaches the store.
+    let tenant = "t".repeat(1100);
+    cache_core::with_tenant(&tenant, || books.get_book(1));
+    assert_eq!(store.len(), 1);
+    r.request("books/cache/clear", json!({"tenant": tenant}))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 0, "the long tenant's entries left the store");
+
+    // A store that panics while removing: the invalidation waits and is
+    // retried; once the store works again it lands, and so do later ones.
+    fetch(10);
+    fetch(11);
+    assert_eq!(store.len(), 2);
+    store.panic_on_remove.store(true, Ordering::SeqCst);
+    fetch_cache().invalidate(&10);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(store.len(), 2, "nothing removed while it panics");
+    store.panic_on_remove.store(false, Ordering::SeqCst);
+    fetch_cache().invalidate(&11);
+    let t = std::time::Instant::now();
+    while store.len() != 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "retries stopped after a panic"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // A store that blocks its thread: an async call still answers within
+    // the store's deadline, by computing.
+    assert_eq!(afetch(1).await, "async item 1");
+    store.block_reads_ms.store(3000, Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    assert_eq!(afetch(2).await, "async item 2");
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(1500),
+        "an async call waited {:?} on a blocked store",
+        t.elapsed()
+    );
+    store.block_reads_ms.store(0, Ordering::SeqCst);
 }

@@ -177,7 +177,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let Some((tier, ns, k, fut)) = self.remote_lookup(key) else {
             return RemoteValue::Missing(None);
         };
-        let found = on_bridge(fut).await;
+        let wait = tier.remote.deadline() + tier.remote.lock_wait().unwrap_or_default() * 2;
+        let found = on_bridge(wait, fut).await;
         self.finish_lookup(&tier, &ns, &k, found)
     }
 
@@ -209,8 +210,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// Releases the lock across nodes, from async code.
     pub(crate) async fn remote_unlock(&self, key: &K, token: String) {
-        if let Some((_, f)) = self.unlock_future(key, token) {
-            on_bridge(f).await;
+        if let Some((wait, f)) = self.unlock_future(key, token) {
+            on_bridge(wait, f).await;
         }
     }
 
@@ -263,8 +264,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if !self.has_remote() {
             return;
         }
-        if let Some((_, w)) = self.remote_write(key, value, generation) {
-            on_bridge(w).await;
+        if let Some((wait, w)) = self.remote_write(key, value, generation) {
+            on_bridge(wait, w).await;
         }
     }
 

@@ -73,10 +73,6 @@ fn glob(s: &str) -> String {
     out
 }
 
-fn pattern(p: String) -> Result<Pattern, StoreError> {
-    Pattern::new(&p).map_err(|e| StoreError::Unsupported(e.to_string()))
-}
-
 impl StoreRemote {
     /// `store` as a tier named `name` (for logs), each operation bounded by
     /// `timeout`; with `broadcast`, invalidations reach the other nodes.
@@ -179,7 +175,15 @@ impl StoreRemote {
                     }
                     continue;
                 };
-                match me.run(&job).await {
+                // Its own task, so a store that panics is a failed attempt.
+                let attempt = {
+                    let (me, job) = (me.clone(), job.clone());
+                    tokio::spawn(async move { me.run(&job).await }).await
+                };
+                let outcome = attempt.unwrap_or_else(|e| {
+                    Err(StoreError::Unavailable(format!("the store failed: {e}")))
+                });
+                match outcome {
                     Ok(()) => {
                         me.queue.lock().pop_front();
                         me.pending.fetch_sub(1, Ordering::AcqRel);
@@ -195,7 +199,7 @@ impl StoreRemote {
         });
     }
 
-    fn removals(inv: &Invalidate) -> Result<Vec<Removal>, StoreError> {
+    fn removals(inv: &Invalidate) -> Vec<Removal> {
         // Every key of the cache is `svc:tenant:identity[~mask]:part`.
         let scope = inv
             .tenant
@@ -206,10 +210,16 @@ impl StoreRemote {
                 format!("{}:{}:*", glob(&inv.service_seg), glob(&s))
             })
             .unwrap_or_else(|| "*".to_string());
-        Ok(match &inv.op {
+        // A glob too long for a pattern (a long key or tenant, escaped)
+        // removes the whole cache instead: more than asked, never less.
+        let revoke = |p: String| match Pattern::new(&p) {
+            Ok(p) => Removal::Revoke(p),
+            Err(_) => Removal::Clear,
+        };
+        let one = match &inv.op {
             Op::Key(part) => match &inv.ns {
-                Some(ns) => vec![Removal::Delete(format!("{ns}:{part}"))],
-                None => vec![Removal::Revoke(pattern(format!("*:{}", glob(part)))?)],
+                Some(ns) => Removal::Delete(format!("{ns}:{part}")),
+                None => revoke(format!("*:{}", glob(part))),
             },
             Op::Pattern(p) => {
                 // The stored part is the text less the cache's prefix: a
@@ -219,12 +229,13 @@ impl StoreRemote {
                     .as_str()
                     .strip_prefix(inv.text_prefix.as_str())
                     .unwrap_or("*");
-                vec![Removal::Revoke(pattern(format!("{scope}:{rest}"))?)]
+                revoke(format!("{scope}:{rest}"))
             }
             // No tag sets here: the scope's entries go.
-            Op::Tag(_) | Op::Clear if inv.tenant.is_none() => vec![Removal::Clear],
-            Op::Tag(_) | Op::Clear => vec![Removal::Revoke(pattern(scope)?)],
-        })
+            Op::Tag(_) | Op::Clear if inv.tenant.is_none() => Removal::Clear,
+            Op::Tag(_) | Op::Clear => revoke(scope),
+        };
+        vec![one]
     }
 }
 
@@ -290,7 +301,7 @@ impl Remote for StoreRemote {
     }
 
     fn invalidate(self: Arc<Self>, inv: Invalidate) -> Result<(), StoreError> {
-        let removals = Self::removals(&inv)?;
+        let removals = Self::removals(&inv);
         let (kind, arg) = match &inv.op {
             Op::Key(part) => ("key", part.clone()),
             Op::Pattern(p) => ("pattern", p.as_str().to_owned()),

@@ -14,7 +14,7 @@ pub fn bridge() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("cache-store")
             .enable_all()
             .build()
@@ -35,9 +35,40 @@ pub fn block_on_bridge<T: Send + 'static>(
     rx.recv_timeout(deadline).ok()
 }
 
-/// Runs `fut` on the bridge runtime and awaits it, from async code.
+/// A runtime that only keeps time, so a deadline fires even while a store
+/// blocks the bridge's workers (and whatever runtime the caller has).
+fn timer() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cache-store-timer")
+            .enable_time()
+            .build()
+            .expect("the store timer starts")
+    })
+}
+
+/// Runs `fut` on the bridge runtime and awaits it from async code, at most
+/// `deadline`; `None` when it did not finish in time (or failed).
 pub async fn on_bridge<T: Send + 'static>(
+    deadline: Duration,
     fut: impl Future<Output = T> + Send + 'static,
 ) -> Option<T> {
-    bridge().spawn(fut).await.ok()
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let late = tx.clone();
+    bridge().spawn(async move {
+        let out = fut.await;
+        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(Some(out));
+        }
+    });
+    timer().spawn(async move {
+        tokio::time::sleep(deadline).await;
+        if let Some(tx) = late.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(None);
+        }
+    });
+    rx.await.ok().flatten()
 }
