@@ -86,6 +86,7 @@ pub mod __private {
     pub use crate::eviction::Eviction;
     pub use crate::key::{KeyArg, ViaHash, ViaKeyPart, ViaSerialize};
     pub use crate::namespace::{TenantId, current_tenant};
+    pub use crate::spec::Backend;
     pub use std::sync::OnceLock;
     pub use std::time::Duration;
 

@@ -326,6 +326,8 @@ pub struct Defaults {
     pub tti: Option<Duration>,
     /// Bound on entries, when set explicitly.
     pub capacity: Option<usize>,
+    /// Where values live, when the attribute says (`backend = "..."`).
+    pub backend: Option<Backend>,
 }
 
 /// The settings one cache runs with.
@@ -394,6 +396,7 @@ impl Config {
             keys: act.and_then(|a| a.keys.clone()),
             backend: act
                 .and_then(|a| a.backend.clone())
+                .or_else(|| code.backend.clone())
                 .or_else(|| svc.and_then(|s| s.backend.clone()))
                 .or_else(|| self.backend.clone())
                 .unwrap_or_default(),

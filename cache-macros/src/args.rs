@@ -4,7 +4,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, ExprArray, Lit, LitBool, LitInt, LitStr};
 
-const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction";
+const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction, backend";
 
 /// A duration given in the attribute, in milliseconds.
 #[derive(Clone, Copy)]
@@ -24,6 +24,8 @@ pub struct CachedArgs {
     pub unless: Option<Expr>,
     pub tags: Vec<LitStr>,
     pub eviction: Option<Eviction>,
+    /// Where values live unless configuration says otherwise.
+    pub backend: Option<LitStr>,
     /// Set by `#[cache_service]`: the service the action belongs to.
     pub service: Option<LitStr>,
     seen: Vec<String>,
@@ -122,6 +124,21 @@ impl CachedArgs {
                         }
                     }
                 }
+            }
+            "backend" => {
+                let s: LitStr = value(
+                    &meta,
+                    "backend",
+                    "a store's name: \"memory\", \"tiered\", \"redis\", \"disk\" or a registered one",
+                )?;
+                let v = s.value();
+                if v.trim().is_empty() || v.trim() != v {
+                    return Err(syn::Error::new(
+                        s.span(),
+                        "`backend` names a store: \"memory\", \"tiered\", \"redis\", \"disk\" or one registered with cache_core::backends::register",
+                    ));
+                }
+                self.backend = Some(s);
             }
             "__service" => self.service = Some(value(&meta, "__service", "a string")?),
             "eviction" => {

@@ -187,6 +187,10 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
         }
     });
     let enabled_flag = args.enabled;
+    let backend = args
+        .backend
+        .as_ref()
+        .map(|b| quote!(.backend(::cache_core::__private::Backend::named(#b))));
     let eviction = args.eviction.map(|e| {
         let variant = match e {
             crate::args::Eviction::Engine => quote!(Engine),
@@ -251,7 +255,7 @@ pub fn expand(args: CachedArgs, item: ItemFn) -> syn::Result<TokenStream> {
                     .remote_codec((&::cache_core::__private::CodecProbe::<#val>::new()).remote_codec())
                     .enabled(#enabled_flag)
                     #service_setup
-                    #capacity #eviction #ttl #tti #refresh_after
+                    #capacity #eviction #ttl #tti #refresh_after #backend
                     .store_if(__store_if)
                     #tags_fn
                     .register(true)

@@ -11,7 +11,32 @@ mod template;
 use proc_macro::TokenStream;
 
 /// Caches a function's or a method's results under a key derived from its
-/// arguments. See the `cache-core` crate documentation for the options.
+/// arguments, sync or async, with one computation per missed key however
+/// many callers wait on it.
+///
+/// ```ignore
+/// #[cached(ttl = 60)]
+/// fn get_user(id: u64) -> Result<User, DbError> { /* ... */ }
+/// ```
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `ttl` | none | time to live: integer seconds or `"500ms"`, `"2m"`, `"1h30m"` |
+/// | `tti` | none | expire after this long without a hit |
+/// | `capacity` | 10 000 | bound on entries |
+/// | `key` | `"<name>:{arg1}:{arg2}"` | key template over argument names (separated by `:`); arguments it leaves out are not part of the key |
+/// | `name` | the function's name | the action name in keys, configuration and the registry |
+/// | `enabled` | `true` | `false` turns caching off (configuration can turn it back on) |
+/// | `cache_errors` / `cache_none` | `false` | cache `Err` / `None` too |
+/// | `unless = <expr>` | | not stored when true; `result` is a reference to the return value |
+/// | `refresh = <duration>` | | refresh-ahead: past this age a hit returns the value and recomputes it once in the background |
+/// | `tags = ["user:{id}"]` | | tags over key arguments, for `invalidate_tag` |
+/// | `eviction = "lru" \| "lfu"` | the engine's own | sampled LRU or LFU instead of the engine's policy |
+/// | `backend = "<store>"` | `"memory"` | where values live: `"memory"`, `"tiered"`, `"redis"`, `"disk"` or a registered store; configuration wins over it |
+///
+/// Every misuse (an unknown option, a key template naming no argument, an
+/// argument that cannot be part of a key, a return type that cannot be
+/// cached) is a compile error at the offending token.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     // Left inert by a `#[cache_service]` that reported an error.

@@ -38,6 +38,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             tags: None,
             register: false,
             eviction: Eviction::Engine,
+            backend: None,
         }
     }
 
@@ -154,6 +155,14 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
+    /// Where values live unless configuration says otherwise; as
+    /// `backend = "..."` in configuration. It takes effect for a
+    /// [registered](Self::register) cache, which reads the configuration.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// Makes the cache reachable by name through the registry
     /// (`cache_core::registry()`), under the configuration in force.
     pub fn register(mut self, yes: bool) -> Self {
@@ -169,6 +178,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             ttl: self.ttl,
             tti: self.tti,
             capacity: self.capacity,
+            backend: self.backend.clone(),
         };
         let settings = Settings {
             enabled: self.enabled,

@@ -187,6 +187,7 @@ pub struct CacheBuilder<K, V> {
     tags: Option<fn(&K) -> Vec<String>>,
     register: bool,
     eviction: Eviction,
+    backend: Option<Backend>,
 }
 
 #[cfg(test)]
