@@ -43,7 +43,7 @@ use serde::Serialize;
 
 pub use crate::spec::{
     ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, Defaults, DiskOptions,
-    EventMapping, MAX_DURATION, ServiceConfig, Settings,
+    EventMapping, MAX_DURATION, RemoteOptions, ServiceConfig, Settings,
 };
 
 inventory::submit!(crate::cache::Registrar {
@@ -72,6 +72,27 @@ fn check_backends(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
             _ => {
                 crate::store::backends::open(&name, cfg).map_err(|e| invalid(&field, e))?;
             }
+        }
+    }
+    if let Some(r) = &cfg.remote {
+        let bad = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        if r.hash_keys {
+            r.hash_key().map_err(bad)?;
+        }
+        #[cfg(feature = "seal")]
+        if let Some(k) = &r.encryption_key {
+            crate::seal::Sealer::default()
+                .encryption_key_hex(k)
+                .map_err(|e| bad(format!("remote: {e}")))?;
+        }
+        #[cfg(not(feature = "seal"))]
+        if r.seals() {
+            return Err(bad(
+                "remote: compress_above and encryption_key need cache-core's `seal` feature".into(),
+            ));
         }
     }
     #[cfg(feature = "redis")]
@@ -183,6 +204,8 @@ impl ConfigSource {
 const TEXT_FIELDS: &[&str] = &[
     "admin__token",
     "disk__path",
+    "remote__hash_secret",
+    "remote__encryption_key",
     "redis__url",
     "redis__prefix",
     "redis__hash_secret",
@@ -209,6 +232,9 @@ fn env_key_known(key: &str) -> bool {
     match (top, inner) {
         ("admin", Some(f)) => fields::<AdminConfig>().iter().any(|x| x == f),
         ("disk", Some(f)) => fields::<crate::spec::DiskOptions>().iter().any(|x| x == f),
+        ("remote", Some(f)) => fields::<crate::spec::RemoteOptions>()
+            .iter()
+            .any(|x| x == f),
         #[cfg(feature = "redis")]
         ("redis", Some(f)) => fields::<crate::spec::RedisOptions>().iter().any(|x| x == f),
         _ => true,

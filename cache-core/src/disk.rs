@@ -280,7 +280,13 @@ fn open_configured(config: &crate::spec::Config) -> Result<Arc<dyn Remote>, Stor
         return Ok(r.clone());
     }
     let store = DiskStore::open(&path)?;
-    let remote = StoreRemote::new("disk", Arc::new(store), None, DISK_TIMEOUT);
+    let remote = StoreRemote::with_options(
+        "disk",
+        Arc::new(store),
+        None,
+        DISK_TIMEOUT,
+        &config.remote.clone().unwrap_or_default(),
+    )?;
     open.insert(path, remote.clone());
     Ok(remote)
 }

@@ -55,7 +55,7 @@ mod probe;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;
-#[cfg(feature = "redis")]
+#[cfg(feature = "seal")]
 pub mod seal;
 mod spec;
 pub mod stats;

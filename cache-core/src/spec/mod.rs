@@ -21,10 +21,12 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 
 #[cfg(feature = "redis")]
 mod redis;
+mod remote;
 mod values;
 
 #[cfg(feature = "redis")]
 pub use redis::{RedisOptions, redact_url};
+pub use remote::RemoteOptions;
 pub(crate) use values::secret_text;
 pub use values::{Backend, ConfigDuration, MAX_DURATION};
 
@@ -59,6 +61,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Where the disk store keeps its file, for `backend = "disk"`.
     pub disk: Option<DiskOptions>,
+    /// Keys and values in stores outside the process other than Redis:
+    /// hashing, compression, encryption.
+    pub remote: Option<RemoteOptions>,
     /// How to reach Redis, for the `redis` and `tiered` backends.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisOptions>,

@@ -26,6 +26,7 @@ use super::remote::{Gen, Invalidate, Lookup, Op, Remote};
 use super::{BoxFuture, Invalidation, Store, StoreError};
 use crate::codec::CodecError;
 use crate::pattern::{Pattern, push_glob_escaped};
+use crate::spec::RemoteOptions;
 
 /// One removal in the store, within a cache's namespace.
 #[derive(Clone, Debug)]
@@ -56,6 +57,11 @@ pub struct StoreRemote {
     pending: AtomicU64,
     draining: AtomicBool,
     undecodable: AtomicU64,
+    /// The key of `hash_keys` digests, when keys are hashed.
+    hash_key: Option<[u8; 32]>,
+    /// Compression and encryption of values, when configured.
+    #[cfg(feature = "seal")]
+    sealer: Option<crate::seal::Sealer>,
 }
 
 impl std::fmt::Debug for StoreRemote {
@@ -82,6 +88,43 @@ impl StoreRemote {
         broadcast: Option<Arc<dyn Broadcast>>,
         timeout: Duration,
     ) -> Arc<StoreRemote> {
+        Self::with_options(name, store, broadcast, timeout, &RemoteOptions::default())
+            .expect("the default options need nothing")
+    }
+
+    /// [`StoreRemote::new`], with keys hashed and values compressed or
+    /// encrypted as `opts` says. Options that cannot be used (a missing or
+    /// short secret, a bad key, sealing without the `seal` feature) are an
+    /// error.
+    pub fn with_options(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        broadcast: Option<Arc<dyn Broadcast>>,
+        timeout: Duration,
+        opts: &RemoteOptions,
+    ) -> Result<Arc<StoreRemote>, StoreError> {
+        let bad = StoreError::Unsupported;
+        let hash_key = if opts.hash_keys {
+            opts.hash_key().map_err(bad)?
+        } else {
+            None
+        };
+        #[cfg(feature = "seal")]
+        let sealer = if opts.seals() {
+            let s = crate::seal::Sealer::default().compress_above(opts.compress_above);
+            Some(match &opts.encryption_key {
+                Some(k) => s.encryption_key_hex(k).map_err(bad)?,
+                None => s,
+            })
+        } else {
+            None
+        };
+        #[cfg(not(feature = "seal"))]
+        if opts.seals() {
+            return Err(bad(
+                "remote: compress_above and encryption_key need cache-core's `seal` feature".into(),
+            ));
+        }
         let me = Arc::new(StoreRemote {
             name: name.into(),
             store,
@@ -94,6 +137,9 @@ impl StoreRemote {
             pending: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
+            hash_key,
+            #[cfg(feature = "seal")]
+            sealer,
         });
         if let Some(b) = broadcast {
             let weak = Arc::downgrade(&me);
@@ -107,7 +153,7 @@ impl StoreRemote {
                 }
             }));
         }
-        me
+        Ok(me)
     }
 
     /// Calls `f` with each invalidation another node publishes.
@@ -199,7 +245,30 @@ impl StoreRemote {
         });
     }
 
-    fn removals(inv: &Invalidate) -> Vec<Removal> {
+    /// The stored key of `key` in `ns`.
+    fn stored_key(&self, ns: &str, key: &str) -> String {
+        format!("{ns}:{}", Remote::token(self, key))
+    }
+
+    fn seal(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        #[cfg(feature = "seal")]
+        if let Some(s) = &self.sealer {
+            return Ok(s.seal(bytes, key.as_bytes())?);
+        }
+        let _ = key;
+        Ok(bytes)
+    }
+
+    fn open(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        #[cfg(feature = "seal")]
+        if let Some(s) = &self.sealer {
+            return s.open(&bytes, key.as_bytes());
+        }
+        let _ = key;
+        Ok(bytes)
+    }
+
+    fn removals(&self, inv: &Invalidate) -> Vec<Removal> {
         // Every key of the cache is `svc:tenant:identity[~mask]:part`.
         let scope = inv
             .tenant
@@ -218,8 +287,8 @@ impl StoreRemote {
         };
         let one = match &inv.op {
             Op::Key(part) => match &inv.ns {
-                Some(ns) => Removal::Delete(format!("{ns}:{part}")),
-                None => revoke(format!("*:{}", glob(part))),
+                Some(ns) => Removal::Delete(self.stored_key(ns, part)),
+                None => revoke(format!("*:{}", glob(&Remote::token(self, part)))),
             },
             Op::Pattern(p) => {
                 // The stored part is the text less the cache's prefix: a
@@ -241,6 +310,12 @@ impl StoreRemote {
 
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
+fn hashed_pattern(pattern: &Pattern) -> StoreError {
+    StoreError::Unsupported(format!(
+        "with hash_keys, the store holds keyed digests of keys: pattern {pattern} can only be `*` or an exact key"
+    ))
+}
+
 impl Remote for StoreRemote {
     fn name(&self) -> &str {
         &self.name
@@ -258,6 +333,29 @@ impl Remote for StoreRemote {
         self.timeout + Duration::from_millis(50)
     }
 
+    fn token(&self, text: &str) -> String {
+        match &self.hash_key {
+            Some(k) => {
+                let h = blake3::keyed_hash(k, text.as_bytes());
+                let mut out = String::with_capacity(33);
+                out.push('#');
+                for b in &h.as_bytes()[..16] {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{b:02x}");
+                }
+                out
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {
+        if self.hash_key.is_some() && pattern.as_str() != "*" && pattern.literal().is_none() {
+            return Err(hashed_pattern(pattern));
+        }
+        Ok(())
+    }
+
     fn lookup(
         self: Arc<Self>,
         cache: String,
@@ -268,11 +366,15 @@ impl Remote for StoreRemote {
             if self.has_pending_invalidations() {
                 return Lookup::Missing(None);
             }
-            match self
-                .bounded(self.store.get(&cache, &format!("{ns}:{key}")))
-                .await
-            {
-                Ok(Some(b)) => Lookup::Found(b),
+            let k = self.stored_key(&ns, &key);
+            match self.bounded(self.store.get(&cache, &k)).await {
+                Ok(Some(b)) => match self.open(&k, b) {
+                    Ok(b) => Lookup::Found(b),
+                    Err(e) => {
+                        Remote::undecodable(&*self, &ns, &key, &e);
+                        Lookup::Missing(None)
+                    }
+                },
                 Ok(None) => Lookup::Missing(None),
                 Err(e) => {
                     tracing::debug!(store = %self.name, "read failed, a miss: {e}");
@@ -293,19 +395,36 @@ impl Remote for StoreRemote {
         _generation: Gen,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let k = format!("{ns}:{key}");
+            let k = self.stored_key(&ns, &key);
+            let bytes = match self.seal(&k, bytes) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(store = %self.name, "value not stored: {e}");
+                    return;
+                }
+            };
             if let Err(e) = self.bounded(self.store.set(&cache, &k, bytes, ttl)).await {
                 tracing::debug!(store = %self.name, "write failed, not stored: {e}");
             }
         })
     }
 
-    fn invalidate(self: Arc<Self>, inv: Invalidate) -> Result<(), StoreError> {
-        let removals = Self::removals(&inv);
+    fn invalidate(self: Arc<Self>, mut inv: Invalidate) -> Result<(), StoreError> {
+        if self.hash_key.is_some()
+            && let Op::Pattern(p) = &inv.op
+        {
+            // Hashed keys: an exact key is its digest; anything else but
+            // `*` (a clear, by then) cannot be selected.
+            inv.op = match p.literal() {
+                Some(text) => Op::Key(super::remote::part_of(text, &inv.text_prefix)),
+                None => return Err(hashed_pattern(p)),
+            };
+        }
+        let removals = self.removals(&inv);
         let (kind, arg) = match &inv.op {
-            Op::Key(part) => ("key", part.clone()),
+            Op::Key(part) => ("key", Remote::token(&*self, part)),
             Op::Pattern(p) => ("pattern", p.as_str().to_owned()),
-            Op::Tag(t) => ("tag", t.clone()),
+            Op::Tag(t) => ("tag", Remote::token(&*self, t)),
             Op::Clear => ("clear", String::new()),
         };
         let job = Job {

@@ -43,7 +43,9 @@ inventory::collect!(Factory);
 struct Registered {
     store: Arc<dyn Store>,
     broadcast: Option<Arc<dyn Broadcast>>,
-    remote: OnceLock<Arc<StoreRemote>>,
+    /// The tier over it, made when configuration first names it (with the
+    /// `[remote]` options then in force).
+    remote: Mutex<Option<Arc<StoreRemote>>>,
 }
 
 fn registry() -> &'static Mutex<BTreeMap<String, Arc<Registered>>> {
@@ -94,7 +96,7 @@ fn add(
         Arc::new(Registered {
             store,
             broadcast,
-            remote: OnceLock::new(),
+            remote: Mutex::new(None),
         }),
     );
     Ok(())
@@ -153,13 +155,20 @@ pub fn open(name: &str, config: &Config) -> Result<Arc<dyn Remote>, StoreError> 
     let reg = registry().lock().get(name).cloned();
     match reg {
         Some(r) => {
-            let remote = r.remote.get_or_init(|| {
-                let remote =
-                    StoreRemote::new(name, r.store.clone(), r.broadcast.clone(), STORE_TIMEOUT);
-                remote.on_invalidation(super::deliver_invalidation);
-                remote
-            });
-            Ok(remote.clone())
+            let mut slot = r.remote.lock();
+            if let Some(remote) = &*slot {
+                return Ok(remote.clone());
+            }
+            let remote = StoreRemote::with_options(
+                name,
+                r.store.clone(),
+                r.broadcast.clone(),
+                STORE_TIMEOUT,
+                &config.remote.clone().unwrap_or_default(),
+            )?;
+            remote.on_invalidation(super::deliver_invalidation);
+            *slot = Some(remote.clone());
+            Ok(remote)
         }
         None => Err(unknown(name)),
     }
