@@ -16,6 +16,7 @@ const HEADER: usize = 9;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Fewer bytes than an envelope header.
     #[error("encoded value is {0} bytes, shorter than the {HEADER}-byte header")]

@@ -6,6 +6,7 @@ use crate::store::StoreError;
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
     /// No live cache has this name.
     #[error(

@@ -9,6 +9,7 @@ use crate::key::render_with;
 
 /// What happened to an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventKind {
     /// A lookup found a live entry.
     Hit,

@@ -18,6 +18,7 @@ use quick_cache::DefaultHashBuilder;
 
 /// How a full cache picks what to evict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Eviction {
     /// The engine's own policy (fastest; scan-resistant).
     #[default]

@@ -26,14 +26,18 @@
 //! - [`pattern`]: Redis-compatible glob patterns.
 //! - [`stats`], [`events`]: counters and listeners.
 //! - [`eviction`]: the engine's own policy, or sampled LRU and LFU.
-//! - [`registry`]: reaching caches by name; service handlers and events.
+//! - [`registry`](mod@registry): reaching caches by name; service handlers and events.
 //! - [`config`]: layered configuration from files and `CACHE_*` variables.
 //! - [`namespace`]: tenants and quotas.
 //! - `http` (feature `http`): the admin API as an axum router.
-//! - `redis`, `seal` (feature `redis`): the Redis store, tiering, sealing.
-//! - [`store`], [`codec`]: byte stores for values that leave the process.
+//! - `redis` (feature `redis`): the Redis store; `seal` (feature `seal`,
+//!   which `redis` enables): compression and encryption of values.
+//! - `disk` (feature `disk`): the redb store, warm after a restart.
+//! - [`store`], [`backends`], [`codec`]: byte stores for values that leave
+//!   the process, the tier's view of them, and stores by name.
 //! - [`clock`]: the system clock and a manual one for tests.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -41,21 +45,25 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "disk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub mod disk;
 pub mod error;
 pub mod events;
 pub mod eviction;
 mod flight;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod key;
 pub mod namespace;
 pub mod pattern;
 mod probe;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
 #[cfg(feature = "seal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
 pub mod seal;
 mod spec;
 pub mod stats;

@@ -18,6 +18,7 @@ pub const MAX_PATTERN_LEN: usize = 1024;
 
 /// Why a pattern was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatternError {
     /// The pattern is longer than [`MAX_PATTERN_LEN`].
     #[error("pattern is {len} bytes long; the limit is {MAX_PATTERN_LEN}")]

@@ -135,6 +135,7 @@ impl Counters {
 
 /// A snapshot of one cache's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Lookups that found a live entry.
     pub hits: u64,

@@ -15,6 +15,7 @@
 //! - [`emulator`]: the test device, the real MicroPython VM (WebAssembly)
 //!   behind a small Node launcher in `cache-device/emulator`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod deploy_cache;
@@ -28,6 +29,7 @@ pub use deploy_cache::{DeployCache, DeployCacheConfig, DeployEntry, DeployStats,
 pub use device::Capabilities;
 pub use emulator::{Emulator, EmulatorOptions, EmulatorSession, Firmware, PasteSupport};
 #[cfg(feature = "serial")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
 pub use repl::SerialRepl;
 pub use repl::{Output, RawPaste, RawRepl, ReplError, TcpRepl};
 pub use session::{DeviceError, DeviceHandle, DeviceSession, IntoCode};

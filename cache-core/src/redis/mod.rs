@@ -75,6 +75,7 @@ fn scrub(text: String, url: &str) -> String {
 
 /// Counters of one store's traffic and trouble.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RemoteStats {
     /// Reads that found a value.
     pub hits: u64,

@@ -33,6 +33,7 @@ pub use values::{Backend, ConfigDuration, MAX_DURATION};
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// The system-wide switch.
     pub enabled: Option<bool>,
@@ -81,6 +82,7 @@ pub struct DiskOptions {
 /// One service's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// The service's switch.
     pub enabled: Option<bool>,
@@ -105,6 +107,7 @@ pub struct ServiceConfig {
 /// One action's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ActionConfig {
     /// The action's switch.
     pub enabled: Option<bool>,
@@ -127,6 +130,7 @@ pub struct ActionConfig {
 /// filled from the event's payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EventMapping {
     /// The event's name, such as `user.updated`.
     pub event: String,
@@ -170,6 +174,7 @@ pub struct Defaults {
 
 /// The settings one cache runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Settings {
     /// Whether it caches at all.
     pub enabled: bool,
@@ -328,6 +333,7 @@ impl Config {
 
 /// Why configuration could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file does not exist or cannot be read.
     #[error("cannot read configuration file {path}: {message}")]
