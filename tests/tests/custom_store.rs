@@ -161,6 +161,17 @@ impl Books {
     }
 }
 
+/// Waits until invalidations made from async code (queued, so as not to
+/// hold a runtime thread) have reached the store.
+fn settle() {
+    let remote = backends::open("counting", &config::current()).unwrap();
+    let t = std::time::Instant::now();
+    while remote.has_pending_invalidations() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "stuck");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 fn config(v: serde_json::Value) -> Config {
     serde_json::from_value(v).unwrap()
 }
@@ -210,6 +221,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     assert_eq!(overridden(5), 5);
     assert_eq!(overridden_cache().backend(), Backend::Memory);
     by_attribute_cache().clear();
+    settle();
     let base = store.count();
 
     // Alone: every call reads the store, nothing stays in the process.
@@ -231,6 +243,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
 
     // Invalidate reaches it.
     fetch_cache().invalidate(&1);
+    settle();
     assert_eq!(store.count()[2] - base[2], 1, "one delete");
     assert_eq!(store.len(), 0);
     assert_eq!(fetch(1), "item 1");
@@ -244,6 +257,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     fetch(2);
     assert_eq!(store.len(), 2);
     fetch_cache().revoke_str("fetch:*").unwrap();
+    settle();
     assert!(store.count()[3] >= 1, "{:?}", store.count());
     assert_eq!(store.len(), 0, "the pattern removed both");
 
@@ -251,6 +265,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     fetch(3);
     assert_eq!(store.len(), 1);
     fetch_cache().clear();
+    settle();
     assert!(store.count()[4] >= 1, "{:?}", store.count());
     assert_eq!(store.len(), 0);
 
@@ -271,15 +286,18 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     r.request("books/cache/delete", json!({"key": "get_book:7"}))
         .await
         .unwrap();
+    settle();
     assert_eq!(store.len(), 0, "delete reached the store");
     books.get_book(8);
     assert_eq!(store.len(), 1);
     r.request("books/cache/revoke", json!({"pattern": "get_book:*"}))
         .await
         .unwrap();
+    settle();
     assert_eq!(store.len(), 0, "revoke reached the store");
     books.get_book(9);
     r.request("books/cache/clear", json!({})).await.unwrap();
+    settle();
     assert_eq!(store.len(), 0, "clear reached the store");
     assert!(Books::get_book_cache().is_empty());
     assert_eq!(books.get_book(9), "book 9");
@@ -291,6 +309,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
 
     r.request("books/cache/clear", json!({})).await.unwrap();
     fetch_cache().clear();
+    settle();
     assert_eq!(store.len(), 0);
 
     // A key so long that its escaped glob is past the pattern limit, deleted
@@ -316,6 +335,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
         .await
         .unwrap();
     assert_eq!(d["deleted"], 1);
+    settle();
     assert_eq!(store.len(), 0, "the long key left the store too");
     // A tenant with a name as long: its clear reaches the store.
     let tenant = "t".repeat(1100);
@@ -324,6 +344,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     r.request("books/cache/clear", json!({"tenant": tenant}))
         .await
         .unwrap();
+    settle();
     assert_eq!(store.len(), 0, "the long tenant's entries left the store");
 
     // A store that panics while removing: the invalidation waits and is

@@ -370,6 +370,61 @@ fn an_invalidation_during_a_pause_is_not_lost() {
     eventually("B to drop its copy", || !b.contains_key(&K));
 }
 
+/// An invalidation made on a one-thread runtime while Redis is paused
+/// returns at once and leaves the runtime running; it lands when Redis is
+/// back, and nothing stale is read meanwhile.
+#[test]
+fn an_async_invalidation_never_blocks_its_runtime_while_redis_is_paused() {
+    let server = RedisServer::start();
+    let short = |o: &mut RedisOptions| o.timeout_ms = 100;
+    let (a, sa) = node_opts(&server, Backend::Tiered, short);
+    eventually("A to subscribe", || sa.is_subscribed());
+    assert_eq!(a.get_or_insert_with(K, || "v1".into()), "v1");
+
+    server.cli(&["CLIENT", "PAUSE", "1500", "ALL"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                t.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        let before = ticks.load(Ordering::SeqCst);
+        assert!(a.invalidate(&K));
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "invalidate held the runtime's only thread for {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            ticks.load(Ordering::SeqCst) >= before + 5,
+            "the runtime did not run meanwhile"
+        );
+        assert!(sa.has_pending_invalidations(), "the remote part waits");
+        ticker.abort();
+    });
+    // Nothing stale meanwhile, and the invalidation lands after the pause.
+    assert_eq!(a.get_or_insert_with(K, || "v2".into()), "v2");
+    eventually("the pending invalidation to land", || {
+        !sa.has_pending_invalidations()
+    });
+    let (c, _) = node_opts(&server, Backend::Tiered, |_| {});
+    assert_ne!(
+        c.get_or_insert_with(K, || "fresh".into()),
+        "v1",
+        "no node reads the invalidated value"
+    );
+}
+
 #[test]
 fn tags_reach_redis_and_every_node() {
     let server = RedisServer::start();

@@ -60,6 +60,12 @@ pub trait ErasedCache: Send + Sync {
     fn apply_remote(&self, msg: &Invalidation);
     /// Checks that `config` fits this cache, changing nothing.
     fn check(&self, config: &Config) -> Result<(), ConfigError>;
+    /// Completes once the invalidations this cache sent outside the process
+    /// have landed (at most the store's deadline, four times), without
+    /// holding a thread: what an async caller awaits after invalidating.
+    fn settled(&self) -> crate::store::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
     /// Applies configuration; an error changes nothing.
     fn apply(&self, config: &Config) -> Result<(), ConfigError>;
 }
@@ -111,6 +117,22 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
         );
         self.check_backend(&s)?;
         self.key_mask_for(&s).map(|_| ())
+    }
+    fn settled(&self) -> crate::store::BoxFuture<'static, ()> {
+        let Some(t) = self.tier() else {
+            return Box::pin(async {});
+        };
+        let remote = t.remote.clone();
+        let wait = remote.deadline() * 4;
+        Box::pin(async move {
+            // On the bridge, which keeps time whatever the caller's runtime.
+            crate::store::bridge::on_bridge(wait, async move {
+                while remote.has_pending_invalidations() {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+        })
     }
     fn apply(&self, config: &Config) -> Result<(), ConfigError> {
         Inner::apply(self, config)

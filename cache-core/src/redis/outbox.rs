@@ -22,6 +22,19 @@ impl RedisStore {
             self.retry_soon();
             return false;
         }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // A runtime's worker must not wait for Redis: the job runs on
+            // the bridge, and this node reads nothing from Redis until it
+            // is applied.
+            let (me, job) = (self.clone(), job.clone());
+            bridge().spawn(async move {
+                match tokio::spawn(job(me.clone())).await {
+                    Ok(Ok(())) => me.done(&job),
+                    _ => me.retry_soon(),
+                }
+            });
+            return false;
+        }
         if let Some(Ok(())) = block_on_bridge(wait, job(self.clone())) {
             self.done(&job);
             return true;
@@ -57,7 +70,8 @@ impl RedisStore {
                     let Some(job) = store.outbox.lock().front().cloned() else {
                         break;
                     };
-                    if job(store.clone()).await.is_err() {
+                    // Its own task, so a job that panics is a failed attempt.
+                    if !matches!(tokio::spawn(job(store.clone())).await, Ok(Ok(()))) {
                         break;
                     }
                     store.done(&job);

@@ -78,6 +78,10 @@ impl Remote for RedisStore {
         self.remote_key(ns, key)
     }
 
+    fn has_pending_invalidations(&self) -> bool {
+        RedisStore::has_pending_invalidations(self)
+    }
+
     fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {
         if self.opts.hash_keys && pattern.as_str() != "*" && pattern.literal().is_none() {
             return Err(hashed_pattern_error(pattern));

@@ -86,6 +86,9 @@ impl Registry {
             removed,
             "event {event}: {removed} entries invalidated"
         );
+        for c in self.all() {
+            c.settled().await;
+        }
         Ok(removed)
     }
 }

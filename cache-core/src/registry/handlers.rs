@@ -16,7 +16,15 @@ impl Registry {
         path: &str,
         body: Value,
     ) -> Result<Value, CacheError> {
-        self.handle(caller, path, body)
+        let out = self.handle(caller, path, body)?;
+        // What a mutation removed has left the stores outside the process
+        // when the answer comes (awaited, not blocking a thread).
+        if let Some((service, _)) = path.split_once('/') {
+            for c in self.service_caches(service) {
+                c.settled().await;
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn handle(

@@ -161,12 +161,6 @@ impl StoreRemote {
         self.handlers.write().push(Arc::new(f));
     }
 
-    /// Whether invalidations wait to be applied (the store serves no reads
-    /// meanwhile).
-    pub fn has_pending_invalidations(&self) -> bool {
-        self.pending.load(Ordering::Acquire) != 0
-    }
-
     /// Stored values that did not decode, read as misses.
     pub fn undecodable(&self) -> u64 {
         self.undecodable.load(Ordering::Relaxed)
@@ -349,6 +343,10 @@ impl Remote for StoreRemote {
         }
     }
 
+    fn has_pending_invalidations(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0
+    }
+
     fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {
         if self.hash_key.is_some() && pattern.as_str() != "*" && pattern.literal().is_none() {
             return Err(hashed_pattern(pattern));
@@ -438,8 +436,9 @@ impl Remote for StoreRemote {
                 tenant: inv.tenant,
             },
         };
-        // Behind queued ones, in order; else at once, waiting a bounded time.
-        if !self.has_pending_invalidations() {
+        // Behind queued ones, in order; else at once, waiting a bounded time
+        // (but never on a runtime's worker: queued, it runs on the bridge).
+        if !self.has_pending_invalidations() && tokio::runtime::Handle::try_current().is_err() {
             let me = self.clone();
             let attempt = job.clone();
             let done = block_on_bridge(self.deadline() * 4, async move { me.run(&attempt).await });

@@ -156,6 +156,11 @@ pub trait Remote: Send + Sync + 'static {
     /// retried in order, and the store serves no reads meanwhile. An error
     /// means it cannot be done at all, and nothing was.
     fn invalidate(self: Arc<Self>, inv: Invalidate) -> Result<(), StoreError>;
+    /// Whether invalidations wait to be applied (the store serves this
+    /// node no reads meanwhile).
+    fn has_pending_invalidations(&self) -> bool {
+        false
+    }
     /// Counts and logs a stored value that does not decode; it reads as a
     /// miss.
     fn undecodable(&self, ns: &str, key: &str, error: &CodecError);
