@@ -136,7 +136,9 @@ pub fn system_now_ms() -> u64 {
 ///
 /// For tests of caches built with [`Clock::System`], such as those of
 /// `#[cached]` functions. It affects every cache in the process, so keep such
-/// tests in a test binary of their own.
+/// tests in a test binary of their own. Feature `test-util`.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub fn freeze_system_clock() {
     start_system_clock();
     FROZEN.store(true, Ordering::Relaxed);
@@ -145,6 +147,9 @@ pub fn freeze_system_clock() {
 }
 
 /// Moves a frozen system clock forward; see [`freeze_system_clock`].
+/// Feature `test-util`.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub fn advance_system_clock(by: Duration) {
     start_system_clock();
     NOW.fetch_add(by.as_millis() as u64, Ordering::Relaxed);

@@ -12,7 +12,7 @@
 //!   code hash: checksummed files, an LRU bound, expiry, compaction, stats;
 //! - [`session`]: one device; deploys a method once, then only invokes it,
 //!   and redeploys from the cache after a reset or reconnect;
-//! - [`emulator`]: the test device, the real MicroPython VM (WebAssembly)
+//! - `emulator` (feature `test-util`): the test device, the real MicroPython VM (WebAssembly)
 //!   behind a small Node launcher in `cache-device/emulator`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -20,6 +20,8 @@
 
 pub mod deploy_cache;
 pub mod device;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod emulator;
 pub mod repl;
 pub mod session;
@@ -27,6 +29,7 @@ mod wire;
 
 pub use deploy_cache::{DeployCache, DeployCacheConfig, DeployEntry, DeployStats, MethodCacheKey};
 pub use device::Capabilities;
+#[cfg(feature = "test-util")]
 pub use emulator::{Emulator, EmulatorOptions, EmulatorSession, Firmware, PasteSupport};
 #[cfg(feature = "serial")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
