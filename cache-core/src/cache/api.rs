@@ -156,7 +156,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         }
     }
 
-    /// Puts this cache in front of `store` (a [`RedisStore`](crate::redis),
+    /// Puts this cache in front of `store` (a `RedisStore`,
     /// a [`StoreRemote`](crate::StoreRemote) over any store, ...):
     /// `Tiered` keeps values here and there, any other remote backend only
     /// there, `Memory` detaches it. Invalidations that other nodes publish
