@@ -16,6 +16,8 @@
 //! memory; the file is rewritten at most once per `access_flush`.
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::recency::Entries;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -209,7 +211,7 @@ enum FileError {
 pub struct DeployCache {
     cfg: DeployCacheConfig,
     clock: Clock,
-    entries: Mutex<HashMap<String, DeployEntry>>,
+    entries: Mutex<Entries>,
     hits: AtomicU64,
     misses: AtomicU64,
     deploys: AtomicU64,
@@ -263,7 +265,7 @@ impl DeployCache {
             .as_ref()
             .map(|k| blake3::derive_key("cache-device deployment cache mac v1", k.as_bytes()));
         let cache = DeployCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             deploys: AtomicU64::new(0),
@@ -335,12 +337,7 @@ impl DeployCache {
         {
             let mut entries = self.entries.lock();
             while entries.len() > self.cfg.max_entries.max(1) {
-                let Some(oldest) = entries
-                    .iter()
-                    .filter(|(k, _)| Some(k.as_str()) != keep)
-                    .min_by_key(|(_, e)| e.last_accessed)
-                    .map(|(k, _)| k.clone())
-                else {
+                let Some(oldest) = entries.oldest_except(keep) else {
                     break;
                 };
                 entries.remove(&oldest);
@@ -419,10 +416,7 @@ impl DeployCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let e = entries.get_mut(&id).expect("checked");
-        e.last_accessed = now;
-        e.access_count += 1;
-        let out = e.clone();
+        let out = entries.touch(&id, now).expect("checked");
         drop(entries);
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.saved_ms
@@ -454,7 +448,7 @@ impl DeployCache {
 
     /// Removes every entry; returns how many there were.
     pub fn clear(&self) -> usize {
-        let ids: Vec<String> = self.entries.lock().drain().map(|(k, _)| k).collect();
+        let ids: Vec<String> = self.entries.lock().drain();
         for id in &ids {
             self.remove_file(id);
         }

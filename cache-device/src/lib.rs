@@ -23,6 +23,7 @@ pub mod device;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod emulator;
+mod recency;
 pub mod repl;
 pub mod session;
 mod wire;
