@@ -211,7 +211,7 @@ enum FileError {
 pub struct DeployCache {
     cfg: DeployCacheConfig,
     clock: Clock,
-    entries: Mutex<Entries>,
+    entries: Mutex<Entries<DeployEntry>>,
     hits: AtomicU64,
     misses: AtomicU64,
     deploys: AtomicU64,
@@ -316,7 +316,7 @@ impl DeployCache {
                     Ok(e) => {
                         let id = e.key.id();
                         cache.flushed.lock().insert(id.clone(), e.last_accessed);
-                        cache.entries.lock().insert(id, e);
+                        cache.entries.lock().insert(id, e.last_accessed, e);
                     }
                     Err(why) => {
                         tracing::warn!("dropping deployment cache entry {}: {why}", path.display());
@@ -416,7 +416,10 @@ impl DeployCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let out = entries.touch(&id, now).expect("checked");
+        let e = entries.touch(&id, now).expect("checked");
+        e.last_accessed = now;
+        e.access_count += 1;
+        let out = e.clone();
         drop(entries);
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.saved_ms
@@ -433,7 +436,9 @@ impl DeployCache {
     pub fn put(&self, entry: DeployEntry) {
         let id = entry.key.id();
         self.deploys.fetch_add(1, Ordering::Relaxed);
-        self.entries.lock().insert(id.clone(), entry.clone());
+        self.entries
+            .lock()
+            .insert(id.clone(), entry.last_accessed, entry.clone());
         self.enforce_bound(Some(&id));
         self.write_file(&entry);
     }

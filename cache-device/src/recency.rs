@@ -1,58 +1,64 @@
-//! The deployment cache's entries with their order of use, so the bound on
-//! entries drops the least recently used one without scanning them all.
+//! Entries with their order of use, so a bound on entries drops the least
+//! recently used one without scanning them all (the deployment cache's).
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::deploy_cache::DeployEntry;
-
-/// Entries by id, and `(last_accessed, id)` in order.
-#[derive(Default)]
-pub(crate) struct Entries {
-    map: HashMap<String, DeployEntry>,
+/// Entries by id with the time each was last used, and `(time, id)` in
+/// order.
+pub(crate) struct Entries<E> {
+    map: HashMap<String, (u64, E)>,
     order: BTreeSet<(u64, String)>,
 }
 
-impl Entries {
+impl<E> Default for Entries<E> {
+    fn default() -> Self {
+        Entries {
+            map: HashMap::new(),
+            order: BTreeSet::new(),
+        }
+    }
+}
+
+impl<E> Entries<E> {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<&DeployEntry> {
-        self.map.get(id)
+    pub(crate) fn get(&self, id: &str) -> Option<&E> {
+        self.map.get(id).map(|(_, e)| e)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &DeployEntry)> {
-        self.map.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &E)> {
+        self.map.iter().map(|(k, (_, e))| (k, e))
     }
 
-    pub(crate) fn values(&self) -> impl Iterator<Item = &DeployEntry> {
-        self.map.values()
+    pub(crate) fn values(&self) -> impl Iterator<Item = &E> {
+        self.map.values().map(|(_, e)| e)
     }
 
-    /// Inserts or replaces the entry `id`.
-    pub(crate) fn insert(&mut self, id: String, e: DeployEntry) {
-        if let Some(old) = self.map.get(&id) {
-            self.order.remove(&(old.last_accessed, id.clone()));
+    /// Inserts or replaces the entry `id`, last used `at`.
+    pub(crate) fn insert(&mut self, id: String, at: u64, e: E) {
+        if let Some((old, _)) = self.map.get(&id) {
+            self.order.remove(&(*old, id.clone()));
         }
-        self.order.insert((e.last_accessed, id.clone()));
-        self.map.insert(id, e);
+        self.order.insert((at, id.clone()));
+        self.map.insert(id, (at, e));
     }
 
     /// Removes the entry `id`.
-    pub(crate) fn remove(&mut self, id: &str) -> Option<DeployEntry> {
-        let e = self.map.remove(id)?;
-        self.order.remove(&(e.last_accessed, id.to_owned()));
+    pub(crate) fn remove(&mut self, id: &str) -> Option<E> {
+        let (at, e) = self.map.remove(id)?;
+        self.order.remove(&(at, id.to_owned()));
         Some(e)
     }
 
-    /// Marks `id` used at `now`; returns the updated entry.
-    pub(crate) fn touch(&mut self, id: &str, now: u64) -> Option<DeployEntry> {
-        let e = self.map.get_mut(id)?;
-        self.order.remove(&(e.last_accessed, id.to_owned()));
-        e.last_accessed = now;
-        e.access_count += 1;
-        self.order.insert((now, id.to_owned()));
-        Some(e.clone())
+    /// Marks `id` used `at`; the entry, for the caller to update.
+    pub(crate) fn touch(&mut self, id: &str, at: u64) -> Option<&mut E> {
+        let (old, e) = self.map.get_mut(id)?;
+        self.order.remove(&(*old, id.to_owned()));
+        *old = at;
+        self.order.insert((at, id.to_owned()));
+        Some(e)
     }
 
     /// The least recently used id other than `keep`.
@@ -76,36 +82,20 @@ mod tests {
 
     #[test]
     fn the_order_follows_inserts_touches_and_removals() {
-        let e = |t: u64| DeployEntry {
-            key: crate::deploy_cache::MethodCacheKey {
-                device_type: "d".into(),
-                firmware: "f".into(),
-                signature: "s".into(),
-                code_hash: "h".into(),
-            },
-            code: String::new(),
-            method_name: "m".into(),
-            deployed_at: 0,
-            last_accessed: t,
-            access_count: 0,
-            deployment_ms: 0,
-            status: crate::deploy_cache::Status::Deployed,
-            metadata: Default::default(),
-        };
-        let mut m = Entries::default();
-        m.insert("a".into(), e(1));
-        m.insert("b".into(), e(2));
-        m.insert("c".into(), e(3));
+        let mut m: Entries<&str> = Entries::default();
+        m.insert("a".into(), 1, "A");
+        m.insert("b".into(), 2, "B");
+        m.insert("c".into(), 3, "C");
         assert_eq!(m.oldest_except(None).as_deref(), Some("a"));
         assert_eq!(m.oldest_except(Some("a")).as_deref(), Some("b"));
-        m.touch("a", 10);
+        assert_eq!(m.touch("a", 10).map(|e| *e), Some("A"));
         assert_eq!(m.oldest_except(None).as_deref(), Some("b"));
-        m.insert("b".into(), e(20));
+        m.insert("b".into(), 20, "B2");
+        assert_eq!(m.get("b"), Some(&"B2"));
         assert_eq!(m.oldest_except(None).as_deref(), Some("c"));
-        m.remove("c");
+        assert_eq!(m.remove("c"), Some("C"));
         assert_eq!(m.oldest_except(None).as_deref(), Some("a"));
-        assert_eq!(m.len(), 2);
-        assert_eq!(m.order.len(), 2, "no stale order entries");
+        assert_eq!((m.len(), m.order.len()), (2, 2), "no stale order entries");
         assert_eq!(m.drain().len(), 2);
         assert!(m.oldest_except(None).is_none());
     }
