@@ -384,16 +384,7 @@ impl RedisStore {
     /// or with `hash_keys` `#` and a 128-bit keyed digest of it.
     pub fn key_token(&self, key: &str) -> String {
         match &self.hash_key {
-            Some(k) if self.opts.hash_keys => {
-                let h = blake3::keyed_hash(k, key.as_bytes());
-                let mut out = String::with_capacity(33);
-                out.push('#');
-                for b in &h.as_bytes()[..16] {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "{b:02x}");
-                }
-                out
-            }
+            Some(k) if self.opts.hash_keys => crate::store::remote::keyed_token(k, key),
             _ => key.to_owned(),
         }
     }

@@ -329,16 +329,7 @@ impl Remote for StoreRemote {
 
     fn token(&self, text: &str) -> String {
         match &self.hash_key {
-            Some(k) => {
-                let h = blake3::keyed_hash(k, text.as_bytes());
-                let mut out = String::with_capacity(33);
-                out.push('#');
-                for b in &h.as_bytes()[..16] {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "{b:02x}");
-                }
-                out
-            }
+            Some(k) => super::remote::keyed_token(k, text),
             None => text.to_owned(),
         }
     }

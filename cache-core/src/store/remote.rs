@@ -82,6 +82,19 @@ pub fn part_of(text: &str, prefix: &str) -> String {
     }
 }
 
+/// What stands for `text` outside the process when keys are hashed: `#`
+/// and 128 bits of its blake3 digest keyed with `key`.
+pub fn keyed_token(key: &[u8; 32], text: &str) -> String {
+    use std::fmt::Write as _;
+    let h = blake3::keyed_hash(key, text.as_bytes());
+    let mut out = String::with_capacity(33);
+    out.push('#');
+    for b in &h.as_bytes()[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// The key text a stored part stands for; see [`part_of`].
 pub fn text_of(part: &str, prefix: &str) -> String {
     match part.strip_prefix("\\!") {
