@@ -18,6 +18,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::recency::Entries;
+
+mod files;
+mod format;
+
+use format::{decode, encode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,13 +30,6 @@ use std::time::Duration;
 use cache_core::Clock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-
-const MAGIC: &[u8; 4] = b"MPDC";
-const FORMAT: u8 = 1;
-const COMPRESSED: u8 = 1;
-/// The 32 bytes after the flags are a keyed MAC, not a plain checksum.
-const KEYED: u8 = 2;
-const HEADER: usize = 4 + 1 + 1 + 32;
 
 /// What a deployment is keyed on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,29 +182,6 @@ pub struct DeployStats {
     pub read_errors: u64,
 }
 
-/// Why an entry file could not be read.
-#[derive(Debug, thiserror::Error)]
-enum FileError {
-    #[error("too short ({0} bytes)")]
-    Truncated(usize),
-    #[error("not a deployment cache file")]
-    Magic,
-    #[error("format {0}, this build reads {FORMAT}")]
-    Format(u8),
-    #[error("checksum mismatch")]
-    Checksum,
-    #[error("its MAC does not verify with this cache's mac_key (written by someone else?)")]
-    Mac,
-    #[error("it has no MAC, and this cache requires one (mac_key is set)")]
-    Unkeyed,
-    #[error("it has a MAC, and this cache has no mac_key to check it")]
-    NoKey,
-    #[error("its code does not hash to its code_hash")]
-    CodeHash,
-    #[error("{0}")]
-    Decode(String),
-}
-
 /// Deployed code by [`MethodCacheKey`], in memory and on disk.
 pub struct DeployCache {
     cfg: DeployCacheConfig,
@@ -230,13 +205,6 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A temporary file name of this writer's own.
-fn temp_name(path: &Path) -> PathBuf {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    path.with_extension(format!("{}.{n}.tmp", std::process::id()))
 }
 
 impl DeployCache {
@@ -346,19 +314,6 @@ impl DeployCache {
         }
         for old in evicted {
             self.remove_file(&old);
-        }
-    }
-
-    /// Removes a temporary file a crashed writer left, once it is old
-    /// enough that no live writer can still be renaming it.
-    fn remove_stale_temp(&self, path: &Path) {
-        let old = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= Duration::from_secs(60));
-        if old {
-            let _ = std::fs::remove_file(path);
         }
     }
 
@@ -562,36 +517,6 @@ impl DeployCache {
             read_errors: self.read_errors.load(Ordering::Relaxed),
         }
     }
-
-    fn path(&self, id: &str) -> Option<PathBuf> {
-        self.dir().map(|d| d.join(format!("{id}.entry")))
-    }
-
-    fn write_file(&self, e: &DeployEntry) {
-        let Some(path) = self.path(&e.key.id()) else {
-            return;
-        };
-        let tmp = temp_name(&path);
-        let bytes = encode(e, self.cfg.compression, self.mac.as_ref());
-        let done = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path));
-        if done.is_ok() {
-            self.flushed.lock().insert(e.key.id(), e.last_accessed);
-        }
-        if let Err(err) = done {
-            tracing::warn!(
-                "cannot persist deployment cache entry {}: {err}",
-                path.display()
-            );
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-
-    fn remove_file(&self, id: &str) {
-        self.flushed.lock().remove(id);
-        if let Some(p) = self.path(id) {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 impl Drop for DeployCache {
@@ -599,66 +524,4 @@ impl Drop for DeployCache {
         // Accesses not yet on disk get there now.
         self.flush();
     }
-}
-
-/// The 32 bytes that vouch for `payload`: its blake3 hash, or its keyed MAC.
-fn seal(payload: &[u8], mac: Option<&[u8; 32]>) -> [u8; 32] {
-    match mac {
-        Some(k) => *blake3::keyed_hash(k, payload).as_bytes(),
-        None => *blake3::hash(payload).as_bytes(),
-    }
-}
-
-fn encode(e: &DeployEntry, compress: bool, mac: Option<&[u8; 32]>) -> Vec<u8> {
-    let json = serde_json::to_vec(e).expect("entries serialize");
-    let (flags, payload) = match compress
-        .then(|| zstd::bulk::compress(&json, 3).ok())
-        .flatten()
-    {
-        Some(c) if c.len() < json.len() => (COMPRESSED, c),
-        _ => (0, json),
-    };
-    let flags = flags | if mac.is_some() { KEYED } else { 0 };
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.push(FORMAT);
-    out.push(flags);
-    out.extend_from_slice(&seal(&payload, mac));
-    out.extend_from_slice(&payload);
-    out
-}
-
-fn decode(b: &[u8], mac: Option<&[u8; 32]>) -> Result<DeployEntry, FileError> {
-    if b.len() < HEADER {
-        return Err(FileError::Truncated(b.len()));
-    }
-    if &b[..4] != MAGIC {
-        return Err(FileError::Magic);
-    }
-    if b[4] != FORMAT {
-        return Err(FileError::Format(b[4]));
-    }
-    let payload = &b[HEADER..];
-    match (b[5] & KEYED != 0, mac) {
-        (true, None) => return Err(FileError::NoKey),
-        (false, Some(_)) => return Err(FileError::Unkeyed),
-        (true, Some(_)) if seal(payload, mac)[..] != b[6..HEADER] => return Err(FileError::Mac),
-        (false, None) if seal(payload, None)[..] != b[6..HEADER] => {
-            return Err(FileError::Checksum);
-        }
-        _ => {}
-    }
-    let json = if b[5] & COMPRESSED != 0 {
-        zstd::bulk::decompress(payload, 64 << 20).map_err(|e| FileError::Decode(e.to_string()))?
-    } else {
-        payload.to_vec()
-    };
-    let e: DeployEntry =
-        serde_json::from_slice(&json).map_err(|e| FileError::Decode(e.to_string()))?;
-    // A file whose checksum holds may still carry code that is not what
-    // its key names: never deploy that.
-    if blake3::hash(e.code.as_bytes()).to_hex().as_str() != e.key.code_hash {
-        return Err(FileError::CodeHash);
-    }
-    Ok(e)
 }
