@@ -151,12 +151,7 @@ return 1
 /// Keeps the Redis keys a revoke should remove, from those its SCAN found.
 pub(crate) type KeyFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// The error of a pattern that cannot select hashed keys.
-pub(crate) fn hashed_pattern_error(pattern: &Pattern) -> StoreError {
-    StoreError::Unsupported(format!(
-        "with hash_keys, Redis holds keyed digests of keys: pattern {pattern} can only be `*` or an exact key"
-    ))
-}
+pub(crate) use crate::store::remote::hashed_pattern_error;
 
 /// A Redis-backed [`Store`].
 pub struct RedisStore {

@@ -83,8 +83,8 @@ impl Remote for RedisStore {
     }
 
     fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {
-        if self.opts.hash_keys && pattern.as_str() != "*" && pattern.literal().is_none() {
-            return Err(hashed_pattern_error(pattern));
+        if self.opts.hash_keys {
+            return crate::store::remote::check_hashed_pattern(pattern);
         }
         Ok(())
     }

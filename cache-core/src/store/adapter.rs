@@ -22,7 +22,9 @@ use parking_lot::{Mutex, RwLock};
 
 use super::bridge::{block_on_bridge, bridge};
 use super::broadcast::{Broadcast, Handler};
-use super::remote::{Gen, Invalidate, Lookup, Op, Remote};
+use super::remote::{
+    Gen, Invalidate, Lookup, Op, Remote, check_hashed_pattern, hashed_pattern_error,
+};
 use super::{BoxFuture, Invalidation, Store, StoreError};
 use crate::codec::CodecError;
 use crate::pattern::{Pattern, push_glob_escaped};
@@ -304,12 +306,6 @@ impl StoreRemote {
 
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
-fn hashed_pattern(pattern: &Pattern) -> StoreError {
-    StoreError::Unsupported(format!(
-        "with hash_keys, the store holds keyed digests of keys: pattern {pattern} can only be `*` or an exact key"
-    ))
-}
-
 impl Remote for StoreRemote {
     fn name(&self) -> &str {
         &self.name
@@ -339,10 +335,10 @@ impl Remote for StoreRemote {
     }
 
     fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {
-        if self.hash_key.is_some() && pattern.as_str() != "*" && pattern.literal().is_none() {
-            return Err(hashed_pattern(pattern));
+        match self.hash_key {
+            Some(_) => check_hashed_pattern(pattern),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn lookup(
@@ -406,7 +402,7 @@ impl Remote for StoreRemote {
             // `*` (a clear, by then) cannot be selected.
             inv.op = match p.literal() {
                 Some(text) => Op::Key(super::remote::part_of(text, &inv.text_prefix)),
-                None => return Err(hashed_pattern(p)),
+                None => return Err(hashed_pattern_error(p)),
             };
         }
         let removals = self.removals(&inv);

@@ -95,6 +95,21 @@ pub fn keyed_token(key: &[u8; 32], text: &str) -> String {
     out
 }
 
+/// The error of a pattern that cannot select hashed keys.
+pub fn hashed_pattern_error(pattern: &Pattern) -> StoreError {
+    StoreError::Unsupported(format!(
+        "with hash_keys, the store holds keyed digests of keys: pattern {pattern} can only be `*` or an exact key"
+    ))
+}
+
+/// Whether `pattern` can select hashed keys: only `*` and an exact key can.
+pub fn check_hashed_pattern(pattern: &Pattern) -> Result<(), StoreError> {
+    if pattern.as_str() != "*" && pattern.literal().is_none() {
+        return Err(hashed_pattern_error(pattern));
+    }
+    Ok(())
+}
+
 /// The key text a stored part stands for; see [`part_of`].
 pub fn text_of(part: &str, prefix: &str) -> String {
     match part.strip_prefix("\\!") {
