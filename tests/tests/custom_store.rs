@@ -1,121 +1,16 @@
-//! A store written here, outside cache-core, registered by name and chosen
+//! A store written outside cache-core (`cache_tests::RecordingStore`),
+//! registered by name and chosen
 //! by configuration alone: alone (`backend = "counting"`) for a `#[cached]`
 //! function, and as the L2 of a tiered service action; invalidate, revoke
 //! and clear reach it. Unknown and reserved names are clear errors.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cache_core::config::{self, Backend, Config};
-use cache_core::store::BoxFuture;
-use cache_core::{Pattern, Store, StoreError, backends, cache_service, cached, registry};
+use cache_core::{backends, cache_service, cached, registry};
+use cache_tests::RecordingStore;
 use serde_json::json;
-use std::sync::Mutex as StdMutex;
-
-/// Counts each operation; keeps bytes in a map per namespace (no TTL).
-#[derive(Default)]
-struct Counting {
-    data: StdMutex<HashMap<String, HashMap<String, Vec<u8>>>>,
-    gets: AtomicUsize,
-    sets: AtomicUsize,
-    deletes: AtomicUsize,
-    revokes: AtomicUsize,
-    clears: AtomicUsize,
-    /// Removals panic while set (a store with a bug).
-    panic_on_remove: std::sync::atomic::AtomicBool,
-    /// Reads block their thread this long while set (a store doing sync I/O).
-    block_reads_ms: std::sync::atomic::AtomicU64,
-}
-
-impl Counting {
-    fn count(&self) -> [usize; 5] {
-        [
-            self.gets.load(Ordering::SeqCst),
-            self.sets.load(Ordering::SeqCst),
-            self.deletes.load(Ordering::SeqCst),
-            self.revokes.load(Ordering::SeqCst),
-            self.clears.load(Ordering::SeqCst),
-        ]
-    }
-    fn len(&self) -> usize {
-        self.data.lock().unwrap().values().map(HashMap::len).sum()
-    }
-}
-
-impl Store for Counting {
-    fn get<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        let block = self.block_reads_ms.load(Ordering::SeqCst);
-        if block != 0 {
-            std::thread::sleep(std::time::Duration::from_millis(block));
-        }
-        let v = self
-            .data
-            .lock()
-            .unwrap()
-            .get(ns)
-            .and_then(|m| m.get(key).cloned());
-        Box::pin(async move { Ok(v) })
-    }
-    fn set<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        _ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.sets.fetch_add(1, Ordering::SeqCst);
-        self.data
-            .lock()
-            .unwrap()
-            .entry(ns.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value);
-        Box::pin(async { Ok(()) })
-    }
-    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
-        let hit = self
-            .data
-            .lock()
-            .unwrap()
-            .get_mut(ns)
-            .is_some_and(|m| m.remove(key).is_some());
-        Box::pin(async move { Ok(hit) })
-    }
-    fn revoke<'a>(
-        &'a self,
-        ns: &'a str,
-        pattern: &'a Pattern,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.revokes.fetch_add(1, Ordering::SeqCst);
-        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
-        let mut data = self.data.lock().unwrap();
-        let n = data.get_mut(ns).map_or(0, |m| {
-            let before = m.len();
-            m.retain(|k, _| !pattern.matches(k));
-            (before - m.len()) as u64
-        });
-        Box::pin(async move { Ok(n) })
-    }
-    fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.clears.fetch_add(1, Ordering::SeqCst);
-        assert!(!self.panic_on_remove.load(Ordering::SeqCst), "a store bug");
-        let n = self
-            .data
-            .lock()
-            .unwrap()
-            .remove(ns)
-            .map_or(0, |m| m.len() as u64);
-        Box::pin(async move { Ok(n) })
-    }
-}
 
 static FETCHES: AtomicUsize = AtomicUsize::new(0);
 
@@ -179,7 +74,7 @@ fn config(v: serde_json::Value) -> Config {
 /// One story: the configuration is process-wide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_store_serves_caches_by_configuration_alone() {
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(RecordingStore::default());
     backends::register("counting", store.clone()).unwrap();
 
     // Names taken or built in are refused.
@@ -359,7 +254,7 @@ async fn a_registered_store_serves_caches_by_configuration_alone() {
     store.panic_on_remove.store(false, Ordering::SeqCst);
     fetch_cache().invalidate(&11);
     let t = std::time::Instant::now();
-    while store.len() != 0 {
+    while !store.is_empty() {
         assert!(
             t.elapsed() < std::time::Duration::from_secs(5),
             "retries stopped after a panic"

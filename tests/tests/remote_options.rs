@@ -3,97 +3,12 @@
 //! no value does (XChaCha20-Poly1305), and the cache still reads its values
 //! back, invalidates exact keys, and refuses patterns it cannot select.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cache_core::config::{self, Config};
-use cache_core::store::BoxFuture;
-use cache_core::{Pattern, Store, StoreError, backends, cached};
+use cache_core::{backends, cached};
+use cache_tests::RecordingStore;
 use serde_json::json;
-
-/// Keeps everything it is given, to be searched.
-#[derive(Default)]
-struct Glass {
-    data: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
-}
-
-impl Glass {
-    fn contains(&self, needle: &[u8]) -> bool {
-        self.data.lock().unwrap().iter().any(|(ns, m)| {
-            ns.as_bytes().windows(needle.len()).any(|w| w == needle)
-                || m.iter().any(|(k, v)| {
-                    k.as_bytes().windows(needle.len()).any(|w| w == needle)
-                        || v.windows(needle.len()).any(|w| w == needle)
-                })
-        })
-    }
-    fn len(&self) -> usize {
-        self.data.lock().unwrap().values().map(HashMap::len).sum()
-    }
-}
-
-impl Store for Glass {
-    fn get<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        let v = self
-            .data
-            .lock()
-            .unwrap()
-            .get(ns)
-            .and_then(|m| m.get(key).cloned());
-        Box::pin(async move { Ok(v) })
-    }
-    fn set<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        _ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.data
-            .lock()
-            .unwrap()
-            .entry(ns.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value);
-        Box::pin(async { Ok(()) })
-    }
-    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let hit = self
-            .data
-            .lock()
-            .unwrap()
-            .get_mut(ns)
-            .is_some_and(|m| m.remove(key).is_some());
-        Box::pin(async move { Ok(hit) })
-    }
-    fn revoke<'a>(
-        &'a self,
-        ns: &'a str,
-        pattern: &'a Pattern,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let mut data = self.data.lock().unwrap();
-        let n = data.get_mut(ns).map_or(0, |m| {
-            let before = m.len();
-            m.retain(|k, _| !pattern.matches(k));
-            (before - m.len()) as u64
-        });
-        Box::pin(async move { Ok(n) })
-    }
-    fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let n = self
-            .data
-            .lock()
-            .unwrap()
-            .remove(ns)
-            .map_or(0, |m| m.len() as u64);
-        Box::pin(async move { Ok(n) })
-    }
-}
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -111,7 +26,7 @@ const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1
 
 #[test]
 fn hashed_and_encrypted_keys_and_values_never_reach_the_store_in_clear() {
-    let glass = std::sync::Arc::new(Glass::default());
+    let glass = std::sync::Arc::new(RecordingStore::default());
     backends::register("glass", glass.clone()).unwrap();
 
     // Settings that cannot work are refused, naming the field.
