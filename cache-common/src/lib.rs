@@ -6,6 +6,8 @@
 //!
 //! It has no dependencies, and no user needs it directly.
 
+#![warn(missing_docs)]
+
 pub mod duration;
 pub mod template;
 
