@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use quick_cache::DefaultHashBuilder;
 
 const SHARDS: usize = 16;
@@ -46,7 +46,6 @@ pub(crate) enum Waited<V> {
 /// One key's load in progress.
 pub(crate) struct Flight<V> {
     state: Mutex<State<V>>,
-    cond: Condvar,
     /// The thread that started it: if that thread asks for the same key
     /// again (a load that calls itself), waiting would never end.
     leader: u64,
@@ -72,7 +71,6 @@ impl<V: Clone> Flight<V> {
     fn new() -> Self {
         Flight {
             state: Mutex::new(State::Running(Vec::new())),
-            cond: Condvar::new(),
             leader: thread_token(),
         }
     }
@@ -95,26 +93,13 @@ impl<V: Clone> Flight<V> {
                 _ => Vec::new(),
             }
         };
-        self.cond.notify_all();
         for w in wakers {
             w.wake();
         }
     }
 
-    /// Blocks until the leader finishes.
-    pub(crate) fn wait(&self) -> Waited<V> {
-        let mut st = self.state.lock();
-        loop {
-            match &*st {
-                State::Running(_) => self.cond.wait(&mut st),
-                State::Done(v) => return Waited::Value(v.clone()),
-                State::Failed(e) => return Waited::Failed(e.clone()),
-                State::Abandoned => return Waited::Retry,
-            }
-        }
-    }
-
-    /// Waits without blocking the thread.
+    /// Waits for the leader to finish: awaited by async callers, and by
+    /// sync ones through [`block_on`].
     pub(crate) fn wait_async(self: Arc<Self>) -> WaitFuture<V> {
         WaitFuture { flight: self }
     }
@@ -141,6 +126,52 @@ impl<V: Clone> Future for WaitFuture<V> {
             State::Abandoned => Poll::Ready(Waited::Retry),
         }
     }
+}
+
+/// Wakes the thread that [`block_on`] parked.
+struct Unpark {
+    thread: std::thread::Thread,
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// Drives `fut` to completion on the calling thread, parking it while the
+/// future waits: how sync callers run the one load path that async callers
+/// await. Nothing in that path needs a runtime of the caller's (store I/O
+/// runs on the bridge runtime), so this works inside one or outside any.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    thread_local! {
+        static PARKER: (Arc<Unpark>, Waker) = {
+            let unpark = Arc::new(Unpark {
+                thread: std::thread::current(),
+                woken: std::sync::atomic::AtomicBool::new(false),
+            });
+            let waker = Waker::from(unpark.clone());
+            (unpark, waker)
+        };
+    }
+    let mut fut = std::pin::pin!(fut);
+    PARKER.with(|(unpark, waker)| {
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+            // Parked until woken; a stray unpark only polls once more.
+            while !unpark.woken.swap(false, Ordering::Acquire) {
+                std::thread::park();
+            }
+        }
+    })
 }
 
 type Shard<K, V> = Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>;

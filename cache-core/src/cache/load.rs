@@ -95,6 +95,13 @@ impl<E: Clone + Send + Sync + 'static> ErrShare<E> {
     });
 }
 
+/// Who drives a load: a thread blocked on it, or an async task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Thread,
+    Task,
+}
+
 /// Whether a loop iteration leads, or waits on, a load.
 pub(super) enum Turn<'a, K: CacheKey, V: CacheValue> {
     Lead(Lead<'a, K, V>),
@@ -142,7 +149,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
-            self.remote_set_sync(&key, &value, None);
+            block_on(self.remote_set(&key, &value, None));
         }
         self.flights.bump_key(&key);
         self.store(key, value, self.ttl_ms());
@@ -252,80 +259,15 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.load_async(key, init, ErrShare::CLONED).await
     }
 
-    /// The miss path shared by the sync loaders: join the key's flight, and
-    /// as its leader look in L2, compute, and store.
+    /// The miss path of the sync loaders: the one load path, driven on
+    /// this thread.
     pub(super) fn load_sync<E>(
         &self,
         key: K,
         init: impl FnOnce() -> Result<V, E>,
         errs: Option<ErrShare<E>>,
     ) -> Result<V, E> {
-        let inner = &*self.inner;
-        loop {
-            match inner.turn(&key) {
-                Turn::Done(v) => return Ok(v),
-                // A load that asks for its own key on its own thread would
-                // wait for itself: it computes instead.
-                Turn::Wait(f) if f.led_here() => {
-                    let epoch = inner.epoch_of(&key);
-                    return inner.solo(key, init(), epoch);
-                }
-                Turn::Wait(f) => match f.wait() {
-                    Waited::Value(v) => return Ok(v),
-                    Waited::Retry => {}
-                    Waited::Failed(err) => {
-                        if let (Some(e), Some(errs)) = (err, &errs)
-                            && let Some(e) = (errs.unshare)(&e)
-                        {
-                            return Err(e);
-                        }
-                        let epoch = inner.epoch_of(&key);
-                        return inner.solo(key, init(), epoch);
-                    }
-                },
-                Turn::Lead(lead) => {
-                    let epoch = lead.epoch;
-                    let lock = match inner.remote_get_sync(&key) {
-                        RemoteValue::Found(v) => {
-                            inner.store_loaded(key, v.clone(), epoch);
-                            lead.land(&v);
-                            return Ok(v);
-                        }
-                        RemoteValue::Locked(token, generation) => (Some(token), generation),
-                        RemoteValue::Missing(generation) => (None, generation),
-                    };
-                    let (lock, generation) = lock;
-                    let started = Instant::now();
-                    let v = init();
-                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
-                        inner.remote_unlock_sync(&key, token);
-                    }
-                    let v = match v {
-                        Ok(v) => v,
-                        Err(e) => {
-                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
-                            return Err(e);
-                        }
-                    };
-                    let store = inner.should_store(&v);
-                    {
-                        if store
-                            && inner.enabled.load(Ordering::Relaxed)
-                            && !inner.flights.changed(epoch)
-                        {
-                            inner.remote_set_sync(&key, &v, generation);
-                            inner.recheck_remote(&key, epoch);
-                        }
-                        if let Some(token) = lock {
-                            inner.remote_unlock_sync(&key, token);
-                        }
-                    }
-                    inner.loaded(key, &v, started, store, epoch);
-                    lead.land(&v);
-                    return Ok(v);
-                }
-            }
-        }
+        block_on(self.load(key, async { init() }, errs, Caller::Thread))
     }
 
     /// The async form of [`Cache::get_or_insert_with`]: waiting callers do
@@ -363,7 +305,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.load_async(key, init, None).await
     }
 
-    /// The miss path shared by the async loaders.
+    /// The miss path of the async loaders.
     pub(super) async fn load_async<E, F>(
         &self,
         key: K,
@@ -373,13 +315,35 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     where
         F: Future<Output = Result<V, E>>,
     {
+        self.load(key, init, errs, Caller::Task).await
+    }
+
+    /// The one load path, for sync and async callers alike: join the key's
+    /// flight; as its follower wait for the leader's value; as its leader
+    /// look in L2 once, compute, and store in both tiers.
+    async fn load<E, F>(
+        &self,
+        key: K,
+        init: F,
+        errs: Option<ErrShare<E>>,
+        caller: Caller,
+    ) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
         let inner = &*self.inner;
         loop {
-            match inner.turn(&key) {
+            let lead = match inner.turn(&key) {
                 Turn::Done(v) => return Ok(v),
+                // A sync load that asks for its own key on its own thread
+                // would wait for itself: it computes instead.
+                Turn::Wait(f) if caller == Caller::Thread && f.led_here() => {
+                    let epoch = inner.epoch_of(&key);
+                    return inner.solo(key, init.await, epoch);
+                }
                 Turn::Wait(f) => match f.wait_async().await {
                     Waited::Value(v) => return Ok(v),
-                    Waited::Retry => {}
+                    Waited::Retry => continue,
                     Waited::Failed(err) => {
                         if let (Some(e), Some(errs)) = (err, &errs)
                             && let Some(e) = (errs.unshare)(&e)
@@ -390,48 +354,50 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         return inner.solo(key, init.await, epoch);
                     }
                 },
-                Turn::Lead(lead) => {
-                    let epoch = lead.epoch;
-                    let lock = match inner.remote_get(&key).await {
-                        RemoteValue::Found(v) => {
-                            inner.store_loaded(key, v.clone(), epoch);
-                            lead.land(&v);
-                            return Ok(v);
-                        }
-                        RemoteValue::Locked(token, generation) => (Some(token), generation),
-                        RemoteValue::Missing(generation) => (None, generation),
-                    };
-                    let (lock, generation) = lock;
-                    let started = Instant::now();
-                    let v = init.await;
-                    if let (Err(_), Some(token)) = (&v, lock.clone()) {
-                        inner.remote_unlock(&key, token).await;
-                    }
-                    let v = match v {
-                        Ok(v) => v,
-                        Err(e) => {
-                            lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
-                            return Err(e);
-                        }
-                    };
-                    let store = inner.should_store(&v);
-                    {
-                        if store
-                            && inner.enabled.load(Ordering::Relaxed)
-                            && !inner.flights.changed(epoch)
-                        {
-                            inner.remote_set(&key, &v, generation).await;
-                            inner.recheck_remote(&key, epoch);
-                        }
-                        if let Some(token) = lock {
-                            inner.remote_unlock(&key, token).await;
-                        }
-                    }
-                    inner.loaded(key, &v, started, store, epoch);
+                Turn::Lead(lead) => lead,
+            };
+            let epoch = lead.epoch;
+            let remote = inner.has_remote();
+            let found = if remote {
+                inner.remote_get(&key).await
+            } else {
+                RemoteValue::Missing(None)
+            };
+            let (lock, generation) = match found {
+                RemoteValue::Found(v) => {
+                    inner.store_loaded(key, v.clone(), epoch);
                     lead.land(&v);
                     return Ok(v);
                 }
+                RemoteValue::Locked(token, generation) => (Some(token), generation),
+                RemoteValue::Missing(generation) => (None, generation),
+            };
+            let started = Instant::now();
+            let v = match init.await {
+                Ok(v) => v,
+                Err(e) => {
+                    if let Some(token) = lock {
+                        inner.remote_unlock(&key, token).await;
+                    }
+                    lead.fail(errs.as_ref().map(|s| (s.share)(&e)));
+                    return Err(e);
+                }
+            };
+            let store = inner.should_store(&v);
+            if remote
+                && store
+                && inner.enabled.load(Ordering::Relaxed)
+                && !inner.flights.changed(epoch)
+            {
+                inner.remote_set(&key, &v, generation).await;
+                inner.recheck_remote(&key, epoch);
             }
+            if let Some(token) = lock {
+                inner.remote_unlock(&key, token).await;
+            }
+            inner.loaded(key, &v, started, store, epoch);
+            lead.land(&v);
+            return Ok(v);
         }
     }
 

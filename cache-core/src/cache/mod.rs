@@ -23,7 +23,7 @@ use crate::codec::RemoteCodec;
 use crate::error::CacheError;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
-use crate::flight::{Epoch, Flight, Flights, Join, SharedErr, Waited};
+use crate::flight::{Epoch, Flight, Flights, Join, SharedErr, Waited, block_on};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;

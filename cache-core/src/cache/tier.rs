@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::*;
 use crate::spec::Backend;
 use crate::store::StoreError;
-use crate::store::bridge::{block_on_bridge, on_bridge};
+use crate::store::bridge::on_bridge;
 use crate::store::remote::{Gen, Invalidate, Lookup, Op, Remote, part_of};
 
 /// The remote tier a cache is attached to.
@@ -124,75 +124,34 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// The tier and the lookup of `key` in it, as one future for the bridge.
-    fn remote_lookup(
-        &self,
-        key: &K,
-    ) -> Option<(
-        Arc<Tier>,
-        String,
-        String,
-        impl Future<Output = Lookup> + Send + 'static,
-    )> {
-        let tier = self.tier()?;
-        self.codec?;
+    /// Whether a remote tier is attached (checked before any future is
+    /// built: an unused one still costs its size in copies).
+    #[inline]
+    pub(crate) fn has_remote(&self) -> bool {
+        self.codec.is_some() && self.tier.read().is_some()
+    }
+
+    /// The value in L2: a miss when the store fails, times out or holds
+    /// what no longer decodes.
+    pub(crate) async fn remote_get(&self, key: &K) -> RemoteValue<V> {
+        let Some(tier) = self.tier().filter(|_| self.codec.is_some()) else {
+            return RemoteValue::Missing(None);
+        };
         let (ns, k) = self.ns(key);
-        let fut = tier
+        let lookup = tier
             .remote
             .clone()
             .lookup(self.channel_id(), ns.clone(), k.clone());
-        Some((tier, ns, k, fut))
-    }
-
-    fn finish_lookup(
-        &self,
-        tier: &Tier,
-        ns: &str,
-        key: &str,
-        found: Option<Lookup>,
-    ) -> RemoteValue<V> {
-        match found {
-            Some(Lookup::Found(bytes)) => match self.decode(&*tier.remote, ns, key, &bytes) {
+        let wait = tier.remote.deadline() + tier.remote.lock_wait().unwrap_or_default() * 2;
+        match on_bridge(wait, lookup).await {
+            Some(Lookup::Found(bytes)) => match self.decode(&*tier.remote, &ns, &k, &bytes) {
                 Some(v) => RemoteValue::Found(v),
                 None => RemoteValue::Missing(None),
             },
             Some(Lookup::Locked(token, generation)) => RemoteValue::Locked(token, generation),
             Some(Lookup::Missing(generation)) => RemoteValue::Missing(generation),
-            _ => RemoteValue::Missing(None),
+            None => RemoteValue::Missing(None),
         }
-    }
-
-    /// Whether a remote tier is attached (checked before any future is
-    /// built: an unused one still costs its size in copies).
-    #[inline]
-    fn has_remote(&self) -> bool {
-        self.codec.is_some() && self.tier.read().is_some()
-    }
-
-    /// The value in L2, from async code.
-    pub(crate) async fn remote_get(&self, key: &K) -> RemoteValue<V> {
-        if !self.has_remote() {
-            return RemoteValue::Missing(None);
-        }
-        let Some((tier, ns, k, fut)) = self.remote_lookup(key) else {
-            return RemoteValue::Missing(None);
-        };
-        let wait = tier.remote.deadline() + tier.remote.lock_wait().unwrap_or_default() * 2;
-        let found = on_bridge(wait, fut).await;
-        self.finish_lookup(&tier, &ns, &k, found)
-    }
-
-    /// The value in L2, from sync code.
-    pub(crate) fn remote_get_sync(&self, key: &K) -> RemoteValue<V> {
-        if !self.has_remote() {
-            return RemoteValue::Missing(None);
-        }
-        let Some((tier, ns, k, fut)) = self.remote_lookup(key) else {
-            return RemoteValue::Missing(None);
-        };
-        let wait = tier.remote.deadline() + tier.remote.lock_wait().unwrap_or_default() * 2;
-        let found = block_on_bridge(wait, fut);
-        self.finish_lookup(&tier, &ns, &k, found)
     }
 
     fn unlock_future(
@@ -208,17 +167,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         ))
     }
 
-    /// Releases the lock across nodes, from async code.
+    /// Releases the lock across nodes.
     pub(crate) async fn remote_unlock(&self, key: &K, token: String) {
         if let Some((wait, f)) = self.unlock_future(key, token) {
             on_bridge(wait, f).await;
-        }
-    }
-
-    /// Releases the lock across nodes, from sync code.
-    pub(crate) fn remote_unlock_sync(&self, key: &K, token: String) {
-        if let Some((wait, f)) = self.unlock_future(key, token) {
-            block_on_bridge(wait, f);
         }
     }
 
@@ -259,23 +211,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
-    /// Stores a loaded value in L2, from async code.
+    /// Stores a loaded value in L2.
     pub(crate) async fn remote_set(&self, key: &K, value: &V, generation: Gen) {
         if !self.has_remote() {
             return;
         }
         if let Some((wait, w)) = self.remote_write(key, value, generation) {
             on_bridge(wait, w).await;
-        }
-    }
-
-    /// Stores a loaded value in L2, from sync code.
-    pub(crate) fn remote_set_sync(&self, key: &K, value: &V, generation: Gen) {
-        if !self.has_remote() {
-            return;
-        }
-        if let Some((wait, w)) = self.remote_write(key, value, generation) {
-            block_on_bridge(wait, w);
         }
     }
 
