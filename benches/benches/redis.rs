@@ -92,8 +92,8 @@ fn node(port: u16, mode: Backend) -> Cache<u64, u64> {
         .name("l2")
         .capacity(KEYS as usize * 2)
         .remote_codec(Some(RemoteCodec::postcard()))
+        .remote(store, mode)
         .build();
-    c.attach_remote(store, mode);
     c
 }
 

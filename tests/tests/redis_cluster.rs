@@ -56,8 +56,8 @@ fn node(cluster: &RedisCluster) -> (Cache<u64, String>, std::sync::Arc<RedisStor
     .name("get_user")
     .service("user")
     .remote_codec(Some(RemoteCodec::postcard()))
+    .remote(store.clone(), Backend::Tiered)
     .build();
-    cache.attach_remote(store.clone(), Backend::Tiered);
     (cache, store)
 }
 

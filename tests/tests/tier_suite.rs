@@ -70,8 +70,8 @@ fn node(remote: &Arc<dyn Remote>, mode: Backend) -> Cache<Key, String> {
     .tenant_of(|k| k.0)
     .tags(|k| vec![format!("parity:{}", k.1 % 2)])
     .remote_codec(Some(RemoteCodec::postcard()))
+    .remote(remote.clone(), mode)
     .build();
-    cache.attach_remote(remote.clone(), mode);
     cache
 }
 

@@ -66,8 +66,8 @@ fn cache_on(store: &Arc<RedisStore>, mode: Backend) -> Cache<(TenantId, u64), St
         .tenant_of(|k| k.0)
         .tags(|k| vec![format!("parity:{}", k.1 % 2)])
         .remote_codec(Some(RemoteCodec::postcard()))
+        .remote(store.clone(), mode)
         .build();
-    cache.attach_remote(store.clone(), mode);
     cache
 }
 
@@ -502,8 +502,8 @@ fn hashed_keys_send_no_argument_anywhere() {
             .tags(|k| vec![format!("q:{}", k.1)])
             .remote_codec(Some(RemoteCodec::postcard()))
             .register(register)
+            .remote(s.clone(), Backend::Tiered)
             .build();
-        c.attach_remote(s.clone(), Backend::Tiered);
         c
     };
     let (sa, sb) = (store(()), store(()));
@@ -666,13 +666,13 @@ fn a_refused_revoke_removes_nothing_anywhere() {
         .service("mix")
         .register(true)
         .build();
-    let remote: Cache<String, u64> = cache_core::CacheBuilder::new()
+    let _remote: Cache<String, u64> = cache_core::CacheBuilder::new()
         .name("b_hashed")
         .service("mix")
         .register(true)
         .remote_codec(Some(RemoteCodec::postcard()))
+        .remote(hashed, Backend::Tiered)
         .build();
-    remote.attach_remote(hashed, Backend::Tiered);
     mem.insert("xa".into(), 1);
     mem.insert("xb".into(), 2);
     let rt = tokio::runtime::Builder::new_current_thread()

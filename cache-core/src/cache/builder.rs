@@ -39,6 +39,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             register: false,
             eviction: Eviction::Engine,
             backend: None,
+            remote: None,
         }
     }
 
@@ -163,6 +164,19 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
+    /// Puts the cache in front of `store` from the start (a `RedisStore`,
+    /// a [`StoreRemote`](crate::StoreRemote) over any store, ...): with
+    /// `Backend::Tiered` values live here and there, with any other remote
+    /// backend only there. Invalidations other nodes publish on `store`
+    /// reach the cache. It needs a [`remote_codec`](Self::remote_codec);
+    /// without one the cache stays in memory. For a
+    /// [registered](Self::register) cache, a configuration (re)load that
+    /// names a backend replaces it, as configuration wins over code.
+    pub fn remote(mut self, store: Arc<dyn crate::store::Remote>, mode: Backend) -> Self {
+        self.remote = Some((store, mode));
+        self
+    }
+
     /// Makes the cache reachable by name through the registry
     /// (`cache_core::registry()`), under the configuration in force.
     pub fn register(mut self, yes: bool) -> Self {
@@ -263,6 +277,9 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             }
         } else {
             let _ = inner.apply_settings(&settings);
+        }
+        if let Some((store, mode)) = self.remote {
+            inner.attach(store, mode);
         }
         Cache { inner }
     }

@@ -188,6 +188,7 @@ pub struct CacheBuilder<K, V> {
     register: bool,
     eviction: Eviction,
     backend: Option<Backend>,
+    remote: Option<(Arc<dyn crate::store::Remote>, Backend)>,
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(crate) struct Tier {
     pub(crate) remote: Arc<dyn Remote>,
     /// Whether values also live in the process (tiered) or only outside.
     pub(crate) l1: bool,
-    /// What configuration (or `attach_remote`) asked for.
+    /// What configuration, the builder or `attach_remote` asked for.
     pub(crate) backend: Backend,
     /// The name of the store outside the process.
     pub(crate) store: String,
@@ -320,6 +320,29 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             },
             other => tracing::warn!("ignoring an invalidation of unknown kind {other:?}"),
         }
+    }
+
+    /// Puts the cache in front of `store` (detached for `Memory`): it hears
+    /// the invalidations published there, and what it held is dropped.
+    pub(crate) fn attach(self: &Arc<Self>, store: Arc<dyn Remote>, mode: Backend) {
+        let weak = Arc::downgrade(self);
+        store.subscribe(Arc::new(move |msg| {
+            if let Some(inner) = weak.upgrade() {
+                inner.apply_remote(msg);
+            }
+        }));
+        let mut tier = self.tier.write();
+        *tier = match mode {
+            Backend::Memory => None,
+            m => Some(Arc::new(Tier {
+                l1: m == Backend::Tiered,
+                backend: m,
+                store: store.name().to_owned(),
+                remote: store,
+            })),
+        };
+        drop(tier);
+        self.clear(None);
     }
 
     /// Attaches or detaches the remote tier for `backend` (and `l2`, the

@@ -28,8 +28,8 @@ fn node(url: &str, name: &str) -> (Cache<u64, String>, Arc<RedisStore>) {
     .name("get_user")
     .service("user")
     .remote_codec(Some(RemoteCodec::postcard()))
+    .remote(store.clone(), Backend::Tiered)
     .build();
-    cache.attach_remote(store.clone(), Backend::Tiered);
     println!("node {name}: tiered cache in front of {url}");
     (cache, store)
 }
