@@ -71,6 +71,17 @@ pub mod store;
 
 pub use cache::{Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket};
 pub use cache_macros::{action, cache_evict, cache_put, cache_service, cached};
+
+/// The attributes of a `#[cache_service]` impl's methods, for a glob import.
+///
+/// A `#[cache_service]` brings them into its module's scope itself (a
+/// name imported explicitly, or defined there, takes precedence), so
+/// `#[cached]`, `#[action]`, `#[cache_evict]` and `#[cache_put]` work on its
+/// methods without an import, as pyo3's `#[pymethods]` does for
+/// `#[getter]`.
+pub mod attributes {
+    pub use cache_macros::{action, cache_evict, cache_put, cached};
+}
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, CodecError, Postcard};
 pub use config::{Config, ConfigError, ConfigSource};

@@ -26,8 +26,6 @@ pub struct CachedArgs {
     pub eviction: Option<Eviction>,
     /// Where values live unless configuration says otherwise.
     pub backend: Option<LitStr>,
-    /// Set by `#[cache_service]`: the service the action belongs to.
-    pub service: Option<LitStr>,
     seen: Vec<String>,
 }
 
@@ -140,7 +138,6 @@ impl CachedArgs {
                 }
                 self.backend = Some(s);
             }
-            "__service" => self.service = Some(value(&meta, "__service", "a string")?),
             "eviction" => {
                 let s: LitStr = value(&meta, "eviction", "\"lru\", \"lfu\" or \"engine\"")?;
                 self.eviction = Some(match s.value().as_str() {

@@ -5,8 +5,10 @@
 mod args;
 mod device;
 mod expand;
+mod plan;
 mod service;
 mod template;
+mod writes;
 
 use proc_macro::TokenStream;
 
@@ -51,8 +53,8 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
             return quote::quote!(#err #item).into();
         }
     };
-    match expand::expand(args, item.clone()) {
-        Ok(ts) => ts.into(),
+    match plan::Plan::new(args, item.clone(), None) {
+        Ok(plan) => expand::expand(&plan).into(),
         // Keep the function as written so its callers do not fail too.
         Err(e) => {
             let err = e.to_compile_error();
