@@ -19,10 +19,13 @@
 #![warn(missing_docs)]
 
 pub mod deploy_cache;
+mod deployment;
 pub mod device;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod emulator;
+mod error;
+mod protocol;
 mod recency;
 pub mod repl;
 pub mod session;
