@@ -2,8 +2,17 @@
 //!
 //! Every hit on a cache with a TTL reads the clock, so the system clock is a
 //! single atomic that a background thread advances once a millisecond. Reading
-//! it costs a relaxed load instead of a `clock_gettime` call. A [`ManualClock`]
-//! moves only when a test advances it, so expiry is tested without sleeping.
+//! it costs a load instead of a `clock_gettime` call: measured on the hit
+//! path, `CLOCK_MONOTONIC_COARSE` read on demand made a hit 3.6 ns slower
+//! (14.2 ns against 10.5, where a raw quick_cache get is 8.4).
+//!
+//! The thread does not tick forever: after [`RUN`] it stops, leaving the
+//! counter at a value that every TTL compares as expired, and parks. The
+//! first reader to see it takes the slow path, which puts the time back and
+//! wakes the thread. A process that stops reading the clock has a parked
+//! thread, and one that keeps reading pays one slow path per [`RUN`]. A
+//! [`ManualClock`] moves only when a test advances it, so expiry is tested
+//! without sleeping.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,6 +20,15 @@ use std::time::{Duration, Instant};
 
 /// How often the coarse system clock advances.
 pub const TICK: Duration = Duration::from_millis(1);
+
+/// How long the clock's thread ticks before it stops until read again.
+pub const RUN: Duration = Duration::from_secs(1);
+
+/// The counter's value while the thread is stopped: later than any expiry
+/// (so a TTL'd entry takes the slow path, which restarts the clock), and
+/// earlier than `u64::MAX`, the expiry of entries without a TTL (so they
+/// stay hits without a restart).
+const STOPPED: u64 = u64::MAX - 1;
 
 /// The time source of a cache, in milliseconds since an arbitrary origin.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +72,18 @@ impl Ticks {
     /// The current time in milliseconds.
     #[inline(always)]
     pub(crate) fn now_ms(self) -> u64 {
+        match self.0.load(Ordering::Acquire) {
+            STOPPED => restart(),
+            now => now,
+        }
+    }
+
+    /// The counter as it stands, for the hit path's one comparison: while
+    /// the system clock is stopped it reads as later than any expiry, so a
+    /// caller that finds an entry expired checks again with
+    /// [`Ticks::now_ms`] before removing it.
+    #[inline(always)]
+    pub(crate) fn raw_ms(self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 }
@@ -93,6 +123,29 @@ static NOW: AtomicU64 = AtomicU64::new(0);
 /// Set once the ticker runs; read by the hit path only through [`NOW`].
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
 static FROZEN: AtomicBool = AtomicBool::new(false);
+/// The clock's thread, to wake when the clock is read while stopped.
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// The time, for a reader that found the clock stopped: puts it back and
+/// wakes the thread (one reader does; the others read what it stored).
+#[cold]
+#[inline(never)]
+fn restart() -> u64 {
+    let Some(origin) = ORIGIN.get() else {
+        return NOW.load(Ordering::Acquire);
+    };
+    let fresh = origin.elapsed().as_millis() as u64;
+    match NOW.compare_exchange(STOPPED, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            if let Some(t) = TICKER.get() {
+                t.unpark();
+            }
+            fresh
+        }
+        Err(now) if now != STOPPED => now,
+        Err(_) => fresh,
+    }
+}
 
 /// Starts the ticker that advances the system clock, if it is not running.
 ///
@@ -111,15 +164,33 @@ pub fn start_system_clock() {
         .name("cache-core-clock".into())
         .spawn(|| {
             let origin = *ORIGIN.get().expect("set before the ticker starts");
+            let run = (RUN.as_millis() / TICK.as_millis()) as u64;
+            let mut ticks = 0u64;
             loop {
                 std::thread::sleep(TICK);
-                if !FROZEN.load(Ordering::Relaxed) {
-                    NOW.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if FROZEN.load(Ordering::Relaxed) {
+                    continue;
+                }
+                ticks += 1;
+                if ticks < run {
+                    NOW.store(origin.elapsed().as_millis() as u64, Ordering::Release);
+                    continue;
+                }
+                // Stop until a reader restarts the clock.
+                ticks = 0;
+                NOW.store(STOPPED, Ordering::Release);
+                while NOW.load(Ordering::Acquire) == STOPPED {
+                    std::thread::park();
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::error!("cache-core: cannot start the clock thread: {e}; TTLs will not expire");
+    match spawned {
+        Ok(handle) => {
+            let _ = TICKER.set(handle.thread().clone());
+        }
+        Err(e) => {
+            tracing::error!("cache-core: cannot start the clock thread: {e}; TTLs will not expire")
+        }
     }
 }
 
@@ -128,7 +199,7 @@ pub fn start_system_clock() {
 /// Reads 0 until [`start_system_clock`] has run.
 #[inline]
 pub fn system_now_ms() -> u64 {
-    NOW.load(Ordering::Relaxed)
+    Ticks(&NOW).now_ms()
 }
 
 /// Stops the system clock for the whole process; from then on it moves only
@@ -142,8 +213,18 @@ pub fn system_now_ms() -> u64 {
 pub fn freeze_system_clock() {
     start_system_clock();
     FROZEN.store(true, Ordering::Relaxed);
-    // Let a tick that read the flag before it was set finish its store.
+    // Let a tick that read the flag before it was set finish its store,
+    // and put the time back if that stopped the clock.
     std::thread::sleep(TICK * 5);
+    system_now_ms();
+}
+
+/// Whether the system clock's thread is ticking (it stops after [`RUN`]
+/// until the clock is read again). Feature `test-util`.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub fn system_clock_ticking() -> bool {
+    ORIGIN.get().is_some() && NOW.load(Ordering::Acquire) != STOPPED
 }
 
 /// Moves a frozen system clock forward; see [`freeze_system_clock`].
@@ -152,6 +233,7 @@ pub fn freeze_system_clock() {
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub fn advance_system_clock(by: Duration) {
     start_system_clock();
+    system_now_ms();
     NOW.fetch_add(by.as_millis() as u64, Ordering::Relaxed);
 }
 

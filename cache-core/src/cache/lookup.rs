@@ -110,7 +110,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             self.miss(key, 0);
             return None;
         };
-        if self.ticks.now_ms() < expires_at.get() {
+        let expires_at = expires_at.get();
+        if self.ticks.raw_ms() < expires_at || self.live_after_all(expires_at) {
             self.counters.incr(Counter::Hit);
             if tracing::level_enabled!(tracing::Level::DEBUG) {
                 self.trace_lookup(key, "hit");
@@ -119,6 +120,14 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         self.expire_and_miss(key);
         None
+    }
+
+    /// Whether an entry the hit path found expired is live after all: it
+    /// read a stopped system clock, which this reading restarts.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn live_after_all(&self, expires_at: u64) -> bool {
+        self.ticks.now_ms() < expires_at
     }
 
     /// An entry found dead on a lookup: removed, and the lookup counted as
