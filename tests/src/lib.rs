@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use cache_core::store::BoxFuture;
 use cache_core::{Pattern, Store, StoreError};
 
+pub mod tiering;
+
 /// A `tracing` writer that keeps what it is given, for tests to read.
 #[derive(Clone, Default)]
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
