@@ -121,7 +121,7 @@ async fn l2_throughput(c: Arc<Cache<u64, u64>>) -> f64 {
 }
 
 fn hit_ns(c: &Cache<u64, u64>) -> f64 {
-    let n = 5_000_000u64;
+    let n = 500_000u64;
     let start = Instant::now();
     let mut sum = 0u64;
     for i in 0..n {
@@ -159,7 +159,13 @@ fn main() {
         tiered.get_or_insert_with(k, || k);
         memory.get_or_insert_with(k, || k);
     }
-    let (t_ns, m_ns) = (hit_ns(&tiered), hit_ns(&memory));
+    // Interleaved rounds, the fastest of each: the least disturbed by
+    // other work on the machine.
+    let (mut t_ns, mut m_ns) = (f64::MAX, f64::MAX);
+    for _ in 0..30 {
+        t_ns = t_ns.min(hit_ns(&tiered));
+        m_ns = m_ns.min(hit_ns(&memory));
+    }
 
     println!(
         "L2 hits, 50 tasks:  cache-core {ours:.0}/s, redis-benchmark GET -c 50 {theirs:.0}/s, ratio {:.2} (target >= 0.9)",
