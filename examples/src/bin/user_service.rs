@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_core::{action, cache_evict, cache_service, cached, registry};
+use cache_core::{cache_service, registry};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
