@@ -94,7 +94,8 @@ pub use registry::{CacheError, Registry, RegistryError, registry};
 pub use stats::Stats;
 pub use store::backends;
 pub use store::{
-    Broadcast, LocalBroadcast, MemoryStore, Remote, Store, StoreError, StoreRemote, TypedStore,
+    Broadcast, LocalBroadcast, Lock, MemoryStore, Remote, Store, StoreError, StoreRemote,
+    TypedStore,
 };
 
 /// What generated code uses. Not a public API: it changes without notice.

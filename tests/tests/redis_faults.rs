@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_core::TenantId;
 use cache_core::config::Backend;
 use cache_core::redis::{RedisOptions, RedisStore};
-use cache_core::TenantId;
 use cache_tests::RedisServer;
 use cache_tests::tiering::{K, cache_on, eventually, node, node_opts};
 

@@ -1,8 +1,10 @@
 //! One tiering suite, run over each kind of store: two nodes (separate L1s,
 //! separate store handles) share an L2, and every invalidation made on one
-//! reaches the store and the other's L1. The stores: an in-process
-//! `MemoryStore` behind `StoreRemote` with a `LocalBroadcast`, and a real
-//! `redis-server`.
+//! reaches the store and the other's L1; with a lock across nodes, one
+//! node computes a key that several miss at once. The stores: an
+//! in-process `MemoryStore` behind `StoreRemote` with a `LocalBroadcast`
+//! (and itself as the lock), a plain store with a real `redis-server` as
+//! its broadcast and lock, and Redis itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,45 +18,90 @@ use cache_tests::RedisServer;
 
 type Key = (TenantId, u64);
 
-/// Two nodes' remotes over one store (the server is kept alive by `_keep`).
+/// Two nodes' remotes over one store (the server is kept alive by `_keep`),
+/// and a third pair with a lock across nodes on missed keys.
 struct Pair {
     a: Arc<dyn Remote>,
     b: Arc<dyn Remote>,
+    locked: [Arc<dyn Remote>; 3],
     _keep: Option<RedisServer>,
 }
+
+/// How long a lock holder may take.
+const HOLD: Duration = Duration::from_millis(2000);
 
 fn memory_pair() -> Pair {
     let store = Arc::new(MemoryStore::new());
     let hub = Arc::new(LocalBroadcast::new());
     let timeout = Duration::from_millis(300);
+    let locked = std::array::from_fn(|i| {
+        let r = StoreRemote::new(
+            format!("mem-locked-{i}"),
+            store.clone(),
+            Some(hub.clone()),
+            timeout,
+        );
+        r.set_lock(store.clone(), HOLD).unwrap();
+        r as Arc<dyn Remote>
+    });
     Pair {
         a: StoreRemote::new("mem-a", store.clone(), Some(hub.clone()), timeout),
         b: StoreRemote::new("mem-b", store, Some(hub), timeout),
+        locked,
         _keep: None,
+    }
+}
+
+/// A client of `server`, subscribed to its invalidation channel.
+fn connect(server: &RedisServer, lock_ms: Option<u64>) -> Arc<RedisStore> {
+    let s = RedisStore::connect(RedisOptions {
+        url: server.url(),
+        prefix: "suite".into(),
+        timeout_ms: 300,
+        lock_ms,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let t = Instant::now();
+    while !s.is_subscribed() {
+        assert!(t.elapsed() < Duration::from_secs(5), "no subscription");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s
+}
+
+/// A plain store shared by the nodes (a `MemoryStore` stands for, say, a
+/// database table), with Redis as each node's `Broadcast` and `Lock`: the
+/// parts a user's store borrows with `backends::register_parts`.
+fn redis_parts_pair() -> Pair {
+    let server = RedisServer::start();
+    let store = Arc::new(MemoryStore::new());
+    let timeout = Duration::from_millis(300);
+    let remote = |name: String, lock: bool| {
+        let redis = connect(&server, None);
+        let r = StoreRemote::new(name, store.clone(), Some(redis.clone()), timeout);
+        if lock {
+            r.set_lock(redis, HOLD).unwrap();
+        }
+        r as Arc<dyn Remote>
+    };
+    Pair {
+        a: remote("parts-a".into(), false),
+        b: remote("parts-b".into(), false),
+        locked: std::array::from_fn(|i| remote(format!("parts-locked-{i}"), true)),
+        _keep: Some(server),
     }
 }
 
 fn redis_pair() -> Pair {
     let server = RedisServer::start();
-    let connect = || {
-        let s = RedisStore::connect(RedisOptions {
-            url: server.url(),
-            prefix: "suite".into(),
-            timeout_ms: 300,
-            ..RedisOptions::default()
-        })
-        .unwrap();
-        let t = Instant::now();
-        while !s.is_subscribed() {
-            assert!(t.elapsed() < Duration::from_secs(5), "no subscription");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        s
-    };
-    let (a, b) = (connect(), connect());
+    let (a, b) = (connect(&server, None), connect(&server, None));
+    let locked =
+        std::array::from_fn(|_| connect(&server, Some(HOLD.as_millis() as u64)) as Arc<dyn Remote>);
     Pair {
         a,
         b,
+        locked,
         _keep: Some(server),
     }
 }
@@ -156,11 +203,64 @@ fn suite(kind: &str, pair: Pair) {
         "{kind}"
     );
     assert_eq!(loads(), 9);
+
+    // With the lock, three nodes that miss one key at once compute it once;
+    // the others wait for its value.
+    let nodes: Vec<_> = pair
+        .locked
+        .iter()
+        .map(|r| node(r, Backend::Tiered))
+        .collect();
+    let computed = AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(nodes.len());
+    let values: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                s.spawn(|| {
+                    barrier.wait();
+                    n.get_or_insert_with(k(5), || {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        "once".to_string()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(values, vec!["once"; 3], "{kind}");
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "{kind}: three nodes, one computation"
+    );
+    // The holder released it: after an invalidation, the next miss takes
+    // the lock at once instead of waiting out its time.
+    nodes[0].invalidate(&k(5));
+    eventually("the others to drop key 5", || {
+        nodes.iter().all(|n| !n.contains_key(&k(5)))
+    });
+    let t = Instant::now();
+    assert_eq!(
+        nodes[1].get_or_insert_with(k(5), || "again".to_string()),
+        "again"
+    );
+    assert!(
+        t.elapsed() < HOLD / 2,
+        "{kind}: the lock was left held ({:?})",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn tiering_over_the_memory_store() {
     suite("memory", memory_pair());
+}
+
+#[test]
+fn tiering_over_a_plain_store_with_redis_as_broadcast_and_lock() {
+    suite("parts", redis_parts_pair());
 }
 
 #[test]

@@ -7,6 +7,12 @@ impl RedisStore {
     /// Publishes an invalidation for the other nodes.
     pub(crate) async fn publish(&self, mut msg: Invalidation) -> Result<(), StoreError> {
         msg.node = self.node;
+        self.send(msg).await
+    }
+
+    /// Publishes `msg` as it is (a [`Broadcast`](crate::store::Broadcast)
+    /// user names its own node).
+    pub(super) async fn send(&self, msg: Invalidation) -> Result<(), StoreError> {
         let payload = serde_json::to_string(&msg).expect("serializes");
         let ch = channel(&self.opts.prefix);
         self.guarded(Op::Invalidate, "publish", |mut c| async move {

@@ -60,10 +60,23 @@ impl RedisStore {
     /// Tries to take the load lock of `key`; `Some(token)` when taken.
     pub(crate) async fn try_lock(&self, ns: &str, key: &str) -> Option<String> {
         let ms = self.opts.lock_ms?;
-        let lk = self.lock_key(ns, key);
+        self.set_lock(self.lock_key(ns, key), ms)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Releases the load lock if this node still holds it.
+    pub(crate) async fn unlock(&self, ns: &str, key: &str, token: &str) {
+        let _ = self.release_lock(self.lock_key(ns, key), token).await;
+    }
+
+    /// `SET lk token NX PX ms`: the token when taken, `None` when another
+    /// holds `lk`.
+    pub(super) async fn set_lock(&self, lk: String, ms: u64) -> Result<Option<String>, StoreError> {
         let token = format!("{}-{}", self.node, rand_seed());
         let t = token.clone();
-        let r: Result<Option<String>, _> = self
+        let r: Option<String> = self
             .guarded(Op::Write, "SET NX", |mut c| async move {
                 redis::cmd("SET")
                     .arg(lk)
@@ -74,25 +87,21 @@ impl RedisStore {
                     .query_async(&mut c)
                     .await
             })
-            .await;
-        match r {
-            Ok(Some(_)) => Some(token),
-            _ => None,
-        }
+            .await?;
+        Ok(r.map(|_| token))
     }
 
-    /// Releases the load lock if this node still holds it.
-    pub(crate) async fn unlock(&self, ns: &str, key: &str, token: &str) {
-        let lk = self.lock_key(ns, key);
+    /// Deletes `lk` if `token` still holds it.
+    pub(super) async fn release_lock(&self, lk: String, token: &str) -> Result<(), StoreError> {
         let token = token.to_owned();
         let script = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
         );
-        let _ = self
-            .guarded(Op::Invalidate, "unlock", |mut c| async move {
-                script.key(lk).arg(token).invoke_async::<i64>(&mut c).await
-            })
-            .await;
+        self.guarded(Op::Invalidate, "unlock", |mut c| async move {
+            script.key(lk).arg(token).invoke_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Waits, at most the lock's time, for another node to store `key`.

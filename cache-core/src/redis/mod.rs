@@ -42,6 +42,7 @@ mod channel;
 mod keys;
 mod link;
 mod outbox;
+mod parts;
 mod remote;
 
 pub(crate) use crate::store::bridge::{block_on_bridge, bridge};

@@ -22,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::bridge::{block_on_bridge, bridge};
 use super::broadcast::{Broadcast, Handler};
+use super::lock::{Lock, TierLock};
 use super::remote::{
     Gen, Invalidate, Lookup, Op, Remote, check_hashed_pattern, hashed_pattern_error,
 };
@@ -61,6 +62,8 @@ pub struct StoreRemote {
     undecodable: AtomicU64,
     /// The key of `hash_keys` digests, when keys are hashed.
     hash_key: Option<[u8; 32]>,
+    /// A lock across nodes on missed keys, when the store has one.
+    lock: std::sync::OnceLock<TierLock>,
     /// Compression and encryption of values, when configured.
     #[cfg(feature = "seal")]
     sealer: Option<crate::seal::Sealer>,
@@ -140,6 +143,7 @@ impl StoreRemote {
             draining: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
             hash_key,
+            lock: std::sync::OnceLock::new(),
             #[cfg(feature = "seal")]
             sealer,
         });
@@ -156,6 +160,15 @@ impl StoreRemote {
             }));
         }
         Ok(me)
+    }
+
+    /// Adds a lock across nodes: a node that misses a key takes it and
+    /// computes the value, and the others wait at most `hold` for it
+    /// instead of computing it too. Set once; a second call is an error.
+    pub fn set_lock(&self, lock: Arc<dyn Lock>, hold: Duration) -> Result<(), StoreError> {
+        self.lock
+            .set(TierLock { lock, hold })
+            .map_err(|_| StoreError::Unsupported(format!("{}: the lock is already set", self.name)))
     }
 
     /// Calls `f` with each invalidation another node publishes.
@@ -323,6 +336,10 @@ impl Remote for StoreRemote {
         self.timeout + Duration::from_millis(50)
     }
 
+    fn lock_wait(&self) -> Option<Duration> {
+        self.lock.get().map(|l| l.hold)
+    }
+
     fn token(&self, text: &str) -> String {
         match &self.hash_key {
             Some(k) => super::remote::keyed_token(k, text),
@@ -352,19 +369,37 @@ impl Remote for StoreRemote {
                 return Lookup::Missing(None);
             }
             let k = self.stored_key(&ns, &key);
-            match self.bounded(self.store.get(&cache, &k)).await {
-                Ok(Some(b)) => match self.open(&k, b) {
+            let found = match self.bounded(self.store.get(&cache, &k)).await {
+                Ok(Some(b)) => Lookup::Found(b),
+                Ok(None) => match self.lock.get() {
+                    Some(l) => l.after_miss(&*self.store, &cache, &k, self.timeout).await,
+                    None => Lookup::Missing(None),
+                },
+                Err(e) => {
+                    tracing::debug!(store = %self.name, "read failed, a miss: {e}");
+                    Lookup::Missing(None)
+                }
+            };
+            match found {
+                Lookup::Found(b) => match self.open(&k, b) {
                     Ok(b) => Lookup::Found(b),
                     Err(e) => {
                         Remote::undecodable(&*self, &ns, &key, &e);
                         Lookup::Missing(None)
                     }
                 },
-                Ok(None) => Lookup::Missing(None),
-                Err(e) => {
-                    tracing::debug!(store = %self.name, "read failed, a miss: {e}");
-                    Lookup::Missing(None)
-                }
+                other => other,
+            }
+        })
+    }
+
+    fn unlock(self: Arc<Self>, ns: String, key: String, token: String) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let Some(l) = self.lock.get() else { return };
+            let name = TierLock::name(&self.stored_key(&ns, &key));
+            if let Err(e) = self.bounded(l.lock.unlock(&name, &token)).await {
+                // The lock's time runs out on its own.
+                tracing::debug!(store = %self.name, "unlock failed: {e}");
             }
         })
     }

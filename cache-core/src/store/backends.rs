@@ -6,8 +6,8 @@
 //! - `"redis"` (feature `redis`) and `"disk"` (feature `disk`) are built in,
 //!   opened from their configuration sections;
 //! - any other name is a store a user registered with [`register`] (or
-//!   [`register_with`], to give it a [`Broadcast`]) before configuration
-//!   names it.
+//!   [`register_with`], to give it a [`Broadcast`], or [`register_parts`],
+//!   to give it a [`Lock`] too) before configuration names it.
 //!
 //! Built-in backends submit a [`Factory`] at link time, so this layer names
 //! none of them.
@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use super::adapter::StoreRemote;
 use super::broadcast::{Broadcast, LocalBroadcast};
+use super::lock::Lock;
 use super::remote::Remote;
 use super::{MemoryStore, Store, StoreError};
 use crate::spec::Config;
@@ -40,9 +41,37 @@ pub struct Factory {
 }
 inventory::collect!(Factory);
 
+/// What a registered store's tier is built from besides the store: each
+/// optional.
+#[derive(Default, Clone)]
+pub struct Parts {
+    broadcast: Option<Arc<dyn Broadcast>>,
+    lock: Option<(Arc<dyn Lock>, Duration)>,
+}
+
+impl Parts {
+    /// No broadcast and no lock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Carries invalidations to the other processes' L1s.
+    pub fn broadcast(mut self, broadcast: Arc<dyn Broadcast>) -> Self {
+        self.broadcast = Some(broadcast);
+        self
+    }
+
+    /// A lock across processes on missed keys: one computes, the others
+    /// wait at most `hold` for its value.
+    pub fn lock(mut self, lock: Arc<dyn Lock>, hold: Duration) -> Self {
+        self.lock = Some((lock, hold));
+        self
+    }
+}
+
 struct Registered {
     store: Arc<dyn Store>,
-    broadcast: Option<Arc<dyn Broadcast>>,
+    parts: Parts,
     /// The tier over it, made when configuration first names it (with the
     /// `[remote]` options then in force).
     remote: Mutex<Option<Arc<StoreRemote>>>,
@@ -61,7 +90,7 @@ fn registry() -> &'static Mutex<BTreeMap<String, Arc<Registered>>> {
 /// Call it before configuration names the store. A name already taken, or
 /// a built-in one, is an error.
 pub fn register(name: &str, store: Arc<dyn Store>) -> Result<(), StoreError> {
-    add(name, store, None)
+    add(name, store, Parts::new())
 }
 
 /// [`register`], with a [`Broadcast`] that carries invalidations to the
@@ -71,14 +100,15 @@ pub fn register_with(
     store: Arc<dyn Store>,
     broadcast: Arc<dyn Broadcast>,
 ) -> Result<(), StoreError> {
-    add(name, store, Some(broadcast))
+    add(name, store, Parts::new().broadcast(broadcast))
 }
 
-fn add(
-    name: &str,
-    store: Arc<dyn Store>,
-    broadcast: Option<Arc<dyn Broadcast>>,
-) -> Result<(), StoreError> {
+/// [`register`], with the [`Parts`] given: a [`Broadcast`], a [`Lock`].
+pub fn register_parts(name: &str, store: Arc<dyn Store>, parts: Parts) -> Result<(), StoreError> {
+    add(name, store, parts)
+}
+
+fn add(name: &str, store: Arc<dyn Store>, parts: Parts) -> Result<(), StoreError> {
     if name.is_empty() || RESERVED.contains(&name) {
         return Err(StoreError::Unsupported(format!(
             "{name:?} cannot name a registered store: it is empty or built in ({})",
@@ -95,7 +125,7 @@ fn add(
         name.to_owned(),
         Arc::new(Registered {
             store,
-            broadcast,
+            parts,
             remote: Mutex::new(None),
         }),
     );
@@ -162,10 +192,13 @@ pub fn open(name: &str, config: &Config) -> Result<Arc<dyn Remote>, StoreError> 
             let remote = StoreRemote::with_options(
                 name,
                 r.store.clone(),
-                r.broadcast.clone(),
+                r.parts.broadcast.clone(),
                 STORE_TIMEOUT,
                 &config.remote.clone().unwrap_or_default(),
             )?;
+            if let Some((lock, hold)) = &r.parts.lock {
+                remote.set_lock(lock.clone(), *hold)?;
+            }
             remote.on_invalidation(super::deliver_invalidation);
             *slot = Some(remote.clone());
             Ok(remote)

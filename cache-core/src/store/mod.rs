@@ -25,12 +25,14 @@ pub mod adapter;
 pub mod backends;
 pub mod bridge;
 pub mod broadcast;
+pub mod lock;
 pub mod remote;
 
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::pattern::Pattern;
 pub use adapter::StoreRemote;
 pub use broadcast::{Broadcast, LocalBroadcast};
+pub use lock::Lock;
 pub use remote::Remote;
 
 /// A boxed, sendable future, as [`Store`] methods return.
@@ -85,11 +87,12 @@ pub trait Store: Send + Sync + 'static {
 
 type Slot = (Vec<u8>, u64);
 
-/// An in-process [`Store`].
+/// An in-process [`Store`], and [`Lock`].
 #[derive(Default)]
 pub struct MemoryStore {
     clock: Clock,
     data: Mutex<HashMap<String, HashMap<String, Slot>>>,
+    locks: Mutex<lock::Held>,
 }
 
 impl MemoryStore {
@@ -103,6 +106,7 @@ impl MemoryStore {
         MemoryStore {
             clock,
             data: Mutex::default(),
+            locks: Mutex::default(),
         }
     }
 
