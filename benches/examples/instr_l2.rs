@@ -33,7 +33,10 @@ fn main() {
         }
         let mut s = 0u64;
         for i in 0..n {
-            s = s.wrapping_add(c.get_or_insert_with_async(i % 100, async { u64::MAX }).await);
+            s = s.wrapping_add(
+                c.get_or_insert_with_async(i % 100, async { u64::MAX })
+                    .await,
+            );
         }
         assert!(s < u64::MAX / 2, "every call was an L2 hit");
     });
