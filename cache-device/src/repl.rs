@@ -282,10 +282,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> RawRepl<R, W> {
     async fn exec_inner(&mut self, code: &str) -> Result<Output, ReplError> {
         // Ctrl-D on an empty line would be a soft reset, not an empty program.
         let code = if code.is_empty() { "pass" } else { code };
-        if self.paste == RawPaste::Auto && self.paste_state != PasteState::Unsupported {
-            if let Some(window) = self.request_paste().await? {
-                return self.paste_code(code.as_bytes(), window).await;
-            }
+        if self.paste == RawPaste::Auto
+            && self.paste_state != PasteState::Unsupported
+            && let Some(window) = self.request_paste().await?
+        {
+            return self.paste_code(code.as_bytes(), window).await;
         }
         for chunk in code.as_bytes().chunks(256) {
             self.send(chunk).await?;

@@ -203,16 +203,13 @@ fn result_ok_type(output: &ReturnType, close_paren: Span) -> syn::Result<&Type> 
         ReturnType::Default => return Err(syn::Error::new(close_paren, WHAT)),
         ReturnType::Type(_, ty) => ty,
     };
-    if let Type::Path(p) = &**ty {
-        if let Some(last) = p.path.segments.last() {
-            if last.ident == "Result" {
-                if let PathArguments::AngleBracketed(a) = &last.arguments {
-                    if let Some(GenericArgument::Type(t)) = a.args.first() {
-                        return Ok(t);
-                    }
-                }
-            }
-        }
+    if let Type::Path(p) = &**ty
+        && let Some(last) = p.path.segments.last()
+        && last.ident == "Result"
+        && let PathArguments::AngleBracketed(a) = &last.arguments
+        && let Some(GenericArgument::Type(t)) = a.args.first()
+    {
+        return Ok(t);
     }
     Err(syn::Error::new(ty.span(), WHAT))
 }

@@ -1,0 +1,126 @@
+//! The specification's own configuration examples load as written: the
+//! JSON with a top-level `cache` object and an action's options under
+//! `cache`, and the YAML with `consistency`. Loading only (nothing starts).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cache_core::config::{Backend, ConfigSource, ConflictResolution, Strategy};
+
+fn temp_file(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cache-config-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn the_spec_json_loads_as_written() {
+    let json = temp_file(
+        "spec.json",
+        r#"{
+  "cache": {
+    "enabled": true,
+    "backend": "dht",
+    "ttl": 30,
+    "replication": 3,
+    "prefix": "cache:"
+  },
+  "services": {
+    "user": {
+      "actions": {
+        "get_user": {
+          "cache": {
+            "enabled": true,
+            "ttl": 300,
+            "keys": ["id"]
+          }
+        }
+      }
+    }
+  }
+}"#,
+    );
+    let c = ConfigSource::file(&json)
+        .env_prefix("SPECJ_")
+        .load()
+        .unwrap();
+    assert_eq!(c.enabled, Some(true));
+    assert_eq!(c.backend, Some(Backend::named("dht")));
+    assert_eq!(c.ttl.unwrap().0, Duration::from_secs(30));
+    let d = c.dht_options().unwrap();
+    assert_eq!(d.replication(), 3);
+    assert_eq!(d.prefix.as_deref(), Some("cache:"));
+    let a = &c.services["user"].actions["get_user"];
+    assert_eq!(a.enabled, Some(true));
+    assert_eq!(a.ttl.unwrap().0, Duration::from_secs(300));
+    assert_eq!(a.keys.as_deref(), Some(&["id".to_string()][..]));
+}
+
+#[test]
+fn the_spec_yaml_loads_as_written() {
+    let yaml = temp_file(
+        "spec.yaml",
+        "cache:\n  backend: dht\n  replication: 3\n  ttl: 3600\n  prefix: \"cache:\"\n  consistency: {strategy: \"eventual\", conflict_resolution: \"last_write_wins\"}\n",
+    );
+    let c = ConfigSource::file(&yaml)
+        .env_prefix("SPECY_")
+        .load()
+        .unwrap();
+    assert_eq!(c.backend, Some(Backend::named("dht")));
+    assert_eq!(c.ttl.unwrap().0, Duration::from_secs(3600));
+    let k = c.consistency.clone().unwrap();
+    assert_eq!(k.strategy, Strategy::Eventual);
+    assert_eq!(k.conflict_resolution, ConflictResolution::LastWriteWins);
+}
+
+#[test]
+fn other_consistency_values_are_errors_that_name_the_supported_ones() {
+    for (body, supported) in [
+        ("consistency:\n  strategy: strong\n", "eventual"),
+        (
+            "consistency:\n  conflict_resolution: vector_clock\n",
+            "last_write_wins",
+        ),
+    ] {
+        let f = temp_file("bad.yaml", body);
+        let e = ConfigSource::file(&f)
+            .env_prefix("SPECB_")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(supported), "{e}");
+    }
+}
+
+#[test]
+fn dht_options_are_checked_and_the_two_spellings_must_agree() {
+    for (body, says) in [
+        ("[dht]\nreplication = 0\n", "between 1 and 20"),
+        ("replication = 3\n[dht]\nreplication = 5\n", "disagree"),
+        ("[dht]\nnetwork = \"a b\"\n", "dht.network"),
+        ("[dht]\nbootstraps = []\n", "bootstraps"),
+    ] {
+        let f = temp_file("bad.toml", body);
+        let e = ConfigSource::file(&f)
+            .env_prefix("SPECD_")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+}
+
+#[test]
+fn cache_backend_dht_from_the_environment_wins_over_the_file() {
+    let f = temp_file("env.json", r#"{"cache": {"backend": "memory", "ttl": 5}}"#);
+    // SAFETY: this test binary reads these variables only here.
+    unsafe {
+        std::env::set_var("SPECE_BACKEND", "dht");
+        std::env::set_var("SPECE_UNRELATED_THING", "x");
+    }
+    let c = ConfigSource::file(&f).env_prefix("SPECE_").load().unwrap();
+    assert_eq!(c.backend, Some(Backend::named("dht")));
+    assert_eq!(c.ttl.unwrap().0, Duration::from_secs(5));
+}
