@@ -42,8 +42,9 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 pub use crate::spec::{
-    ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, Defaults, DiskOptions,
-    EventMapping, MAX_DURATION, RemoteOptions, ServiceConfig, Settings,
+    ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, ConflictResolution,
+    Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, Defaults, DhtOptions, DiskOptions,
+    EventMapping, MAX_DURATION, MAX_REPLICATION, RemoteOptions, ServiceConfig, Settings, Strategy,
 };
 
 inventory::submit!(crate::cache::Registrar {
@@ -66,8 +67,9 @@ fn check_backends(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
                 return Err(invalid(&field, crate::store::backends::unknown(&name)));
             }
             // Redis is reached lazily (it may be down now); its options
-            // are checked below.
-            "redis" => {}
+            // are checked below. A DHT peer starts when a cache first
+            // uses it; its options were checked with the rest.
+            "redis" | "dht" => {}
             // Any other store opens now, so a bad one changes nothing.
             _ => {
                 crate::store::backends::open(&name, cfg).map_err(|e| invalid(&field, e))?;
@@ -185,17 +187,52 @@ impl ConfigSource {
             })
             .split("__");
         let texts = figment::providers::Serialized::globals(env_texts(&self.env_prefix));
-        let cfg: Config =
-            fig.merge(env)
-                .merge(texts)
-                .extract()
-                .map_err(|e| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: e.to_string().replace('\n', "; "),
-                })?;
+        let invalid = |e: figment::Error| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string().replace('\n', "; "),
+        };
+        // The spec's layout (a top-level `cache` object, and an action's
+        // options under `cache`) is read as the flat one.
+        let mut value: serde_json::Value =
+            fig.merge(env).merge(texts).extract().map_err(invalid)?;
+        hoist_cache_sections(&mut value);
+        let cfg: Config = Figment::from(figment::providers::Serialized::defaults(value))
+            .extract()
+            .map_err(invalid)?;
         cfg.validate(&origin)?;
         check_backends(&cfg, &origin)?;
         Ok(cfg)
+    }
+}
+
+/// Moves the options of a `cache` object up into the object holding it:
+/// at the top level (the spec's `{"cache": {"backend": "dht", ...}}`) and
+/// in each action (`services.user.actions.get_user.cache`). An option
+/// given both ways keeps the outer one, so `CACHE_*` variables still win
+/// over a file that uses the spec's layout.
+fn hoist_cache_sections(value: &mut serde_json::Value) {
+    fn hoist(obj: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(serde_json::Value::Object(inner)) = obj.remove("cache") {
+            for (k, v) in inner {
+                obj.entry(k).or_insert(v);
+            }
+        }
+    }
+    let Some(root) = value.as_object_mut() else {
+        return;
+    };
+    hoist(root);
+    let Some(serde_json::Value::Object(services)) = root.get_mut("services") else {
+        return;
+    };
+    for service in services.values_mut() {
+        if let Some(serde_json::Value::Object(actions)) = service.get_mut("actions") {
+            for action in actions.values_mut() {
+                if let Some(a) = action.as_object_mut() {
+                    hoist(a);
+                }
+            }
+        }
     }
 }
 
@@ -211,6 +248,10 @@ const TEXT_FIELDS: &[&str] = &[
     "redis__hash_secret",
     "redis__encryption_key",
     "redis__tls_ca_file",
+    "prefix",
+    "dht__network",
+    "dht__prefix",
+    "dht__key_file",
 ];
 
 /// Whether an environment key (lower case, prefix left out) names a field

@@ -44,6 +44,9 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "dht")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dht")))]
+pub mod dht;
 #[cfg(feature = "disk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub mod disk;

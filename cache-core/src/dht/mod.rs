@@ -473,7 +473,8 @@ impl DhtStore {
 
 /// The peer configuration names: started once per process.
 fn open_configured(config: &Config) -> Result<Arc<dyn Remote>, StoreError> {
-    static OPEN: OnceLock<Mutex<Option<(DhtOptions, Arc<StoreRemote>)>>> = OnceLock::new();
+    type Running = Option<(DhtOptions, Arc<StoreRemote>)>;
+    static OPEN: OnceLock<Mutex<Running>> = OnceLock::new();
     let opts = config.dht_options().map_err(StoreError::Unsupported)?;
     let mut open = OPEN.get_or_init(Default::default).lock();
     if let Some((running, r)) = &*open {

@@ -30,12 +30,15 @@ use crate::store::{Invalidation, StoreError};
 /// The largest record value accepted (after compression).
 pub(crate) const MAX_VALUE: usize = 64 * 1024;
 
+/// The answers to a lookup: who answered (`None`: this peer) and what.
+pub(crate) type Answers = Vec<(Option<PeerId>, Record)>;
+
 /// What the swarm was asked to do.
 pub(crate) enum Command {
     /// Every answer for `key` (the local copy included).
     Get {
         key: RecordKey,
-        reply: oneshot::Sender<Vec<(Option<PeerId>, Record)>>,
+        reply: oneshot::Sender<Answers>,
     },
     /// Stores `record` here and on the peers closest to its key; the reply
     /// says whether `quorum` of them took it (no peers: only here, `Ok`).
@@ -207,13 +210,7 @@ struct Task {
     kad_proto: String,
     handlers: Arc<RwLock<Vec<Handler>>>,
     addrs: Arc<Mutex<Vec<Multiaddr>>>,
-    gets: HashMap<
-        QueryId,
-        (
-            Vec<(Option<PeerId>, Record)>,
-            oneshot::Sender<Vec<(Option<PeerId>, Record)>>,
-        ),
-    >,
+    gets: HashMap<QueryId, (Answers, oneshot::Sender<Answers>)>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
     isolated: bool,
@@ -349,15 +346,14 @@ impl Task {
                 peer_id,
                 info,
                 ..
-            })) => {
+            }))
                 // Kademlia learns a dialling peer's address only from
                 // identify; peers of other networks speak none of ours.
-                if info.protocols.iter().any(|p| p.as_ref() == self.kad_proto) {
+                if info.protocols.iter().any(|p| p.as_ref() == self.kad_proto) => {
                     for a in info.listen_addrs {
                         swarm.behaviour_mut().kad.add_address(&peer_id, a);
                     }
                 }
-            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
                 result,

@@ -19,11 +19,16 @@ use crate::pattern::Pattern;
 /// The default bound on entries.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
+mod dht;
 #[cfg(feature = "redis")]
 mod redis;
 mod remote;
 mod values;
 
+pub use dht::{
+    ConflictResolution, Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, DhtOptions,
+    MAX_REPLICATION, Strategy,
+};
 #[cfg(feature = "redis")]
 pub use redis::{RedisOptions, redact_url};
 pub use remote::RemoteOptions;
@@ -68,6 +73,14 @@ pub struct Config {
     /// How to reach Redis, for the `redis` and `tiered` backends.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisOptions>,
+    /// How to join the peer-to-peer network, for `backend = "dht"`.
+    pub dht: Option<DhtOptions>,
+    /// The spec's top-level spelling of `dht.replication`.
+    pub replication: Option<usize>,
+    /// The spec's top-level spelling of `dht.prefix`.
+    pub prefix: Option<String>,
+    /// How replicas agree (only eventual, last-write-wins).
+    pub consistency: Option<Consistency>,
 }
 
 /// The `[disk]` section: where the disk store (feature `disk`) keeps its
@@ -285,6 +298,33 @@ impl Config {
 
     /// Checks what can be checked of the data alone: capacities and event
     /// templates. Backend settings are checked by their backends.
+    /// The `[dht]` options in force, with the spec's top-level
+    /// `replication` and `prefix`; an error when the two spellings
+    /// disagree or the options cannot be used.
+    pub fn dht_options(&self) -> Result<DhtOptions, String> {
+        let mut d = self.dht.clone().unwrap_or_default();
+        match (d.replication, self.replication) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "replication = {b} and dht.replication = {a} disagree; give one"
+                ));
+            }
+            (None, r) => d.replication = r,
+            _ => {}
+        }
+        match (&d.prefix, &self.prefix) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "prefix = {b:?} and dht.prefix = {a:?} disagree; give one"
+                ));
+            }
+            (None, p) => d.prefix = p.clone(),
+            _ => {}
+        }
+        d.check()?;
+        Ok(d)
+    }
+
     pub(crate) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let cap_err = |field: String, v: usize| {
             (v == 0).then(|| ConfigError::Invalid {
@@ -293,6 +333,12 @@ impl Config {
             })
         };
         let mut errs = Vec::new();
+        if let Err(message) = self.dht_options() {
+            errs.push(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message,
+            });
+        }
         errs.extend(self.capacity.and_then(|v| cap_err("capacity".into(), v)));
         for (s, sc) in &self.services {
             errs.extend(
