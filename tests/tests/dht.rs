@@ -34,11 +34,21 @@ fn opts(network: &str, bootstrap: &[String]) -> DhtOptions {
 
 /// `n` peers of `network`, the others joining through the first.
 fn network(network: &str, n: usize) -> Vec<Arc<DhtStore>> {
-    let first = DhtStore::start(&opts(network, &[])).unwrap();
+    network_with(network, n, |_| {})
+}
+
+/// [`network`], each peer's options changed by `f`.
+fn network_with(network: &str, n: usize, f: impl Fn(&mut DhtOptions)) -> Vec<Arc<DhtStore>> {
+    let start = |boot: &[String]| {
+        let mut o = opts(network, boot);
+        f(&mut o);
+        DhtStore::start(&o).unwrap()
+    };
+    let first = start(&[]);
     let boot = first.listen_addrs();
     let mut peers = vec![first];
     for _ in 1..n {
-        peers.push(DhtStore::start(&opts(network, &boot)).unwrap());
+        peers.push(start(&boot));
     }
     let rt = rt();
     eventually("every peer to know the others", || {
@@ -270,4 +280,37 @@ fn a_peer_alone_computes_and_never_fails() {
     // Its own store still serves what it wrote.
     let again = cache.get_or_insert_with((TenantId::NONE, 0), || "recomputed".into());
     assert_eq!(again, "v0");
+}
+
+#[test]
+fn when_a_holder_leaves_its_entries_are_copied_to_another_peer() {
+    let rt = rt();
+    // Periodic republication is out of the picture: only a peer leaving
+    // triggers the copy.
+    let peers = network_with("churn", 5, |o| {
+        o.republish = Some(ConfigDuration(Duration::from_secs(600)));
+    });
+    let writer = &peers[0];
+    rt.block_on(writer.set("ns", "k", b"v".to_vec(), None))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let replicas = |live: &dyn Fn(&Arc<DhtStore>) -> bool| {
+        peers[1..]
+            .iter()
+            .filter(|p| live(p) && p.holds("ns", "k"))
+            .count()
+    };
+    assert_eq!(replicas(&|_| true), 3, "three replicas besides the writer");
+    let gone = peers[1..]
+        .iter()
+        .find(|p| p.holds("ns", "k"))
+        .unwrap()
+        .clone();
+    gone.isolate(true);
+    let live = |p: &Arc<DhtStore>| !Arc::ptr_eq(p, &gone);
+    assert_eq!(replicas(&live), 2);
+    eventually("a live peer to take the leaver's copy", || {
+        replicas(&live) == 3
+    });
+    assert_eq!(get(&rt, &peers[4], "ns", "k"), Some(b"v".to_vec()));
 }

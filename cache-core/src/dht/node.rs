@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::futures::StreamExt;
+use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -174,6 +175,7 @@ impl Node {
             puts: HashMap::new(),
             ready: Some(ready_tx),
             isolated: false,
+            replicate_at: None,
         };
         let held2 = held.clone();
         rt.spawn(async move {
@@ -214,6 +216,9 @@ struct Task {
     puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
     isolated: bool,
+    /// When to copy this peer's records to the peers that should hold
+    /// them: soon after a peer joins or leaves.
+    replicate_at: Option<tokio::time::Instant>,
 }
 
 impl Task {
@@ -256,6 +261,12 @@ impl Task {
                     None => return,
                 },
                 ev = swarm.select_next_some() => self.event(swarm, ev),
+                _ = tokio::time::sleep_until(
+                    self.replicate_at.unwrap_or_else(tokio::time::Instant::now)
+                ), if self.replicate_at.is_some() => {
+                    self.replicate_at = None;
+                    replicate(swarm);
+                }
                 _ = retry.tick() => {
                     // A peer alone keeps trying to join.
                     if !self.isolated
@@ -336,6 +347,18 @@ impl Task {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated => {
                 let _ = swarm.disconnect_peer_id(peer_id);
             }
+            // A peer joined or left: which peers should hold a record may
+            // have changed (debounced, so a burst costs one pass).
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                is_new_peer: true,
+                ..
+            }))
+            | SwarmEvent::ConnectionClosed {
+                num_established: 0,
+                ..
+            } if self.replicate_at.is_none() && !self.isolated => {
+                self.replicate_at = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.addrs.lock().push(address);
                 if let Some(r) = self.ready.take() {
@@ -397,6 +420,22 @@ impl Task {
             },
             _ => {}
         }
+    }
+}
+
+/// Copies every live record this peer holds to the peers closest to its
+/// key (each keeps the newest write, so this never undoes a newer one).
+fn replicate(swarm: &mut Swarm<Behaviour>) {
+    let kad = &mut swarm.behaviour_mut().kad;
+    let now = std::time::Instant::now();
+    let records: Vec<Record> = kad
+        .store_mut()
+        .records()
+        .filter(|r| r.expires.is_none_or(|e| e > now))
+        .map(|r| r.into_owned())
+        .collect();
+    for r in records {
+        let _ = kad.put_record(r, Quorum::One);
     }
 }
 
