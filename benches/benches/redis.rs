@@ -6,11 +6,11 @@
 //!
 //! Run: `cargo bench -p cache-bench --bench redis`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use cache_bench::start_redis as start;
 use cache_core::Cache;
 use cache_core::codec::RemoteCodec;
 use cache_core::config::Backend;
@@ -19,44 +19,6 @@ use cache_core::redis::{RedisOptions, RedisStore};
 const TASKS: usize = 50;
 const KEYS: u64 = 10_000;
 const CALLS: u64 = 200_000;
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server: install it with `apt-get install redis-server`");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Server(child, port)
-}
 
 fn redis_benchmark(port: u16) -> f64 {
     let out = Command::new("redis-benchmark")

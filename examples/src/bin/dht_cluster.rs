@@ -30,15 +30,14 @@ fn node(bootstrap: Vec<String>) {
     o.query_timeout = Some(ConfigDuration(Duration::from_secs(2)));
     let peer = DhtStore::start(&o).expect("the peer starts");
     let tier = peer.tier(&RemoteOptions::default()).expect("a tier");
-    let cache: Cache<u64, String> = CacheBuilder::with_render(|id: &u64, out| {
-        out.push_str(&format!("get_user:{id}"))
-    })
-    .name("get_user")
-    .key_text_prefix("get_user:")
-    .service("user")
-    .remote_codec(Some(RemoteCodec::postcard()))
-    .remote(tier, Backend::Tiered)
-    .build();
+    let cache: Cache<u64, String> =
+        CacheBuilder::with_render(|id: &u64, out| out.push_str(&format!("get_user:{id}")))
+            .name("get_user")
+            .key_text_prefix("get_user:")
+            .service("user")
+            .remote_codec(Some(RemoteCodec::postcard()))
+            .remote(tier, Backend::Tiered)
+            .build();
     let computed = AtomicUsize::new(0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -183,12 +182,20 @@ fn main() {
     );
 
     println!("\n2. an invalidation on B reaches every node's L1 and the DHT");
-    check(rest[1].ask("get 42").ends_with("served from the cache"), "C caches 42");
+    check(
+        rest[1].ask("get 42").ends_with("served from the cache"),
+        "C caches 42",
+    );
     check(rest[1].ask("has 42") == "yes", "C holds 42 in its L1");
     rest[0].ask("invalidate 42");
-    wait_for("C's L1 to drop 42", || rest[1].ask_quietly("has 42") == "no");
+    wait_for("C's L1 to drop 42", || {
+        rest[1].ask_quietly("has 42") == "no"
+    });
     rest[1].ask("has 42");
-    check(rest[2].ask("get 42").ends_with("computed here"), "D recomputes 42");
+    check(
+        rest[2].ask("get 42").ends_with("computed here"),
+        "D recomputes 42",
+    );
 
     println!("\n3. A, which wrote every entry below, is killed with SIGKILL");
     for id in 1..=5 {
@@ -200,7 +207,9 @@ fn main() {
     println!("  A killed");
     for id in 1..=5 {
         check(
-            rest[3].ask(&format!("get {id}")).ends_with("served from the cache"),
+            rest[3]
+                .ask(&format!("get {id}"))
+                .ends_with("served from the cache"),
             "E still reads every entry A wrote",
         );
     }
