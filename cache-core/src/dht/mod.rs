@@ -179,6 +179,13 @@ impl DhtStore {
             .contains(&value_key(&self.prefix, ns, key))
     }
 
+    /// The keys of the records this peer's own store holds (diagnostics:
+    /// what leaves a process for this peer).
+    #[doc(hidden)]
+    pub fn held_record_keys(&self) -> Vec<Vec<u8>> {
+        self.node.held.lock().iter().cloned().collect()
+    }
+
     /// How many peers this one is connected to.
     pub async fn peers(&self) -> usize {
         let (reply, rx) = oneshot::channel();
