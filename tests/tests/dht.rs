@@ -314,3 +314,44 @@ fn when_a_holder_leaves_its_entries_are_copied_to_another_peer() {
     });
     assert_eq!(get(&rt, &peers[4], "ns", "k"), Some(b"v".to_vec()));
 }
+
+#[test]
+fn a_key_file_keeps_the_peer_id_across_restarts_and_a_bad_one_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("dht-key-{}", std::process::id()));
+    let path = dir.join("peer.key");
+    let _ = std::fs::remove_file(&path);
+    let mut o = opts("keys", &[]);
+    o.key_file = Some(path.clone());
+    let first = DhtStore::start(&o).unwrap().peer_id();
+    assert_eq!(std::fs::read(&path).unwrap().len(), 32);
+    let again = DhtStore::start(&o).unwrap().peer_id();
+    assert_eq!(first, again, "the same identity after a restart");
+    std::fs::write(&path, b"not a key").unwrap();
+    let e = DhtStore::start(&o).unwrap_err().to_string();
+    assert!(e.contains("dht.key_file") && e.contains("32-byte"), "{e}");
+}
+
+#[test]
+fn large_values_are_compressed_and_too_large_ones_skipped_without_failing() {
+    let rt = rt();
+    let peers = network("sizes", 2);
+    // 200 KB that compresses well: stored, and read back whole.
+    let big = b"0123456789abcdef".repeat(12_800);
+    rt.block_on(peers[0].set("ns", "big", big.clone(), None))
+        .unwrap();
+    assert_eq!(get(&rt, &peers[1], "ns", "big"), Some(big));
+    // 200 KB that does not compress: not stored, counted, no error.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    rt.block_on(peers[0].set("ns", "noise", noise, None))
+        .unwrap();
+    assert_eq!(peers[0].too_big(), 1);
+    assert_eq!(get(&rt, &peers[1], "ns", "noise"), None);
+}
