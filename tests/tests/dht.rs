@@ -355,3 +355,28 @@ fn large_values_are_compressed_and_too_large_ones_skipped_without_failing() {
     assert_eq!(peers[0].too_big(), 1);
     assert_eq!(get(&rt, &peers[1], "ns", "noise"), None);
 }
+
+#[test]
+fn an_invalidation_no_majority_took_is_an_error_and_a_counted_fault() {
+    let rt = rt();
+    let peers = network("faults", 3);
+    rt.block_on(peers[0].set("ns", "k", b"v".to_vec(), None))
+        .unwrap();
+    let cut = &peers[0];
+    cut.isolate(true);
+    eventually("the peer to be cut off", || rt.block_on(cut.peers()) == 0);
+    let before = cut.faults();
+    // Its routing table still names the others, so it needs two of them.
+    let r = rt.block_on(cut.delete("ns", "k"));
+    assert!(
+        r.is_err(),
+        "a delete no replica took was reported done: {r:?}"
+    );
+    assert!(cut.faults() > before, "the fault was not counted");
+    // Once back, the retried delete is acknowledged.
+    cut.isolate(false);
+    eventually("the peer to rejoin", || rt.block_on(cut.peers()) >= 1);
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(cut.delete("ns", "k")).unwrap();
+    assert_eq!(get(&rt, &peers[2], "ns", "k"), None);
+}

@@ -21,25 +21,25 @@
 mod lww;
 mod node;
 mod record;
+mod setup;
 
-use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libp2p::futures::future::join;
 use libp2p::kad::{Record, RecordKey};
 use libp2p::{Multiaddr, PeerId, identity};
-use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::pattern::Pattern;
-use crate::spec::{Config, DhtOptions};
+use crate::spec::DhtOptions;
 use crate::store::bridge::{block_on_bridge, bridge};
 use crate::store::broadcast::{Broadcast, Handler};
-use crate::store::{BoxFuture, Invalidation, Remote, Store, StoreError, StoreRemote};
+use crate::store::{BoxFuture, Invalidation, Store, StoreError, StoreRemote};
 use node::{Command, MAX_VALUE, Node, NodeConfig};
 use record::{Body, Envelope, now_ms, revocations_key, value_key};
+use setup::identity_from;
 
 /// One peer of the cache's network, as a store.
 pub struct DhtStore {
@@ -51,7 +51,16 @@ pub struct DhtStore {
     /// Values too large for a record even compressed: not stored.
     too_big: AtomicU64,
     warned_big: AtomicBool,
+    /// Queries and writes that timed out or failed (each a miss, or an
+    /// invalidation the tier retries).
+    faults: AtomicU64,
+    /// When a fault was last logged (milliseconds since the Unix epoch):
+    /// at most one line per [`FAULT_LOG_EVERY`].
+    fault_logged_ms: AtomicU64,
 }
+
+/// How often faults are logged at most.
+const FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for DhtStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,45 +68,6 @@ impl std::fmt::Debug for DhtStore {
             .field("peer", &self.node.peer)
             .finish()
     }
-}
-
-/// The identity in `path`, created there if absent.
-fn identity_from(path: &Path) -> Result<identity::Keypair, StoreError> {
-    let bad = |m: String| StoreError::Unsupported(format!("dht.key_file {}: {m}", path.display()));
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                bad(format!(
-                    "holds {} bytes, not a 32-byte ed25519 secret",
-                    bytes.len()
-                ))
-            })?;
-            identity::Keypair::ed25519_from_bytes(secret).map_err(|e| bad(e.to_string()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let kp = identity::Keypair::generate_ed25519();
-            let secret = kp
-                .clone()
-                .try_into_ed25519()
-                .map_err(|e| bad(e.to_string()))?
-                .secret();
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
-            }
-            write_secret(path, secret.as_ref()).map_err(|e| bad(e.to_string()))?;
-            Ok(kp)
-        }
-        Err(e) => Err(bad(e.to_string())),
-    }
-}
-
-fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)?.write_all(bytes)
 }
 
 impl DhtStore {
@@ -151,6 +121,8 @@ impl DhtStore {
             query_timeout,
             too_big: AtomicU64::new(0),
             warned_big: AtomicBool::new(false),
+            faults: AtomicU64::new(0),
+            fault_logged_ms: AtomicU64::new(0),
         }))
     }
 
@@ -203,6 +175,29 @@ impl DhtStore {
         let _ = self.node.tx.send(Command::Isolate(on));
     }
 
+    /// Queries and writes that timed out or failed.
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Counts a fault, and logs it unless one was logged recently.
+    fn fault(&self, what: &str) {
+        let n = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms();
+        let last = self.fault_logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= FAULT_LOG_EVERY.as_millis() as u64
+            && self
+                .fault_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                faults = n,
+                "dht: {what} (a miss or a retry; logged at most every 10 s)"
+            );
+        }
+    }
+
     /// Values not stored because they were too large even compressed.
     pub fn too_big(&self) -> u64 {
         self.too_big.load(Ordering::Relaxed)
@@ -216,11 +211,19 @@ impl DhtStore {
             reply,
         };
         if self.node.tx.send(cmd).is_err() {
+            self.fault("the peer stopped");
             return Vec::new();
         }
         match tokio::time::timeout(self.query_timeout, rx).await {
             Ok(Ok(found)) => found,
-            _ => Vec::new(),
+            Ok(Err(_)) => {
+                self.fault("the peer stopped");
+                Vec::new()
+            }
+            Err(_) => {
+                self.fault("a lookup timed out");
+                Vec::new()
+            }
         }
     }
 
@@ -246,12 +249,16 @@ impl DhtStore {
             .tx
             .send(cmd)
             .map_err(|_| StoreError::Unavailable("dht: the node stopped".into()))?;
-        match tokio::time::timeout(self.query_timeout, rx).await {
+        let r = match tokio::time::timeout(self.query_timeout, rx).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(StoreError::Unavailable(format!("dht: {e}"))),
             Ok(Err(_)) => Err(StoreError::Unavailable("dht: the node stopped".into())),
             Err(_) => Err(StoreError::Timeout(self.query_timeout)),
+        };
+        if let Err(e) = &r {
+            self.fault(&format!("a write failed: {e}"));
         }
+        r
     }
 
     /// A majority of the replicas: what an invalidation waits for.
@@ -477,28 +484,3 @@ impl DhtStore {
         Ok(r)
     }
 }
-
-/// The peer configuration names: started once per process.
-fn open_configured(config: &Config) -> Result<Arc<dyn Remote>, StoreError> {
-    type Running = Option<(DhtOptions, Arc<StoreRemote>)>;
-    static OPEN: OnceLock<Mutex<Running>> = OnceLock::new();
-    let opts = config.dht_options().map_err(StoreError::Unsupported)?;
-    let mut open = OPEN.get_or_init(Default::default).lock();
-    if let Some((running, r)) = &*open {
-        if *running == opts {
-            return Ok(r.clone());
-        }
-        return Err(StoreError::Unsupported(
-            "dht: this process's peer already runs with other [dht] options; restart to change them".into(),
-        ));
-    }
-    let store = DhtStore::start(&opts)?;
-    let remote = store.tier(&config.remote.clone().unwrap_or_default())?;
-    *open = Some((opts, remote.clone()));
-    Ok(remote)
-}
-
-inventory::submit!(crate::store::backends::Factory {
-    name: "dht",
-    open: open_configured,
-});
