@@ -124,6 +124,7 @@ mod tests {
         let env = Envelope {
             written_ms: at,
             writer: b"w".to_vec(),
+            seq: 0,
             expires_ms: None,
             body,
         };

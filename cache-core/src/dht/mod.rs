@@ -54,6 +54,9 @@ pub struct DhtStore {
     /// Queries and writes that timed out or failed (each a miss, or an
     /// invalidation the tier retries).
     faults: AtomicU64,
+    /// This peer's count of its writes (orders its writes within one
+    /// millisecond).
+    seq: AtomicU64,
     /// When a fault was last logged (milliseconds since the Unix epoch):
     /// at most one line per [`FAULT_LOG_EVERY`].
     fault_logged_ms: AtomicU64,
@@ -122,6 +125,7 @@ impl DhtStore {
             too_big: AtomicU64::new(0),
             warned_big: AtomicBool::new(false),
             faults: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
             fault_logged_ms: AtomicU64::new(0),
         }))
     }
@@ -205,24 +209,30 @@ impl DhtStore {
 
     /// Every answer for `key`, within the query timeout (none on a fault).
     async fn query(&self, key: Vec<u8>) -> Vec<(Option<PeerId>, Record)> {
+        let (local, local_rx) = oneshot::channel();
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Get {
             key: RecordKey::new(&key),
+            local,
             reply,
         };
         if self.node.tx.send(cmd).is_err() {
             self.fault("the peer stopped");
             return Vec::new();
         }
-        match tokio::time::timeout(self.query_timeout, rx).await {
+        // This peer's own copy: what a lookup that times out still has.
+        let own = local_rx.await.ok().flatten().map(|r| (None, r));
+        // Kademlia ends the query at `query_timeout` with what it found;
+        // the extra time is for that.
+        match tokio::time::timeout(self.query_timeout + Duration::from_millis(500), rx).await {
             Ok(Ok(found)) => found,
             Ok(Err(_)) => {
                 self.fault("the peer stopped");
-                Vec::new()
+                own.into_iter().collect()
             }
             Err(_) => {
                 self.fault("a lookup timed out");
-                Vec::new()
+                own.into_iter().collect()
             }
         }
     }
@@ -270,6 +280,7 @@ impl DhtStore {
         Envelope {
             written_ms: now_ms(),
             writer: self.node.peer.to_bytes(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
             expires_ms,
             body,
         }

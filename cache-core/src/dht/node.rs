@@ -36,9 +36,11 @@ pub(crate) type Answers = Vec<(Option<PeerId>, Record)>;
 
 /// What the swarm was asked to do.
 pub(crate) enum Command {
-    /// Every answer for `key` (the local copy included).
+    /// Every answer for `key` (the local copy included), and at once
+    /// this peer's own copy (what a query that times out still has).
     Get {
         key: RecordKey,
+        local: oneshot::Sender<Option<Record>>,
         reply: oneshot::Sender<Answers>,
     },
     /// Stores `record` here and on the peers closest to its key; the reply
@@ -282,8 +284,10 @@ impl Task {
 
     fn command(&mut self, swarm: &mut Swarm<Behaviour>, cmd: Command) {
         match cmd {
-            Command::Get { key, reply } => {
-                let id = swarm.behaviour_mut().kad.get_record(key);
+            Command::Get { key, local, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                let _ = local.send(kad.store_mut().get(&key).map(|r| r.into_owned()));
+                let id = kad.get_record(key);
                 self.gets.insert(id, (Vec::new(), reply));
             }
             Command::Put {

@@ -14,11 +14,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// The envelope's format version, its first byte.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// At most this many revocations per namespace are kept apart; past it
 /// they collapse into one of everything (removing more, never less).
 pub(crate) const MAX_REVOCATIONS: usize = 1000;
+
+/// At most this many bytes of patterns per namespace, for the same reason
+/// (a record must stay well under the store's value limit).
+pub(crate) const MAX_REVOCATION_BYTES: usize = 32 * 1024;
 
 /// One write of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +31,9 @@ pub(crate) struct Envelope {
     pub(crate) written_ms: u64,
     /// The writer's peer id, which breaks ties between equal times.
     pub(crate) writer: Vec<u8>,
+    /// The writer's count of its writes: orders two writes of one writer
+    /// in the same millisecond.
+    pub(crate) seq: u64,
     /// When it expires (milliseconds since the Unix epoch), if it does.
     pub(crate) expires_ms: Option<u64>,
     /// What was written.
@@ -70,9 +77,15 @@ impl Envelope {
         }
     }
 
-    /// Whether this write comes after `other`: by time, then by writer.
+    /// When and by whom it was written, in the order writes win.
+    fn stamp(&self) -> (u64, &[u8], u64) {
+        (self.written_ms, &self.writer, self.seq)
+    }
+
+    /// Whether this write comes after `other`: by time, then by writer,
+    /// then by the writer's own count.
     pub(crate) fn newer_than(&self, other: &Envelope) -> bool {
-        (self.written_ms, &self.writer) > (other.written_ms, &other.writer)
+        self.stamp() > other.stamp()
     }
 
     /// Whether it has expired at `now_ms`.
@@ -94,19 +107,22 @@ impl Envelope {
                 let horizon = now_ms().saturating_sub(keep_ms);
                 all.retain(|_, at| *at >= horizon);
                 let mut list: Vec<(String, u64)> = all.into_iter().collect();
-                if list.len() > MAX_REVOCATIONS {
+                let bytes: usize = list.iter().map(|(p, _)| p.len() + 10).sum();
+                if list.len() > MAX_REVOCATIONS || bytes > MAX_REVOCATION_BYTES {
                     let latest = list.iter().map(|(_, at)| *at).max().unwrap_or(0);
                     list = vec![("*".to_owned(), latest)];
                 }
-                let (written_ms, writer) =
-                    if (self.written_ms, &self.writer) >= (other.written_ms, &other.writer) {
-                        (self.written_ms, self.writer)
-                    } else {
-                        (other.written_ms, other.writer)
-                    };
+                let mine = (self.written_ms, &self.writer, self.seq);
+                let theirs = (other.written_ms, &other.writer, other.seq);
+                let (written_ms, writer, seq) = if mine >= theirs {
+                    (self.written_ms, self.writer, self.seq)
+                } else {
+                    (other.written_ms, other.writer, other.seq)
+                };
                 Envelope {
                     written_ms,
                     writer,
+                    seq,
                     expires_ms: max_expiry(self.expires_ms, other.expires_ms),
                     body: Body::Revocations(list),
                 }
@@ -160,6 +176,7 @@ mod tests {
         Envelope {
             written_ms: at,
             writer: writer.to_vec(),
+            seq: 0,
             expires_ms: None,
             body,
         }
@@ -205,6 +222,37 @@ mod tests {
         let big = env(now, b"a", Body::Revocations(many));
         let m = big.merge(env(now, b"a", Body::Revocations(vec![])), 60_000);
         assert_eq!(m.body, Body::Revocations(vec![("*".into(), now)]));
+    }
+
+    #[test]
+    fn one_writers_writes_in_one_millisecond_are_ordered_by_its_count() {
+        let a = Envelope {
+            seq: 1,
+            ..env(10, b"w", value(b"first"))
+        };
+        let b = Envelope {
+            seq: 2,
+            ..env(10, b"w", Body::Tombstone)
+        };
+        assert_eq!(a.clone().merge(b.clone(), u64::MAX), b);
+        assert_eq!(b.clone().merge(a, u64::MAX), b);
+    }
+
+    #[test]
+    fn long_revocation_patterns_collapse_before_the_record_grows_too_large() {
+        let now = now_ms();
+        let mut acc = env(now, b"a", Body::Revocations(vec![]));
+        for i in 0..200 {
+            let p = format!("{i:04}{}*", "x".repeat(1000));
+            acc = acc.merge(env(now, b"a", Body::Revocations(vec![(p, now)])), 60_000);
+            assert!(acc.encode().len() < 2 * MAX_REVOCATION_BYTES, "at {i}");
+        }
+        // Past the bound everything counts as revoked (removing more,
+        // never less).
+        let Body::Revocations(list) = &acc.body else {
+            panic!("{acc:?}")
+        };
+        assert!(list.contains(&("*".to_string(), now)), "{list:?}");
     }
 
     #[test]

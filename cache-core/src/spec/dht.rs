@@ -37,7 +37,7 @@ pub struct DhtOptions {
     /// them (default 30 s); also when a peer joins or leaves.
     pub republish: Option<ConfigDuration>,
     /// How long one DHT query may take before the call computes the value
-    /// (default 5 s).
+    /// (default 2 s, at least 100 ms).
     pub query_timeout: Option<ConfigDuration>,
 }
 
@@ -75,6 +75,28 @@ impl DhtOptions {
             return Err(format!(
                 "dht.replication = {r}: it must be between 1 and {MAX_REPLICATION}"
             ));
+        }
+        let within = |name: &str, d: Option<ConfigDuration>, min: Duration| match d {
+            Some(ConfigDuration(d)) if d < min || d > MAX_DURATION => Err(format!(
+                "dht.{name} = {d:?}: it must be between {min:?} and {} days",
+                MAX_DURATION.as_secs() / 86_400
+            )),
+            _ => Ok(()),
+        };
+        within("record_ttl", self.record_ttl, Duration::from_secs(1))?;
+        within("republish", self.republish, Duration::from_secs(1))?;
+        within(
+            "query_timeout",
+            self.query_timeout,
+            Duration::from_millis(100),
+        )?;
+        for a in &self.bootstrap {
+            let (addr, _) = a.rsplit_once("/p2p/").unwrap_or((a, ""));
+            if !addr.contains("/tcp/") {
+                return Err(format!(
+                    "dht.bootstrap: {a:?} needs a TCP address before /p2p/, such as /ip4/10.0.0.5/tcp/4001/p2p/<peer id>"
+                ));
+            }
         }
         if self.record_ttl().as_secs() < 1 {
             return Err(
