@@ -16,7 +16,10 @@
 //!   values it removes: a peer that was away cannot bring an old value back.
 //! - **Faults.** A peer without peers, an unreachable bootstrap or a slow
 //!   query is a miss (the value is computed), never a failed call; a peer
-//!   alone keeps trying to join.
+//!   alone keeps trying to join. An invalidation that no majority of the
+//!   replicas took is not reported done: the tier retries it, and serves no
+//!   reads from the DHT meanwhile. Faults are counted and logged at most
+//!   once per 10 s.
 
 mod lww;
 mod node;
