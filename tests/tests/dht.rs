@@ -8,73 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::codec::RemoteCodec;
-use cache_core::config::{Backend, ConfigDuration, DhtOptions, RemoteOptions};
+use cache_core::config::{Backend, ConfigDuration, RemoteOptions};
 use cache_core::dht::DhtStore;
 use cache_core::{Cache, Remote, Store, TenantId};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn opts(network: &str, bootstrap: &[String]) -> DhtOptions {
-    let mut o = DhtOptions::default();
-    o.network = Some(network.into());
-    o.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    o.bootstrap = bootstrap.to_vec();
-    o.replication = Some(3);
-    o.record_ttl = Some(ConfigDuration(Duration::from_secs(600)));
-    o.republish = Some(ConfigDuration(Duration::from_secs(1)));
-    o.query_timeout = Some(ConfigDuration(Duration::from_secs(2)));
-    o
-}
-
-/// `n` peers of `network`, the others joining through the first.
-fn network(network: &str, n: usize) -> Vec<Arc<DhtStore>> {
-    network_with(network, n, |_| {})
-}
-
-/// [`network`], each peer's options changed by `f`.
-fn network_with(network: &str, n: usize, f: impl Fn(&mut DhtOptions)) -> Vec<Arc<DhtStore>> {
-    let start = |boot: &[String]| {
-        let mut o = opts(network, boot);
-        f(&mut o);
-        DhtStore::start(&o).unwrap()
-    };
-    let first = start(&[]);
-    let boot = first.listen_addrs();
-    let mut peers = vec![first];
-    for _ in 1..n {
-        peers.push(start(&boot));
-    }
-    let rt = rt();
-    eventually("every peer to know the others", || {
-        peers
-            .iter()
-            .all(|p| rt.block_on(p.peers()) >= (n - 1).min(3))
-    });
-    // Routing tables fill in the background: let them settle.
-    std::thread::sleep(Duration::from_millis(500));
-    peers
-}
-
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn get(rt: &tokio::runtime::Runtime, p: &DhtStore, ns: &str, k: &str) -> Option<Vec<u8>> {
-    rt.block_on(p.get(ns, k)).unwrap()
-}
+use cache_tests::dht::{eventually, get, network, network_with, opts, rt};
 
 #[test]
 fn values_cross_peers_and_live_where_they_should() {

@@ -2,50 +2,15 @@
 //! peer's writes in one millisecond, extreme durations, long revocation
 //! patterns, a bootstrap peer that never answers, and bad addresses.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::Store;
-use cache_core::config::{ConfigDuration, DhtOptions};
+use cache_core::config::ConfigDuration;
 use cache_core::dht::DhtStore;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn opts(network: &str, bootstrap: &[String]) -> DhtOptions {
-    let mut o = DhtOptions::default();
-    o.network = Some(network.into());
-    o.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    o.bootstrap = bootstrap.to_vec();
-    o.replication = Some(3);
-    o.query_timeout = Some(ConfigDuration(Duration::from_secs(2)));
-    o
-}
-
-fn network(name: &str, n: usize) -> Vec<Arc<DhtStore>> {
-    let first = DhtStore::start(&opts(name, &[])).unwrap();
-    let boot = first.listen_addrs();
-    let mut peers = vec![first];
-    for _ in 1..n {
-        peers.push(DhtStore::start(&opts(name, &boot)).unwrap());
-    }
-    let rt = rt();
-    let t = Instant::now();
-    while peers.iter().any(|p| rt.block_on(p.peers()) < n - 1) {
-        assert!(t.elapsed() < Duration::from_secs(15), "no network");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    peers
-}
+use cache_tests::dht::{network, opts, rt};
 
 fn get(rt: &tokio::runtime::Runtime, p: &DhtStore, k: &str) -> Option<Vec<u8>> {
-    rt.block_on(p.get("ns", k)).unwrap()
+    cache_tests::dht::get(rt, p, "ns", k)
 }
 
 /// A set and a delete in the same millisecond used to tie, and the held

@@ -15,6 +15,7 @@ use cache_core::config::Backend;
 use cache_core::redis::{RedisOptions, RedisStore};
 use cache_core::{Cache, LocalBroadcast, MemoryStore, Remote, StoreRemote, TenantId};
 use cache_tests::RedisServer;
+use cache_tests::tiering::eventually;
 
 type Key = (TenantId, u64);
 
@@ -120,17 +121,6 @@ fn node(remote: &Arc<dyn Remote>, mode: Backend) -> Cache<Key, String> {
     .remote(remote.clone(), mode)
     .build();
     cache
-}
-
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn k(id: u64) -> Key {
