@@ -46,8 +46,9 @@ pub(crate) enum Waited<V> {
 /// One key's load in progress.
 pub(crate) struct Flight<V> {
     state: Mutex<State<V>>,
-    /// The thread that started it: if that thread asks for the same key
-    /// again (a load that calls itself), waiting would never end.
+    /// The thread of a sync caller that started it: if that thread asks
+    /// for the same key again (a load that calls itself), waiting would
+    /// never end. 0 when an async task leads (it may move between threads).
     leader: u64,
 }
 
@@ -68,16 +69,21 @@ fn thread_token() -> u64 {
 }
 
 impl<V: Clone> Flight<V> {
-    fn new() -> Self {
+    fn new(sync_leader: bool) -> Self {
         Flight {
             state: Mutex::new(State::Running(Vec::new())),
-            leader: thread_token(),
+            leader: if sync_leader { thread_token() } else { 0 },
         }
     }
 
-    /// Whether the calling thread leads this flight.
+    /// Whether a sync caller on the calling thread leads this flight.
     pub(crate) fn led_here(&self) -> bool {
         self.leader == thread_token()
+    }
+
+    /// Whether an async task leads this flight.
+    pub(crate) fn led_by_task(&self) -> bool {
+        self.leader == 0
     }
 
     fn finish(&self, outcome: Option<&V>, failed: Option<Option<SharedErr>>) {
@@ -269,20 +275,21 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         self.detach_all();
     }
 
-    /// Joins the flight for `key`, starting one if none runs.
-    pub(crate) fn join(&self, key: &K) -> Join<V> {
+    /// Joins the flight for `key`, starting one if none runs (led by a
+    /// sync caller on this thread when `sync`, else by an async task).
+    pub(crate) fn join(&self, key: &K, sync: bool) -> Join<V> {
         let mut map = self.shard(key).lock();
         if let Some(f) = map.get(key) {
             return Join::Follower(f.clone());
         }
-        let f = Arc::new(Flight::new());
+        let f = Arc::new(Flight::new(sync));
         map.insert(key.clone(), f.clone());
         Join::Leader(f)
     }
 
     /// Starts a flight only if none runs (for background refresh).
     pub(crate) fn try_lead(&self, key: &K) -> Option<Arc<Flight<V>>> {
-        match self.join(key) {
+        match self.join(key, false) {
             Join::Leader(f) => Some(f),
             Join::Follower(_) => None,
         }

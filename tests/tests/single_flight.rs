@@ -365,3 +365,68 @@ fn a_reentrant_load_does_not_deadlock() {
         10
     );
 }
+
+/// A sync call on a runtime worker used to take an async task's load of
+/// the same key, led from that worker, for its own (re-entrant) load: it
+/// computed again and got another value. It now waits for the task.
+#[test]
+fn a_sync_call_on_a_worker_waits_for_an_async_load_of_the_same_key() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..5u64 {
+        let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::new(100));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (c, l) = (cache.clone(), loads.clone());
+        let leader = rt.spawn(async move {
+            c.get_or_insert_with_async(round, async move {
+                l.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                42
+            })
+            .await
+        });
+        let (c, l) = (cache.clone(), loads.clone());
+        let follower = rt.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Sync code called from a task, on a worker thread.
+            c.get_or_insert_with(round, || {
+                l.fetch_add(1, Ordering::SeqCst);
+                0
+            })
+        });
+        let (a, b) = rt.block_on(async { (leader.await.unwrap(), follower.await.unwrap()) });
+        assert_eq!((a, b), (42, 42), "round {round}");
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "round {round}: one load");
+    }
+}
+
+/// On a one-thread runtime a sync call cannot wait for a task of that
+/// runtime (the task could never run): it computes for itself, and neither
+/// hangs.
+#[test]
+fn a_sync_call_on_a_one_thread_runtime_computes_instead_of_hanging() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::new(100));
+    let c = cache.clone();
+    let (a, b) = rt.block_on(async move {
+        let c2 = c.clone();
+        let leader = tokio::spawn(async move {
+            c2.get_or_insert_with_async(1, async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                42
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let b = c.get_or_insert_with(1, || 43);
+        (leader.await.unwrap(), b)
+    });
+    assert_eq!((a, b), (42, 43));
+    assert!(cache.get(&1).is_some());
+}

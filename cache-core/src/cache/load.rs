@@ -97,9 +97,38 @@ impl<E: Clone + Send + Sync + 'static> ErrShare<E> {
 
 /// Who drives a load: a thread blocked on it, or an async task.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Caller {
+pub(super) enum Caller {
     Thread,
     Task,
+}
+
+/// Whether a sync caller may block until `f` lands: not if it leads `f`
+/// itself, nor if an async task leads it and the caller runs on a
+/// one-thread runtime (that task could never run).
+fn may_block_for<V: Clone>(f: &Flight<V>) -> bool {
+    if f.led_here() {
+        return false;
+    }
+    !(f.led_by_task() && runtime_flavor() == Some(tokio::runtime::RuntimeFlavor::CurrentThread))
+}
+
+fn runtime_flavor() -> Option<tokio::runtime::RuntimeFlavor> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|h| h.runtime_flavor())
+}
+
+/// Waits for the leader of `f`. A sync caller on a worker of a
+/// multi-thread runtime, waiting on a task, first hands its worker's other
+/// tasks (the leader may be one of them) to another thread.
+async fn wait_for<V: Clone>(f: Arc<Flight<V>>, caller: Caller) -> Waited<V> {
+    if caller == Caller::Thread
+        && f.led_by_task()
+        && runtime_flavor() == Some(tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        return tokio::task::block_in_place(|| block_on(f.wait_async()));
+    }
+    f.wait_async().await
 }
 
 /// Whether a loop iteration leads, or waits on, a load.
@@ -111,8 +140,8 @@ pub(super) enum Turn<'a, K: CacheKey, V: CacheValue> {
 
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Joins the load of `key`, or finds that it has meanwhile been stored.
-    pub(super) fn turn(&self, key: &K) -> Turn<'_, K, V> {
-        match self.flights.join(key) {
+    pub(super) fn turn(&self, key: &K, caller: Caller) -> Turn<'_, K, V> {
+        match self.flights.join(key, caller == Caller::Thread) {
             Join::Leader(flight) => {
                 let lead = Lead {
                     flights: &self.flights,
@@ -333,15 +362,17 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     {
         let inner = &*self.inner;
         loop {
-            let lead = match inner.turn(&key) {
+            let lead = match inner.turn(&key, caller) {
                 Turn::Done(v) => return Ok(v),
                 // A sync load that asks for its own key on its own thread
-                // would wait for itself: it computes instead.
-                Turn::Wait(f) if caller == Caller::Thread && f.led_here() => {
+                // would wait for itself, and a sync call on a one-thread
+                // runtime whose task leads the load would block that task:
+                // it computes instead.
+                Turn::Wait(f) if caller == Caller::Thread && !may_block_for(&f) => {
                     let epoch = inner.epoch_of(&key);
                     return inner.solo(key, init.await, epoch);
                 }
-                Turn::Wait(f) => match f.wait_async().await {
+                Turn::Wait(f) => match wait_for(f, caller).await {
                     Waited::Value(v) => return Ok(v),
                     Waited::Retry => continue,
                     Waited::Failed(err) => {
