@@ -29,7 +29,11 @@
 //! - [`registry`](mod@registry): reaching caches by name; service handlers and events.
 //! - [`config`]: layered configuration from files and `CACHE_*` variables.
 //! - [`namespace`]: tenants and quotas.
-//! - `http` (feature `http`): the admin API as an axum router.
+//! - `http` (feature `http`): the admin API as an axum router, with health
+//!   probes and (with `metrics`) `GET /metrics`.
+//! - [`health`]: the state of the backends, for probes.
+//! - `metrics` (feature `metrics`): meters for Prometheus or any `metrics`
+//!   recorder.
 //! - `redis` (feature `redis`): the Redis store; `seal` (feature `seal`,
 //!   which `redis` enables): compression and encryption of values.
 //! - `disk` (feature `disk`): the redb store, warm after a restart.
@@ -54,10 +58,16 @@ pub mod error;
 pub mod events;
 pub mod eviction;
 mod flight;
+pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod key;
+#[cfg(feature = "metrics")]
+mod meter;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod namespace;
 pub mod pattern;
 mod probe;

@@ -24,6 +24,8 @@ pub(crate) enum Counter {
     Load,
     LoadNanos,
 }
+/// Eight counters: a stripe is one cache line. Rarer counts (such as
+/// failed loads) live outside the stripes.
 const COUNTERS: usize = 8;
 
 #[repr(align(64))]
@@ -153,6 +155,9 @@ pub struct Stats {
     pub loads: u64,
     /// Total time spent in loads, in nanoseconds.
     pub load_nanos: u64,
+    /// Times the underlying function failed (returned `Err`); not in
+    /// `loads`.
+    pub load_failures: u64,
     /// Entries in the cache now (expired ones not yet swept included).
     pub entries: u64,
 }
@@ -191,11 +196,13 @@ impl Stats {
         self.invalidations += o.invalidations;
         self.loads += o.loads;
         self.load_nanos += o.load_nanos;
+        self.load_failures += o.load_failures;
         self.entries += o.entries;
     }
 }
 
 impl Counters {
+    /// The counters' sums; `load_failures` is the caller's to fill in.
     pub(crate) fn snapshot(&self, entries: u64) -> Stats {
         Stats {
             hits: self.sum(Counter::Hit),
@@ -206,6 +213,7 @@ impl Counters {
             invalidations: self.sum(Counter::Invalidation),
             loads: self.sum(Counter::Load),
             load_nanos: self.sum(Counter::LoadNanos),
+            load_failures: 0,
             entries,
         }
     }

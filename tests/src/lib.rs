@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod dht;
+pub mod http;
+pub mod prometheus;
 mod recording;
 pub mod tiering;
 
@@ -101,7 +103,8 @@ pub struct RedisServer {
     tls_ca: Option<std::path::PathBuf>,
 }
 
-fn free_port() -> u16 {
+/// A free loopback port.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -28,38 +28,12 @@ async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let payload = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let json = serde_json::from_str(payload).unwrap_or_else(|_| json!({ "raw": payload }));
+    let (status, _, payload) = cache_tests::http::request(addr, method, path, token, body).await;
+    let json = serde_json::from_str(&payload).unwrap_or_else(|_| json!({ "raw": payload }));
     (status, json)
 }
 
-async fn start(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    addr
-}
+use cache_tests::http::start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_over_http() {

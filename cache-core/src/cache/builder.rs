@@ -255,6 +255,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             ticks: self.clock.ticks(),
             clock: self.clock,
             counters: Counters::default(),
+            load_failures: Default::default(),
             listeners: Listeners::default(),
             flights: Flights::new(),
             tag_index: Mutex::new(HashMap::new()),

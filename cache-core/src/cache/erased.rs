@@ -56,6 +56,11 @@ pub trait ErasedCache: Send + Sync {
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
     /// The cache's counters.
     fn stats(&self) -> Stats;
+    /// The store outside the process its tier uses, if one is attached,
+    /// and whether values also live in the process (`l1`).
+    fn remote(&self) -> Option<(Arc<dyn crate::store::Remote>, bool)> {
+        None
+    }
     /// Applies an invalidation another node published, to this process only.
     fn apply_remote(&self, msg: &Invalidation);
     /// Checks that `config` fits this cache, changing nothing.
@@ -107,6 +112,9 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn stats(&self) -> Stats {
         Inner::stats(self)
+    }
+    fn remote(&self) -> Option<(Arc<dyn crate::store::Remote>, bool)> {
+        self.tier().map(|t| (t.remote.clone(), t.l1))
     }
     fn check(&self, config: &Config) -> Result<(), ConfigError> {
         let s = config.resolve_for(

@@ -165,10 +165,22 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
 
     /// A load computed outside single-flight (its leader's load failed):
     /// stored like any other when it succeeds.
-    pub(super) fn solo<E>(&self, key: K, v: Result<V, E>, epoch: Epoch) -> Result<V, E> {
-        let v = v?;
+    pub(super) fn solo<E>(
+        &self,
+        key: K,
+        v: Result<V, E>,
+        epoch: Epoch,
+        started: Instant,
+    ) -> Result<V, E> {
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => {
+                self.load_failed(started);
+                return Err(e);
+            }
+        };
         let store = self.should_store(&v);
-        self.loaded(key, &v, Instant::now(), store, epoch);
+        self.loaded(key, &v, started, store, epoch);
         Ok(v)
     }
 
@@ -216,11 +228,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
     }
 
+    /// Records a load that failed after `started`.
+    pub(super) fn load_failed(&self, started: Instant) {
+        self.load_failures.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::meter::load(
+            self.service.as_deref(),
+            &self.identity,
+            started.elapsed(),
+            false,
+        );
+        #[cfg(not(feature = "metrics"))]
+        let _ = started;
+    }
+
     /// Records a finished load and stores its value if the policy allows.
     pub(super) fn loaded(&self, key: K, value: &V, started: Instant, store: bool, epoch: Epoch) {
+        let took = started.elapsed();
         self.counters.incr(Counter::Load);
         self.counters
-            .add(Counter::LoadNanos, started.elapsed().as_nanos() as u64);
+            .add(Counter::LoadNanos, took.as_nanos() as u64);
+        #[cfg(feature = "metrics")]
+        crate::meter::load(self.service.as_deref(), &self.identity, took, true);
         if store {
             self.store_loaded(key, value.clone(), epoch);
         }
@@ -370,7 +399,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 // it computes instead.
                 Turn::Wait(f) if caller == Caller::Thread && !may_block_for(&f) => {
                     let epoch = inner.epoch_of(&key);
-                    return inner.solo(key, init.await, epoch);
+                    let started = Instant::now();
+                    let v = init.await;
+                    return inner.solo(key, v, epoch, started);
                 }
                 Turn::Wait(f) => match wait_for(f, caller).await {
                     Waited::Value(v) => return Ok(v),
@@ -382,7 +413,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                             return Err(e);
                         }
                         let epoch = inner.epoch_of(&key);
-                        return inner.solo(key, init.await, epoch);
+                        let started = Instant::now();
+                        let v = init.await;
+                        return inner.solo(key, v, epoch, started);
                     }
                 },
                 Turn::Lead(lead) => lead,
@@ -407,6 +440,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             let v = match init.await {
                 Ok(v) => v,
                 Err(e) => {
+                    inner.load_failed(started);
                     if let Some(token) = lock {
                         inner.remote_unlock(&key, token).await;
                     }

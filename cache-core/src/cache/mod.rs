@@ -109,6 +109,8 @@ pub(crate) struct Inner<K, V> {
     /// The counter `clock` reads, for the hit path.
     ticks: Ticks,
     counters: Counters,
+    /// Loads that failed (rare: outside the striped counters).
+    load_failures: std::sync::atomic::AtomicU64,
     listeners: Listeners<K>,
     flights: Flights<K, V>,
     tag_index: Mutex<HashMap<String, HashSet<K>>>,

@@ -141,6 +141,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     pub(super) fn stats(&self) -> Stats {
-        self.counters.snapshot(self.map.len() as u64)
+        let mut s = self.counters.snapshot(self.map.len() as u64);
+        s.load_failures = self.load_failures.load(Ordering::Relaxed);
+        s
     }
 }

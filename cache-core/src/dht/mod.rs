@@ -455,6 +455,13 @@ impl Store for DhtStore {
             Ok(0)
         })
     }
+
+    fn report(&self, health: &mut crate::store::Health) {
+        health.peers = Some(self.node.connected.load(Ordering::Relaxed));
+        // Queries that timed out answer from the local copy, so the tier
+        // above never sees them fail.
+        health.errors += self.faults();
+    }
 }
 
 impl Broadcast for DhtStore {

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use libp2p::futures::StreamExt;
@@ -91,6 +92,8 @@ pub(crate) struct Node {
     pub(crate) addrs: Arc<Mutex<Vec<Multiaddr>>>,
     pub(crate) held: Held,
     pub(crate) handlers: Arc<RwLock<Vec<Handler>>>,
+    /// Peers connected now, kept by the swarm's task.
+    pub(crate) connected: Arc<AtomicUsize>,
 }
 
 fn protocol(network: &str, what: &str) -> String {
@@ -165,6 +168,7 @@ impl Node {
         let held: Held = Default::default();
         let handlers: Arc<RwLock<Vec<Handler>>> = Default::default();
         let addrs: Arc<Mutex<Vec<Multiaddr>>> = Default::default();
+        let connected: Arc<AtomicUsize> = Default::default();
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let peer = cfg.keypair.public().to_peer_id();
@@ -173,6 +177,7 @@ impl Node {
             kad_proto: protocol(&cfg.network, "kad/1.0.0"),
             handlers: handlers.clone(),
             addrs: addrs.clone(),
+            connected: connected.clone(),
             gets: HashMap::new(),
             puts: HashMap::new(),
             ready: Some(ready_tx),
@@ -199,6 +204,7 @@ impl Node {
                 addrs,
                 held,
                 handlers,
+                connected,
             }),
             Ok(Ok(Err(e))) => Err(StoreError::Unavailable(format!("dht: {e}"))),
             _ => Err(StoreError::Unavailable(
@@ -214,6 +220,7 @@ struct Task {
     kad_proto: String,
     handlers: Arc<RwLock<Vec<Handler>>>,
     addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    connected: Arc<AtomicUsize>,
     gets: HashMap<QueryId, (Answers, oneshot::Sender<Answers>)>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
@@ -347,6 +354,13 @@ impl Task {
     }
 
     fn event(&mut self, swarm: &mut Swarm<Behaviour>, ev: SwarmEvent<BehaviourEvent>) {
+        if matches!(
+            ev,
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. }
+        ) {
+            self.connected
+                .store(swarm.connected_peers().count(), Ordering::Relaxed);
+        }
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated => {
                 let _ = swarm.disconnect_peer_id(peer_id);

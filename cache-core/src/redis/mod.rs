@@ -168,6 +168,8 @@ pub struct RedisStore {
     pending: AtomicU64,
     retrying: AtomicBool,
     counters: Counters,
+    /// Outcomes of operations, for health checks.
+    health: crate::store::health::Tracker,
     last_log: AtomicU64,
     node: u64,
     handlers: Arc<RwLock<Vec<Handler>>>,
@@ -279,6 +281,7 @@ impl RedisStore {
             hash_key,
             sealer,
             counters: Counters::default(),
+            health: Default::default(),
             last_log: AtomicU64::new(0),
             node: crate::key::digest(&(
                 std::process::id(),
@@ -321,6 +324,7 @@ impl RedisStore {
                     Ok(()) => {
                         if let Some(s) = weak.upgrade() {
                             s.subscribed.store(true, Ordering::Release);
+                            s.health.success();
                         }
                         break;
                     }

@@ -54,6 +54,14 @@ impl Remote for RedisStore {
         "redis"
     }
 
+    fn health(&self) -> crate::store::Health {
+        let mut h = crate::store::Health::named("redis");
+        self.health.fill(&mut h);
+        h.breaker_open = self.breaker_open();
+        h.subscribed = Some(self.is_subscribed());
+        h
+    }
+
     fn node(&self) -> u64 {
         self.node
     }

@@ -160,12 +160,25 @@ pub struct AdminConfig {
     /// The bearer token the admin API requires.
     #[serde(default, deserialize_with = "secret_text")]
     pub token: Option<String>,
+    /// Whether `GET /ready` waits until every backend outside the process
+    /// has been reached once (default true). Calls never fail on a backend
+    /// fault, so a service may choose to take traffic before.
+    #[serde(default)]
+    pub ready_requires_backends: Option<bool>,
+}
+
+impl AdminConfig {
+    /// [`AdminConfig::ready_requires_backends`], defaulted.
+    pub fn ready_requires_backends(&self) -> bool {
+        self.ready_requires_backends.unwrap_or(true)
+    }
 }
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ready_requires_backends", &self.ready_requires_backends)
             .finish()
     }
 }

@@ -22,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::bridge::{block_on_bridge, bridge};
 use super::broadcast::{Broadcast, Handler};
+use super::health::{Health, Tracker};
 use super::lock::{Lock, TierLock};
 use super::remote::{
     Gen, Invalidate, Lookup, Op, Remote, check_hashed_pattern, hashed_pattern_error,
@@ -60,6 +61,8 @@ pub struct StoreRemote {
     pending: AtomicU64,
     draining: AtomicBool,
     undecodable: AtomicU64,
+    /// Outcomes of the store's operations.
+    health: Tracker,
     /// The key of `hash_keys` digests, when keys are hashed.
     hash_key: Option<[u8; 32]>,
     /// A lock across nodes on missed keys, when the store has one.
@@ -142,6 +145,7 @@ impl StoreRemote {
             pending: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
+            health: Tracker::default(),
             hash_key,
             lock: std::sync::OnceLock::new(),
             #[cfg(feature = "seal")]
@@ -185,10 +189,18 @@ impl StoreRemote {
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let r = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(self.timeout)),
+        };
+        match &r {
+            Ok(_) => self.health.success(),
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
+                self.health.failure(e)
+            }
+            Err(_) => {}
         }
+        r
     }
 
     async fn run(&self, job: &Job) -> Result<(), StoreError> {
@@ -349,6 +361,13 @@ impl Remote for StoreRemote {
 
     fn has_pending_invalidations(&self) -> bool {
         self.pending.load(Ordering::Acquire) != 0
+    }
+
+    fn health(&self) -> Health {
+        let mut h = Health::named(&self.name);
+        self.health.fill(&mut h);
+        self.store.report(&mut h);
+        h
     }
 
     fn check_pattern(&self, pattern: &Pattern) -> Result<(), StoreError> {

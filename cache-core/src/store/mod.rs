@@ -25,6 +25,7 @@ pub mod adapter;
 pub mod backends;
 pub mod bridge;
 pub mod broadcast;
+pub mod health;
 pub mod lock;
 pub mod remote;
 
@@ -32,6 +33,7 @@ use crate::codec::{Codec, CodecError, Postcard};
 use crate::pattern::Pattern;
 pub use adapter::StoreRemote;
 pub use broadcast::{Broadcast, LocalBroadcast};
+pub use health::Health;
 pub use lock::Lock;
 pub use remote::Remote;
 
@@ -83,6 +85,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// Removes every key of `ns`; returns how many.
     fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// Adds what only the store knows to `health` (peers, a breaker, a
+    /// channel); the tier over it fills in reachability and errors.
+    fn report(&self, health: &mut Health) {
+        let _ = health;
+    }
 }
 
 type Slot = (Vec<u8>, u64);

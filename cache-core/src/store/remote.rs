@@ -192,4 +192,8 @@ pub trait Remote: Send + Sync + 'static {
     /// Counts and logs a stored value that does not decode; it reads as a
     /// miss.
     fn undecodable(&self, ns: &str, key: &str, error: &CodecError);
+    /// The store's state, for health checks and metrics.
+    fn health(&self) -> super::Health {
+        super::Health::named(self.name())
+    }
 }

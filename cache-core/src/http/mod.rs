@@ -9,8 +9,12 @@
 //! | `GET` | `/{service}/cache/stats` | |
 //! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=` |
 //!
-//! Every request needs `Authorization: Bearer <token>`; without it, or with
-//! a wrong one, the answer is 401. Bad input is a JSON `{"error": ...}` with
+//! | `GET` | `/health` | liveness, no token: every backend's state |
+//! | `GET` | `/ready` | readiness, no token: 503 until backends were reached |
+//! | `GET` | `/metrics` | feature `metrics`: the Prometheus text format |
+//!
+//! Every other request needs `Authorization: Bearer <token>`; without it, or
+//! with a wrong one, the answer is 401. The probes reveal only states. Bad input is a JSON `{"error": ...}` with
 //! a 4xx status. Every mutation writes an audit line to tracing (target
 //! `cache_core::audit`) naming the caller, the operation and how many
 //! entries it removed.
@@ -24,10 +28,12 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use serde_json::{Value, json};
 
 use crate::registry::{CacheError, registry};
+
+mod probes;
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -36,8 +42,12 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// refuses every request.
 pub fn router(token: impl Into<String>) -> Router {
     let token: Arc<str> = token.into().into();
-    Router::new()
-        .route("/{service}/cache/{op}", any(handle))
+    let r = Router::new()
+        .route("/health", get(probes::health))
+        .route("/ready", get(probes::ready));
+    #[cfg(feature = "metrics")]
+    let r = r.route("/metrics", get(probes::metrics));
+    r.route("/{service}/cache/{op}", any(handle))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(token)

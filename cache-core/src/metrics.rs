@@ -1,0 +1,172 @@
+//! Meters for Prometheus, or any other [`metrics`](::metrics) recorder
+//! (feature `metrics`), named as Micrometer names cache meters.
+//!
+//! Nothing is recorded on the hit path. [`record`] reads every cache's
+//! striped counters and every backend's state and writes them to the
+//! current recorder: the admin router's `GET /metrics` does that at each
+//! scrape, and [`report_every`] does it on an interval for a recorder the
+//! application installed. Load times are the one meter recorded as they
+//! happen (a histogram, on the miss path).
+//!
+//! | meter | labels | from |
+//! |---|---|---|
+//! | `cache_gets_total` | `result="hit"` | [`Stats::hits`] |
+//! | `cache_gets_total` | `result="miss"` | [`Stats::misses`] |
+//! | `cache_puts_total` | | [`Stats::inserts`] |
+//! | `cache_evictions_total` | `cause="size"` | [`Stats::evictions`] |
+//! | `cache_evictions_total` | `cause="expired"` | [`Stats::expirations`] |
+//! | `cache_evictions_total` | `cause="explicit"` | [`Stats::invalidations`] |
+//! | `cache_size` (gauge) | | [`Stats::entries`] |
+//! | `cache_load_duration_seconds_count` | `result="success"` | [`Stats::loads`] |
+//! | `cache_load_duration_seconds_sum` | `result="success"` | [`Stats::load_nanos`] |
+//! | `cache_load_duration_seconds_count` | `result="failure"` | [`Stats::load_failures`] |
+//! | `cache_tier_errors_total` | `backend` | [`Health::errors`] |
+//! | `cache_breaker_open` (gauge) | `backend` | [`Health::breaker_open`] |
+//! | `cache_backend_up` (gauge) | `backend` | [`Health::reachable`] |
+//! | `cache_dht_peers` (gauge) | `backend` | [`Health::peers`] |
+//!
+//! Every cache meter carries `cache` (its identity), `service` (empty
+//! outside one) and `tier` (`l1` when values live in the process, `l2`
+//! when only outside it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::metrics::{Label, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use parking_lot::RwLock;
+
+use crate::registry::registry;
+use crate::stats::Stats;
+use crate::store::Health;
+
+type Source = Arc<dyn Fn() + Send + Sync>;
+
+static SOURCES: RwLock<Vec<Source>> = RwLock::new(Vec::new());
+
+/// Adds meters of another part (such as `cache-device`'s deployment
+/// cache): `source` is called by every [`record`], inside the recorder it
+/// writes to, and records its own meters with the `metrics` macros.
+pub fn add_source(source: impl Fn() + Send + Sync + 'static) {
+    SOURCES.write().push(Arc::new(source));
+}
+
+/// Every registered cache's counters, merged by service, identity and tier.
+pub fn cache_stats() -> BTreeMap<(String, String, &'static str), Stats> {
+    let mut out: BTreeMap<(String, String, &'static str), Stats> = BTreeMap::new();
+    let reg = registry();
+    for name in reg.names() {
+        for c in reg.caches(&name) {
+            let tier = match c.remote() {
+                Some((_, false)) => "l2",
+                _ => "l1",
+            };
+            let key = (
+                c.service().unwrap_or("").to_owned(),
+                c.identity().to_owned(),
+                tier,
+            );
+            out.entry(key).or_default().merge(&c.stats());
+        }
+    }
+    out
+}
+
+/// Describes every meter (its help text and unit) to the current recorder.
+pub fn describe() {
+    describe_counter!("cache_gets_total", "Lookups, by result (hit or miss)");
+    describe_counter!("cache_puts_total", "Values stored");
+    describe_counter!(
+        "cache_evictions_total",
+        "Entries removed, by cause: size (capacity), expired (TTL or TTI), explicit (invalidation)"
+    );
+    describe_gauge!("cache_size", "Entries in the cache now");
+    describe_histogram!(
+        LOAD_DURATION,
+        ::metrics::Unit::Seconds,
+        "Time the cached function took on a miss, by result"
+    );
+    describe_counter!(
+        "cache_tier_errors_total",
+        "Operations on a backend outside the process that failed or timed out"
+    );
+    describe_gauge!(
+        "cache_breaker_open",
+        "1 while a backend's circuit breaker skips it"
+    );
+    describe_gauge!(
+        "cache_backend_up",
+        "1 when a backend's last operation succeeded"
+    );
+    describe_gauge!("cache_dht_peers", "Peers a DHT backend is connected to");
+}
+
+/// Writes the current value of every meter to the current recorder (the
+/// global one, or one set with `metrics::with_local_recorder`).
+pub fn record() {
+    describe();
+    for ((service, cache, tier), s) in cache_stats() {
+        let labels = |extra: Option<(&'static str, &'static str)>| {
+            let mut l = vec![
+                Label::new("cache", cache.clone()),
+                Label::new("service", service.clone()),
+                Label::from_static_parts("tier", tier),
+            ];
+            if let Some((k, v)) = extra {
+                l.push(Label::from_static_parts(k, v));
+            }
+            l
+        };
+        counter!("cache_gets_total", labels(Some(("result", "hit")))).absolute(s.hits);
+        counter!("cache_gets_total", labels(Some(("result", "miss")))).absolute(s.misses);
+        counter!("cache_puts_total", labels(None)).absolute(s.inserts);
+        counter!("cache_evictions_total", labels(Some(("cause", "size")))).absolute(s.evictions);
+        counter!("cache_evictions_total", labels(Some(("cause", "expired"))))
+            .absolute(s.expirations);
+        counter!("cache_evictions_total", labels(Some(("cause", "explicit"))))
+            .absolute(s.invalidations);
+        gauge!("cache_size", labels(None)).set(s.entries as f64);
+    }
+    for b in crate::health::backends() {
+        record_backend(&b.health());
+    }
+    let sources: Vec<Source> = SOURCES.read().clone();
+    for s in sources {
+        s();
+    }
+}
+
+fn record_backend(h: &Health) {
+    let l = || vec![Label::new("backend", h.backend.clone())];
+    counter!("cache_tier_errors_total", l()).absolute(h.errors);
+    gauge!("cache_breaker_open", l()).set(if h.breaker_open { 1.0 } else { 0.0 });
+    gauge!("cache_backend_up", l()).set(if h.reachable == Some(true) { 1.0 } else { 0.0 });
+    if let Some(p) = h.peers {
+        gauge!("cache_dht_peers", l()).set(p as f64);
+    }
+}
+
+/// Calls [`record`] every `interval` on a thread of its own, for a
+/// recorder the application installed globally (StatsD, OpenTelemetry, its
+/// own Prometheus exporter). The thread runs until the process ends.
+pub fn report_every(interval: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cache-metrics".into())
+        .spawn(move || {
+            loop {
+                record();
+                std::thread::sleep(interval);
+            }
+        })
+}
+
+pub use crate::meter::LOAD_DURATION;
+
+/// Every meter in the Prometheus text format (0.0.4), from the process's
+/// own recorder: what the admin router's `GET /metrics` serves. The
+/// global recorder, if the application installed one, is not touched.
+pub fn prometheus_text() -> String {
+    let rec = crate::meter::prometheus();
+    ::metrics::with_local_recorder(rec, record);
+    rec.handle().render()
+}
