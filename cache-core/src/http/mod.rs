@@ -9,6 +9,7 @@
 //! | `GET` | `/{service}/cache/stats` | |
 //! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=` |
 //!
+//! | `GET` | `/services` | every service and its caches' names |
 //! | `GET` | `/health` | liveness, no token: every backend's state |
 //! | `GET` | `/ready` | readiness, no token: 503 until backends were reached |
 //! | `GET` | `/metrics` | feature `metrics`: the Prometheus text format |
@@ -47,6 +48,7 @@ pub fn router(token: impl Into<String>) -> Router {
         .route("/ready", get(probes::ready));
     #[cfg(feature = "metrics")]
     let r = r.route("/metrics", get(probes::metrics));
+    let r = r.route("/services", get(services));
     r.route("/{service}/cache/{op}", any(handle))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -136,6 +138,29 @@ async fn no_route(
             uri.path()
         ),
     )
+}
+
+/// Every service and the names of its caches.
+async fn services(State(token): State<Arc<str>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &token) {
+        return unauthorized();
+    }
+    let reg = registry();
+    let list: Vec<Value> = reg
+        .services()
+        .into_iter()
+        .map(|s| {
+            let mut caches: Vec<String> = reg
+                .service_caches(&s)
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect();
+            caches.sort();
+            caches.dedup();
+            json!({ "name": s, "caches": caches })
+        })
+        .collect();
+    axum::Json(json!({ "services": list })).into_response()
 }
 
 fn status_of(e: &CacheError) -> StatusCode {
