@@ -12,6 +12,7 @@ pub mod http;
 pub mod prometheus;
 mod recording;
 pub mod tiering;
+pub mod webdriver;
 
 pub use recording::RecordingStore;
 

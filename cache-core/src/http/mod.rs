@@ -9,6 +9,8 @@
 //! | `GET` | `/{service}/cache/stats` | |
 //! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=` |
 //!
+//! | `GET` | `/` | the dashboard page, no token (it holds no data) |
+//! | `GET` | `/history` | hit and miss totals sampled every 2 s, five minutes' worth |
 //! | `GET` | `/services` | every service and its caches' names |
 //! | `GET` | `/health` | liveness, no token: every backend's state |
 //! | `GET` | `/ready` | readiness, no token: 503 until backends were reached |
@@ -34,7 +36,11 @@ use serde_json::{Value, json};
 
 use crate::registry::{CacheError, registry};
 
+mod dashboard;
 mod probes;
+pub mod response_cache;
+
+pub use response_cache::ResponseCacheLayer;
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -43,7 +49,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// refuses every request.
 pub fn router(token: impl Into<String>) -> Router {
     let token: Arc<str> = token.into().into();
+    dashboard::start();
     let r = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/history", get(dashboard::history))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready));
     #[cfg(feature = "metrics")]

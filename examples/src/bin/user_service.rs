@@ -290,7 +290,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let seed = format!("{:?}{}", Instant::now(), std::process::id());
                 random_token(seed.as_bytes())
             });
-        println!("\nadmin API on http://{addr} (Ctrl-C to stop); try:");
+        println!("\nadmin API on http://{addr} (Ctrl-C to stop)");
+        println!("  dashboard: http://{addr}/ (paste the token)");
+        println!("  metrics:   curl -H 'Authorization: Bearer {token}' http://{addr}/metrics");
+        println!("  health:    curl http://{addr}/health");
+        println!("try:");
         println!("  curl -H 'Authorization: Bearer {token}' http://{addr}/user/cache/stats");
         println!(
             "  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"pattern\":\"get_user:*\"}}' http://{addr}/user/cache/revoke"

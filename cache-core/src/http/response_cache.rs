@@ -1,0 +1,442 @@
+//! Whole-response caching for axum routes: a tower [`Layer`] over this
+//! runtime's [`Cache`], so responses get the same single-flight, stats,
+//! registry and invalidation as any cached function. `revoke` by a path
+//! pattern (`{service}/cache/revoke {"pattern": "/products/*"}`) drops them.
+//!
+//! - **The key** is the path and query, plus the request's `Host` and its
+//!   values of the headers the response named in `Vary` (learned per path
+//!   from the last response). Its text is the path and query, then
+//!   `\n{header}: {value}` per header: a path has no newline and neither
+//!   has a header value, so two requests share a key only when they agree
+//!   on all of it.
+//! - **Users' responses stay theirs:** a request with `Authorization` is
+//!   stored only when the response allows it (`public`, `s-maxage`,
+//!   `must-revalidate`), a response that sets a cookie never is, and the
+//!   stored request keeps no credentials.
+//! - **`Cache-Control`** is interpreted by `http-cache-semantics`
+//!   (RFC 9111, as a shared cache): `no-store` and `private` responses are
+//!   not stored, `s-maxage` wins over `max-age`, a stale entry is loaded
+//!   again, and a request with `no-cache` goes to the route (its answer is
+//!   not stored). A response whose
+//!   `Vary` is `*` is never stored.
+//! - **Validators:** a response without an `ETag` gets one (a digest of its
+//!   body), and `If-None-Match` with it is answered 304.
+//! - **`x-cache: HIT`** when the route did not run, `MISS` otherwise.
+//! - **Only `GET` requests and `200` responses** with a known length of at
+//!   most `max_body_bytes` (default 1 MiB) are stored. Larger or streaming
+//!   bodies pass through untouched and unbuffered.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header,
+};
+use http_cache_semantics::{BeforeRequest, CachePolicy};
+use parking_lot::RwLock;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cache::{Cache, CacheBuilder};
+
+/// How many paths' `Vary` header names are remembered at most.
+const MAX_LEARNED_PATHS: usize = 10_000;
+
+/// Bodies up to this size are stored unless configured otherwise.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Stored {
+    policy: CachePolicy,
+    headers: HeaderMap,
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+/// What the cache holds per key.
+pub type Entry = Arc<Stored>;
+
+struct Shared {
+    cache: Cache<String, Entry>,
+    max_body: usize,
+    /// Per path, the header names its last response varied on.
+    vary: RwLock<std::collections::HashMap<String, Vec<HeaderName>>>,
+}
+
+/// The layer: put it on an axum `Router` with `.layer(..)`.
+#[derive(Clone)]
+pub struct ResponseCacheLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ResponseCacheLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCacheLayer")
+            .field("cache", &self.shared.cache.name())
+            .field("max_body", &self.shared.max_body)
+            .finish()
+    }
+}
+
+impl ResponseCacheLayer {
+    /// A layer whose cache is `responses` in `service`, holding up to
+    /// `capacity` responses, registered so the service's handlers (stats,
+    /// keys, delete, revoke, clear) reach it.
+    pub fn new(service: &str, capacity: usize) -> Self {
+        let cache = CacheBuilder::with_render(|k: &String, out: &mut String| out.push_str(k))
+            .name("responses")
+            .service(service)
+            .capacity(capacity)
+            .register(true)
+            .build();
+        ResponseCacheLayer {
+            shared: Arc::new(Shared {
+                cache,
+                max_body: DEFAULT_MAX_BODY,
+                vary: Default::default(),
+            }),
+        }
+    }
+
+    /// Stores bodies up to `bytes` long (default 1 MiB).
+    pub fn max_body_bytes(self, bytes: usize) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
+            panic!("max_body_bytes is set before the layer is cloned onto a router")
+        });
+        ResponseCacheLayer {
+            shared: Arc::new(Shared {
+                max_body: bytes,
+                ..shared
+            }),
+        }
+    }
+
+    /// The cache behind the layer (its stats, keys and invalidation).
+    pub fn cache(&self) -> &Cache<String, Entry> {
+        &self.shared.cache
+    }
+}
+
+impl<S> Layer<S> for ResponseCacheLayer {
+    type Service = ResponseCacheService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ResponseCacheService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service [`ResponseCacheLayer`] wraps a route in.
+#[derive(Clone)]
+pub struct ResponseCacheService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<Body>> for ResponseCacheService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone that was made ready serves this call.
+        let fresh = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, fresh);
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(serve(shared, inner, req).await) })
+    }
+}
+
+/// Whether the request's `Cache-Control` or `Pragma` says `no-cache` (or
+/// `no-store`): look nothing up.
+fn bypasses(headers: &HeaderMap) -> bool {
+    let says = |name: &HeaderName, what: &[&str]| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|d| what.iter().any(|w| d.trim().eq_ignore_ascii_case(w)))
+            })
+        })
+    };
+    says(
+        &header::CACHE_CONTROL,
+        &["no-cache", "no-store", "max-age=0"],
+    ) || says(&header::PRAGMA, &["no-cache"])
+}
+
+/// The header names a response varies on; `None` for `Vary: *`.
+fn vary_of(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(header::VARY) {
+        for n in v.to_str().unwrap_or("*").split(',') {
+            let n = n.trim();
+            if n == "*" {
+                return None;
+            }
+            if let Ok(h) = HeaderName::try_from(n.to_ascii_lowercase()) {
+                names.push(h);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    Some(names)
+}
+
+/// The key text: path and query, then the `Host` and each varying
+/// header's values.
+fn key_of(path: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
+    let mut k = path.to_owned();
+    for name in std::iter::once(&header::HOST).chain(vary) {
+        k.push('\n');
+        k.push_str(name.as_str());
+        k.push(':');
+        for v in headers.get_all(name) {
+            k.push(' ');
+            // Header values hold no newline; non-UTF-8 bytes as escapes.
+            k.push_str(&v.as_bytes().escape_ascii().to_string());
+        }
+    }
+    k
+}
+
+fn etag_of(body: &[u8]) -> HeaderValue {
+    let d = blake3::hash(body).to_hex();
+    HeaderValue::from_str(&format!("\"{}\"", &d[..32])).expect("hex is a header value")
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let want = etag.as_bytes();
+    headers.get_all(header::IF_NONE_MATCH).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|t| {
+            let t = t.trim_ascii();
+            let t = t.strip_prefix(b"W/").unwrap_or(t);
+            t == b"*" || t == want || t == want.strip_prefix(b"W/").unwrap_or(want)
+        })
+    })
+}
+
+/// What a load produced that is not stored: the response, untouched.
+struct PassThrough(Response<Body>);
+
+async fn serve<S>(shared: Arc<Shared>, inner: S, req: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut inner = inner;
+    if req.method() != Method::GET {
+        return tagged(call(&mut inner, req).await, "MISS");
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let vary = shared
+        .vary
+        .read()
+        .get(req.uri().path())
+        .cloned()
+        .unwrap_or_default();
+    let key = key_of(&path, &vary, req.headers());
+    let (parts, body) = req.into_parts();
+    let now = SystemTime::now();
+    if !bypasses(&parts.headers)
+        && let Some(hit) = shared.cache.get(&key)
+    {
+        if let BeforeRequest::Fresh(head) = hit.policy.before_request(&parts, now) {
+            return respond(head, &hit, &parts.headers, "HIT");
+        }
+        // Stale, or not this request's variant: load it again.
+        shared.cache.invalidate(&key);
+    }
+    let ran = AtomicBool::new(false);
+    let bypass = bypasses(&parts.headers);
+    let load = {
+        let (ran, inner, shared, vary) = (&ran, &mut inner, &shared, &vary);
+        let sent = parts.clone();
+        async move {
+            ran.store(true, Ordering::Relaxed);
+            let resp = call(inner, Request::from_parts(sent.clone(), body)).await;
+            store_or_pass(shared, &sent, vary, resp, now).await
+        }
+    };
+    let loaded = if bypass {
+        load.await
+    } else {
+        shared.cache.get_or_try_insert_with_async(key, load).await
+    };
+    let label = if ran.load(Ordering::Relaxed) {
+        "MISS"
+    } else {
+        "HIT"
+    };
+    match loaded {
+        Ok(stored) => {
+            let head = match stored.policy.before_request(&parts, now) {
+                BeforeRequest::Fresh(head) => head,
+                // It was fresh when stored; only a step of the clock makes
+                // it stale here. The route just made it: serve it once.
+                BeforeRequest::Stale { .. } => {
+                    let mut r = Response::new(());
+                    *r.headers_mut() = stored.headers.clone();
+                    r.into_parts().0
+                }
+            };
+            respond(head, &stored, &parts.headers, label)
+        }
+        Err(PassThrough(resp)) => tagged(resp, "MISS"),
+    }
+}
+
+fn parts_for(headers: &HeaderMap, path: &str) -> axum::http::request::Parts {
+    let mut r = Request::get(path)
+        .body(())
+        .expect("a path and query from a URI")
+        .into_parts()
+        .0;
+    r.headers = headers.clone();
+    r
+}
+
+async fn call<S>(inner: &mut S, req: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    match std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+    match inner.call(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Stores a response that may be stored; passes any other through.
+async fn store_or_pass(
+    shared: &Shared,
+    req: &axum::http::request::Parts,
+    keyed_on: &[HeaderName],
+    resp: Response<Body>,
+    now: SystemTime,
+) -> Result<Entry, PassThrough> {
+    // A response that sets a cookie is one user's, whatever it says.
+    if resp.status() != StatusCode::OK || resp.headers().contains_key(header::SET_COOKIE) {
+        return Err(PassThrough(resp));
+    }
+    let Some(vary) = vary_of(resp.headers()) else {
+        return Err(PassThrough(resp));
+    };
+    if vary != keyed_on {
+        // Keyed on other headers than the route varies on: learn them and
+        // store nothing under this key.
+        let mut learned = shared.vary.write();
+        // Bounded: paths are the client's to choose. Forgetting costs one
+        // unstored response per path, never a wrong one.
+        if learned.len() >= MAX_LEARNED_PATHS {
+            learned.clear();
+        }
+        learned.insert(req.uri.path().to_owned(), vary);
+        return Err(PassThrough(resp));
+    }
+    match resp.body().size_hint().exact() {
+        Some(n) if n as usize <= shared.max_body => {}
+        _ => return Err(PassThrough(resp)),
+    }
+    let (mut head, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, shared.max_body).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!("response cache: a body failed while read: {e}");
+            let mut r = Response::from_parts(head, Body::empty());
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            return Err(PassThrough(r));
+        }
+    };
+    let etag = match head.headers.get(header::ETAG) {
+        Some(e) => e.clone(),
+        None => {
+            let e = etag_of(&bytes);
+            head.headers.insert(header::ETAG, e.clone());
+            e
+        }
+    };
+    // The policy keeps only what it needs of the request: its host, the
+    // headers the response varies on, the request's own cache directives,
+    // and whether it was authenticated (never the credentials).
+    let mut kept = parts_for(
+        &HeaderMap::new(),
+        req.uri.path_and_query().map_or("/", |p| p.as_str()),
+    );
+    for name in vary
+        .iter()
+        .chain([&header::HOST, &header::CACHE_CONTROL, &header::PRAGMA])
+    {
+        for v in req.headers.get_all(name) {
+            kept.headers.append(name.clone(), v.clone());
+        }
+    }
+    if req.headers.contains_key(header::AUTHORIZATION) {
+        kept.headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("(withheld)"),
+        );
+    }
+    let policy = CachePolicy::new(&kept, &head);
+    if !policy.is_storable() || policy.time_to_live(now) == Duration::ZERO {
+        return Err(PassThrough(Response::from_parts(head, Body::from(bytes))));
+    }
+    Ok(Arc::new(Stored {
+        policy,
+        headers: head.headers,
+        body: bytes,
+        etag,
+    }))
+}
+
+fn respond(
+    mut head: axum::http::response::Parts,
+    stored: &Stored,
+    req_headers: &HeaderMap,
+    label: &'static str,
+) -> Response<Body> {
+    head.headers.insert(header::ETAG, stored.etag.clone());
+    head.headers
+        .insert("x-cache", HeaderValue::from_static(label));
+    if not_modified(req_headers, &stored.etag) {
+        head.status = StatusCode::NOT_MODIFIED;
+        head.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(head, Body::empty());
+    }
+    head.status = StatusCode::OK;
+    Response::from_parts(head, Body::from(stored.body.clone()))
+}
+
+fn tagged(mut r: Response<Body>, label: &'static str) -> Response<Body> {
+    r.headers_mut()
+        .insert("x-cache", HeaderValue::from_static(label));
+    r
+}
