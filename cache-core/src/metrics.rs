@@ -28,14 +28,19 @@
 //! Every cache meter carries `cache` (its identity), `service` (empty
 //! outside one) and `tier` (`l1` when values live in the process, `l2`
 //! when only outside it).
+//!
+//! A counter covers every cache of its labels since the process started,
+//! those dropped or rebuilt included, so it never goes down; `cache_size`
+//! is what the live ones hold (0 once none is).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::metrics::{Label, counter, describe_counter, describe_gauge, describe_histogram, gauge};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use crate::cache::ErasedCache;
 use crate::registry::registry;
 use crate::stats::Stats;
 use crate::store::Health;
@@ -51,10 +56,25 @@ pub fn add_source(source: impl Fn() + Send + Sync + 'static) {
     SOURCES.write().push(Arc::new(source));
 }
 
-/// Every registered cache's counters, merged by service, identity and tier.
-pub fn cache_stats() -> BTreeMap<(String, String, &'static str), Stats> {
-    let mut out: BTreeMap<(String, String, &'static str), Stats> = BTreeMap::new();
+/// Which caches a meter's series covers: service, identity, tier.
+type SeriesKey = (String, String, &'static str);
+
+/// Per series: the caches seen so far, with what they counted when last
+/// seen, and the counts of those that are gone.
+#[derive(Default)]
+struct Series {
+    live: Vec<(Weak<dyn ErasedCache>, Stats)>,
+    retired: Stats,
+}
+
+static SERIES: Mutex<BTreeMap<SeriesKey, Series>> = Mutex::new(BTreeMap::new());
+
+/// Every series' counts: for a counter, what its caches counted since the
+/// process started, those dropped or rebuilt included (so it never goes
+/// down); for `entries`, what the live ones hold now (0 once none is).
+pub fn cache_stats() -> BTreeMap<SeriesKey, Stats> {
     let reg = registry();
+    let mut now: Vec<(SeriesKey, Arc<dyn ErasedCache>)> = Vec::new();
     for name in reg.names() {
         for c in reg.caches(&name) {
             let tier = match c.remote() {
@@ -66,8 +86,35 @@ pub fn cache_stats() -> BTreeMap<(String, String, &'static str), Stats> {
                 c.identity().to_owned(),
                 tier,
             );
-            out.entry(key).or_default().merge(&c.stats());
+            now.push((key, c));
         }
+    }
+    let mut series = SERIES.lock();
+    for (key, c) in &now {
+        let s = c.stats();
+        let entry = series.entry(key.clone()).or_default();
+        let weak = Arc::downgrade(c);
+        match entry.live.iter_mut().find(|(w, _)| Weak::ptr_eq(w, &weak)) {
+            Some((_, last)) => *last = s,
+            None => entry.live.push((weak, s)),
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, entry) in series.iter_mut() {
+        let Series { live, retired } = entry;
+        live.retain(|(w, last)| {
+            let alive = w.strong_count() > 0;
+            if !alive {
+                retired.merge(last);
+                retired.entries = 0;
+            }
+            alive
+        });
+        let mut total = *retired;
+        for (_, s) in live.iter() {
+            total.merge(s);
+        }
+        out.insert(key.clone(), total);
     }
     out
 }

@@ -61,6 +61,19 @@ async fn metrics_are_scraped_by_a_real_prometheus() {
     let (status, _, body) = request(addr, "GET", "/metrics", Some("wrong"), None).await;
     assert_eq!(status, 401);
     assert!(!body.contains("cache_gets_total"), "{body}");
+    // Without the token every guarded route answers 401, whatever the
+    // method (an outside attack saw 405s reveal which routes exist).
+    for path in ["/metrics", "/services", "/history", "/no-such-route"] {
+        for method in ["POST", "DELETE", "GET"] {
+            let (status, _, _) = request(addr, method, path, None, None).await;
+            assert_eq!(status, 401, "{method} {path}");
+        }
+        if path != "/no-such-route" {
+            let (status, head, _) = request(addr, "POST", path, Some(TOKEN), None).await;
+            assert_eq!(status, 405, "POST {path}");
+            assert!(head.to_ascii_lowercase().contains("allow: get"), "{head}");
+        }
+    }
     let (status, head, text) = request(addr, "GET", "/metrics", Some(TOKEN), None).await;
     assert_eq!(status, 200, "{text}");
     assert!(
@@ -243,4 +256,47 @@ async fn health_and_readiness_follow_a_backend_that_starts_down() {
     let (_, _, body) = request(addr, "GET", "/health", None, None).await;
     assert!(!body.contains(TOKEN));
     let _keep: Arc<RedisStore> = store;
+}
+
+/// Breaks an outside attack found, kept: a counter never goes down when
+/// its cache is rebuilt, and a dropped cache's size reads 0.
+#[test]
+fn meters_survive_a_rebuilt_cache_and_forget_a_dropped_ones_size() {
+    let build = || -> Cache<u64, u64> {
+        CacheBuilder::new()
+            .name("rebuilt")
+            .service("ops_meters")
+            .register(true)
+            .build()
+    };
+    let hits = |text: &str| {
+        sample(
+            text,
+            "cache_gets_total",
+            &[r#"cache="rebuilt""#, r#"result="hit""#],
+        )
+    };
+    let size = |text: &str| sample(text, "cache_size", &[r#"cache="rebuilt""#]);
+    let first = build();
+    for k in 0..7 {
+        first.insert(k, k);
+    }
+    for _ in 0..5 {
+        first.get(&1);
+    }
+    let text = cache_core::metrics::prometheus_text();
+    assert_eq!((hits(&text), size(&text)), (Some(5.0), Some(7.0)));
+    drop(first);
+    let text = cache_core::metrics::prometheus_text();
+    assert_eq!((hits(&text), size(&text)), (Some(5.0), Some(0.0)));
+    let second = build();
+    second.insert(1, 1);
+    second.get(&1);
+    let text = cache_core::metrics::prometheus_text();
+    assert_eq!(second.stats().hits, 1);
+    assert_eq!(
+        (hits(&text), size(&text)),
+        (Some(6.0), Some(1.0)),
+        "counted since start"
+    );
 }

@@ -316,6 +316,90 @@ async fn one_users_response_never_reaches_another() {
     );
 }
 
+/// A body that promises 10 bytes, sends 4, then fails.
+struct Broken(bool);
+
+impl axum::body::HttpBody for Broken {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if !self.0 {
+            self.0 = true;
+            let part = axum::body::Bytes::from_static(b"part");
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(part))));
+        }
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("boom"))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(10)
+    }
+}
+
+/// Breaks an outside attack found, kept: an absolute-form target, header
+/// lines that join to the same text, a body that fails half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_poisons_anothers_entry() {
+    let router = Router::new()
+        .route(
+            "/abs",
+            get(|uri: axum::http::Uri| async move {
+                count("abs");
+                with_cc("max-age=60", format!("link base: {uri}"))
+            }),
+        )
+        .route(
+            "/multi",
+            get(|h: HeaderMap| async move {
+                let values: Vec<&str> = h
+                    .get_all("x-v")
+                    .iter()
+                    .map(|v| v.to_str().unwrap())
+                    .collect();
+                let mut r = with_cc("max-age=60", format!("values {values:?}"));
+                r.headers_mut().insert(header::VARY, "x-v".parse().unwrap());
+                r
+            }),
+        )
+        .route(
+            "/broken",
+            get(|| async { with_cc("max-age=60", Body::new(Broken(false))) }),
+        )
+        .layer(ResponseCacheLayer::new("web_poison", 100));
+    let addr = start(router).await;
+
+    get_(addr, "/abs", &[]).await;
+    let (_, h, b) = get_(addr, "http://evil.example/abs", &[]).await;
+    assert_eq!(
+        (x_cache(&h), b.as_str()),
+        ("MISS", "link base: http://evil.example/abs")
+    );
+    let (_, h, b) = get_(addr, "/abs", &[]).await;
+    assert_eq!((x_cache(&h), b.as_str()), ("HIT", "link base: /abs"));
+    assert_eq!(
+        ran("abs"),
+        2,
+        "the route ran for the plain and the absolute-form request only"
+    );
+
+    let split = [("x-v", "a"), ("x-v", "b"), ("x-v", "c")];
+    let joined = [("x-v", "a"), ("x-v", "b c")];
+    get_(addr, "/multi", &joined).await; // learns the Vary
+    get_(addr, "/multi", &joined).await;
+    let (_, _, b) = get_(addr, "/multi", &split).await;
+    assert_eq!(b, r#"values ["a", "b", "c"]"#);
+    let (_, h, b) = get_(addr, "/multi", &joined).await;
+    assert_eq!((x_cache(&h), b.as_str()), ("HIT", r#"values ["a", "b c"]"#));
+
+    let (s, h, _) = get_(addr, "/broken", &[]).await;
+    assert_eq!(s, 502);
+    assert_eq!(header_of(&h, "cache-control"), Some("no-store"), "{h}");
+    let (s, _, _) = get_(addr, "/broken", &[]).await;
+    assert_eq!(s, 502, "a failed body is never stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_run_the_route_once() {
     let layer = ResponseCacheLayer::new("web_flight", 100);

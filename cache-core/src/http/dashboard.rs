@@ -115,9 +115,13 @@ pub(super) fn start() {
 }
 
 /// `GET /history` (token): the samples, oldest first, plus one taken now.
-pub(super) async fn history(State(token): State<Arc<str>>, headers: HeaderMap) -> Response {
-    if !super::authorized(&headers, &token) {
-        return super::unauthorized();
+pub(super) async fn history(
+    State(token): State<Arc<str>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = super::refused(&headers, &token, &method) {
+        return r;
     }
     let mut list: Vec<Sample> = samples().lock().iter().copied().collect();
     list.push(sample());

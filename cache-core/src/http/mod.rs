@@ -52,12 +52,12 @@ pub fn router(token: impl Into<String>) -> Router {
     dashboard::start();
     let r = Router::new()
         .route("/", get(dashboard::page))
-        .route("/history", get(dashboard::history))
+        .route("/history", any(dashboard::history))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready));
     #[cfg(feature = "metrics")]
-    let r = r.route("/metrics", get(probes::metrics));
-    let r = r.route("/services", get(services));
+    let r = r.route("/metrics", any(probes::metrics));
+    let r = r.route("/services", any(services));
     r.route("/{service}/cache/{op}", any(handle))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -149,10 +149,29 @@ async fn no_route(
     )
 }
 
+/// The answer to a request for a read-only endpoint that needs the token:
+/// 401 without it (before anything else, so a caller without it learns
+/// nothing of the routes), 405 for a method other than GET.
+fn refused(headers: &HeaderMap, token: &str, method: &Method) -> Option<Response> {
+    if !authorized(headers, token) {
+        return Some(unauthorized());
+    }
+    if method != Method::GET {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("this endpoint takes GET, not {method}"),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Some(r);
+    }
+    None
+}
+
 /// Every service and the names of its caches.
-async fn services(State(token): State<Arc<str>>, headers: HeaderMap) -> Response {
-    if !authorized(&headers, &token) {
-        return unauthorized();
+async fn services(State(token): State<Arc<str>>, method: Method, headers: HeaderMap) -> Response {
+    if let Some(r) = refused(&headers, &token, &method) {
+        return r;
     }
     let reg = registry();
     let list: Vec<Value> = reg

@@ -30,10 +30,11 @@ fn ready_requires_backends() -> bool {
 #[cfg(feature = "metrics")]
 pub(super) async fn metrics(
     axum::extract::State(token): axum::extract::State<std::sync::Arc<str>>,
+    method: axum::http::Method,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if !super::authorized(&headers, &token) {
-        return super::unauthorized();
+    if let Some(r) = super::refused(&headers, &token, &method) {
+        return r;
     }
     (
         [(

@@ -6,9 +6,11 @@
 //! - **The key** is the path and query, plus the request's `Host` and its
 //!   values of the headers the response named in `Vary` (learned per path
 //!   from the last response). Its text is the path and query, then
-//!   `\n{header}: {value}` per header: a path has no newline and neither
-//!   has a header value, so two requests share a key only when they agree
-//!   on all of it.
+//!   `\n{header}: {value}` per header line (`\n{header}:` for none): a path
+//!   has no newline and neither has a header value, so two requests share a
+//!   key only when they agree on all of it. Only origin-form targets
+//!   (`GET /path`) are cached; an absolute-form one (`GET http://host/path`)
+//!   goes to the route and is not stored.
 //! - **Users' responses stay theirs:** a request with `Authorization` is
 //!   stored only when the response allows it (`public`, `s-maxage`,
 //!   `must-revalidate`), a response that sets a cookie never is, and the
@@ -209,12 +211,18 @@ fn vary_of(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 fn key_of(path: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
     let mut k = path.to_owned();
     for name in std::iter::once(&header::HOST).chain(vary) {
-        k.push('\n');
-        k.push_str(name.as_str());
-        k.push(':');
-        for v in headers.get_all(name) {
-            k.push(' ');
-            // Header values hold no newline; non-UTF-8 bytes as escapes.
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            k.push('\n');
+            k.push_str(name.as_str());
+            k.push(':');
+        }
+        // One line per value: a value holds no newline (non-UTF-8 bytes
+        // are escaped), so `a` + `b c` and `a` + `b` + `c` differ.
+        for v in values {
+            k.push('\n');
+            k.push_str(name.as_str());
+            k.push_str(": ");
             k.push_str(&v.as_bytes().escape_ascii().to_string());
         }
     }
@@ -247,7 +255,12 @@ where
     S::Future: Send + 'static,
 {
     let mut inner = inner;
-    if req.method() != Method::GET {
+    // Only origin-form GETs (`GET /path`): an absolute-form target
+    // (`GET http://other/path`) names an authority the key does not hold.
+    if req.method() != Method::GET
+        || req.uri().scheme().is_some()
+        || req.uri().authority().is_some()
+    {
         return tagged(call(&mut inner, req).await, "MISS");
     }
     let path = req
@@ -370,9 +383,14 @@ async fn store_or_pass(
     let bytes = match axum::body::to_bytes(body, shared.max_body).await {
         Ok(b) => b,
         Err(e) => {
+            // Nothing of the route's answer (its caching headers included)
+            // goes on: a fresh 502 that no cache downstream keeps.
             tracing::debug!("response cache: a body failed while read: {e}");
-            let mut r = Response::from_parts(head, Body::empty());
+            drop(head);
+            let mut r = Response::new(Body::from("the response body failed"));
             *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Err(PassThrough(r));
         }
     };
