@@ -300,3 +300,65 @@ fn meters_survive_a_rebuilt_cache_and_forget_a_dropped_ones_size() {
         "counted since start"
     );
 }
+
+/// The deployment cache's meters: hits, misses, deploys and the time hits
+/// saved, summed over every deployment cache, closed ones included.
+#[test]
+fn deployment_cache_meters() {
+    use cache_device::deploy_cache::Status;
+    use cache_device::{DeployCache, DeployCacheConfig, DeployEntry, MethodCacheKey};
+    let dir = std::env::temp_dir().join(format!("ops-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let open = || {
+        let cfg = DeployCacheConfig {
+            dir: Some(dir.clone()),
+            ..DeployCacheConfig::default()
+        };
+        DeployCache::open(cfg, cache_core::Clock::System).unwrap()
+    };
+    let key = MethodCacheKey::new("rp2", "1.27", "read(ch)", "def read(ch): pass");
+    let c = open();
+    assert!(c.get(&key).is_none());
+    c.put(DeployEntry {
+        key: key.clone(),
+        code: "def read(ch): pass".into(),
+        method_name: "read".into(),
+        deployed_at: c.now_ms(),
+        last_accessed: c.now_ms(),
+        access_count: 0,
+        deployment_ms: 1500,
+        status: Status::Deployed,
+        metadata: Default::default(),
+    });
+    assert!(c.get(&key).is_some());
+    assert!(c.get(&key).is_some());
+    let meter = |text: &str, name: &str, label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let text = cache_core::metrics::prometheus_text();
+    assert_eq!(
+        meter(&text, "cache_deploy_lookups_total{", r#"result="hit""#),
+        Some(2.0)
+    );
+    assert_eq!(
+        meter(&text, "cache_deploy_lookups_total{", r#"result="miss""#),
+        Some(1.0)
+    );
+    assert_eq!(meter(&text, "cache_deploys_total", ""), Some(1.0));
+    assert_eq!(meter(&text, "cache_deploy_saved_seconds", ""), Some(3.0));
+    // Closed and opened again: the totals go on from where they were.
+    drop(c);
+    let c = open();
+    assert!(c.get(&key).is_some(), "the entry was kept on disk");
+    let text = cache_core::metrics::prometheus_text();
+    assert_eq!(
+        meter(&text, "cache_deploy_lookups_total{", r#"result="hit""#),
+        Some(3.0)
+    );
+    assert_eq!(meter(&text, "cache_deploy_saved_seconds", ""), Some(4.5));
+    cache_tests::prometheus::promtool_check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}

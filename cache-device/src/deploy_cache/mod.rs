@@ -22,11 +22,14 @@ use crate::recency::Entries;
 mod entry;
 mod files;
 mod format;
+mod meters;
 
 pub use entry::{DeployEntry, MethodCacheKey, Status};
 
 use format::{decode, encode};
+use meters::Counters;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -111,12 +114,7 @@ pub struct DeployCache {
     cfg: DeployCacheConfig,
     clock: Clock,
     entries: Mutex<Entries<DeployEntry>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    deploys: AtomicU64,
-    saved_ms: AtomicU64,
-    corrupt: AtomicU64,
-    read_errors: AtomicU64,
+    counters: Arc<Counters>,
     /// The MAC key derived from `mac_key`.
     mac: Option<[u8; 32]>,
     /// The access time each entry's file holds, to rewrite it only when
@@ -158,12 +156,7 @@ impl DeployCache {
             .map(|k| blake3::derive_key("cache-device deployment cache mac v1", k.as_bytes()));
         let cache = DeployCache {
             entries: Mutex::new(Entries::default()),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            deploys: AtomicU64::new(0),
-            saved_ms: AtomicU64::new(0),
-            corrupt: AtomicU64::new(0),
-            read_errors: AtomicU64::new(0),
+            counters: Counters::registered(),
             flushed: Mutex::new(HashMap::new()),
             mac,
             clock,
@@ -189,7 +182,7 @@ impl DeployCache {
                             "cannot read deployment cache entry {}: {e}; left in place",
                             path.display()
                         );
-                        cache.read_errors.fetch_add(1, Ordering::Relaxed);
+                        cache.counters.read_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 };
@@ -203,7 +196,7 @@ impl DeployCache {
                             e.key.id(),
                             e.key.id()
                         );
-                        cache.read_errors.fetch_add(1, Ordering::Relaxed);
+                        cache.counters.read_errors.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(e) => {
                         let id = e.key.id();
@@ -212,7 +205,7 @@ impl DeployCache {
                     }
                     Err(why) => {
                         tracing::warn!("dropping deployment cache entry {}: {why}", path.display());
-                        cache.corrupt.fetch_add(1, Ordering::Relaxed);
+                        cache.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                         let _ = std::fs::remove_file(&path);
                     }
                 }
@@ -292,7 +285,7 @@ impl DeployCache {
                 self.remove_file(&id);
             }
             drop(entries);
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let e = entries.touch(&id, now).expect("checked");
@@ -300,8 +293,9 @@ impl DeployCache {
         e.access_count += 1;
         let out = e.clone();
         drop(entries);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        self.saved_ms
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .saved_ms
             .fetch_add(out.deployment_ms, Ordering::Relaxed);
         // The access reaches the file lazily: not one write per hit.
         let flushed = self.flushed.lock().get(&id).copied().unwrap_or(0);
@@ -314,7 +308,7 @@ impl DeployCache {
     /// Records a deployment; the least recently used entries make room.
     pub fn put(&self, entry: DeployEntry) {
         let id = entry.key.id();
-        self.deploys.fetch_add(1, Ordering::Relaxed);
+        self.counters.deploys.fetch_add(1, Ordering::Relaxed);
         self.entries
             .lock()
             .insert(id.clone(), entry.last_accessed, entry.clone());
@@ -388,7 +382,7 @@ impl DeployCache {
     pub fn find(&self, device_type: &str, firmware: &str, signature: &str) -> Option<DeployEntry> {
         let found = self.find_quiet(device_type, firmware, signature);
         if found.is_none() {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
         }
         found
     }
@@ -432,14 +426,7 @@ impl DeployCache {
 
     /// The cache's counters.
     pub fn stats(&self) -> DeployStats {
-        DeployStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            deploys: self.deploys.load(Ordering::Relaxed),
-            saved_ms: self.saved_ms.load(Ordering::Relaxed),
-            corrupt_dropped: self.corrupt.load(Ordering::Relaxed),
-            read_errors: self.read_errors.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 }
 
@@ -447,5 +434,6 @@ impl Drop for DeployCache {
     fn drop(&mut self) {
         // Accesses not yet on disk get there now.
         self.flush();
+        self.counters.retire();
     }
 }
