@@ -401,6 +401,55 @@ async fn no_request_poisons_anothers_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_has_its_own_responses() {
+    let layer = ResponseCacheLayer::new("web_tenants", 100).tenant_from(|p| {
+        match p.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+            Some("a") => cache_core::namespace::tenant_id("a"),
+            Some("b") => cache_core::namespace::tenant_id("b"),
+            _ => cache_core::namespace::TenantId::NONE,
+        }
+    });
+    let router = Router::new()
+        .route(
+            "/t",
+            get(|h: HeaderMap| async move {
+                let t = h
+                    .get("x-tenant")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
+                with_cc("max-age=60", format!("for {t}"))
+            }),
+        )
+        .layer(layer);
+    let addr = start(router).await;
+    let a = [("x-tenant", "a")];
+    let b = [("x-tenant", "b")];
+    get_(addr, "/t", &a).await;
+    let (_, h, body) = get_(addr, "/t", &b).await;
+    assert_eq!(
+        (x_cache(&h), body.as_str()),
+        ("MISS", "for b"),
+        "b never gets a's"
+    );
+    let (_, h, body) = get_(addr, "/t", &a).await;
+    assert_eq!((x_cache(&h), body.as_str()), ("HIT", "for a"));
+    // A revoke for tenant a leaves b's entry.
+    let out = cache_core::registry()
+        .request(
+            "web_tenants/cache/revoke",
+            serde_json::json!({"pattern": "/t*", "tenant": "a"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["revoked"], 1, "{out}");
+    let (_, h, _) = get_(addr, "/t", &a).await;
+    assert_eq!(x_cache(&h), "MISS");
+    let (_, h, body) = get_(addr, "/t", &b).await;
+    assert_eq!((x_cache(&h), body.as_str()), ("HIT", "for b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_run_the_route_once() {
     let layer = ResponseCacheLayer::new("web_flight", 100);
     let router = Router::new()

@@ -21,6 +21,8 @@
 //!   again, and a request with `no-cache` goes to the route (its answer is
 //!   not stored). A response whose
 //!   `Vary` is `*` is never stored.
+//! - **Tenants:** each request's tenant (the task's scope, or
+//!   [`ResponseCacheLayer::tenant_from`]) has its own entries.
 //! - **Validators:** a response without an `ETag` gets one (a digest of its
 //!   body), and `If-None-Match` with it is answered 304.
 //! - **`x-cache: HIT`** when the route did not run, `MISS` otherwise.
@@ -46,6 +48,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cache::{Cache, CacheBuilder};
+use crate::namespace::{TenantId, current_tenant};
 
 /// How many paths' `Vary` header names are remembered at most.
 const MAX_LEARNED_PATHS: usize = 10_000;
@@ -65,9 +68,13 @@ pub struct Stored {
 /// What the cache holds per key.
 pub type Entry = Arc<Stored>;
 
+/// A key: the tenant, and the key text.
+pub type Key = (TenantId, String);
+
 struct Shared {
-    cache: Cache<String, Entry>,
+    cache: Cache<Key, Entry>,
     max_body: usize,
+    tenant_of: Option<fn(&axum::http::request::Parts) -> TenantId>,
     /// Per path, the header names its last response varied on.
     vary: RwLock<std::collections::HashMap<String, Vec<HeaderName>>>,
 }
@@ -92,7 +99,8 @@ impl ResponseCacheLayer {
     /// `capacity` responses, registered so the service's handlers (stats,
     /// keys, delete, revoke, clear) reach it.
     pub fn new(service: &str, capacity: usize) -> Self {
-        let cache = CacheBuilder::with_render(|k: &String, out: &mut String| out.push_str(k))
+        let cache = CacheBuilder::with_render(|k: &Key, out: &mut String| out.push_str(&k.1))
+            .tenant_of(|k| k.0)
             .name("responses")
             .service(service)
             .capacity(capacity)
@@ -102,6 +110,7 @@ impl ResponseCacheLayer {
             shared: Arc::new(Shared {
                 cache,
                 max_body: DEFAULT_MAX_BODY,
+                tenant_of: None,
                 vary: Default::default(),
             }),
         }
@@ -120,8 +129,24 @@ impl ResponseCacheLayer {
         }
     }
 
+    /// Takes each request's tenant from `f` (say, from a verified claim)
+    /// instead of the task's scope ([`current_tenant`]): each tenant's
+    /// responses are its own, and the service's handlers reach them with
+    /// `"tenant"`. Map only values you trust: every tenant name is interned.
+    pub fn tenant_from(self, f: fn(&axum::http::request::Parts) -> TenantId) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
+            panic!("tenant_from is set before the layer is cloned onto a router")
+        });
+        ResponseCacheLayer {
+            shared: Arc::new(Shared {
+                tenant_of: Some(f),
+                ..shared
+            }),
+        }
+    }
+
     /// The cache behind the layer (its stats, keys and invalidation).
-    pub fn cache(&self) -> &Cache<String, Entry> {
+    pub fn cache(&self) -> &Cache<Key, Entry> {
         &self.shared.cache
     }
 }
@@ -273,8 +298,9 @@ where
         .get(req.uri().path())
         .cloned()
         .unwrap_or_default();
-    let key = key_of(&path, &vary, req.headers());
     let (parts, body) = req.into_parts();
+    let tenant = shared.tenant_of.map_or_else(current_tenant, |f| f(&parts));
+    let key = (tenant, key_of(&path, &vary, &parts.headers));
     let now = SystemTime::now();
     if !bypasses(&parts.headers)
         && let Some(hit) = shared.cache.get(&key)
