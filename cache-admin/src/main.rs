@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("cache-admin: {f}");
+            eprintln!("cache-admin: {}", table::shown(&f.to_string()));
             ExitCode::from(f.code())
         }
     }

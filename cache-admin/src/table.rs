@@ -2,8 +2,29 @@
 
 use serde_json::Value;
 
+/// `s` safe for a terminal: control characters (escape sequences, line
+/// breaks, C1 codes) and backslashes written as Rust escapes, so text from
+/// the server (a key is a caller's argument) cannot drive the terminal and
+/// one value stays one line. `--json` keeps the exact text.
+pub fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Columns padded to their widest cell; numbers right-aligned.
 fn grid(head: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shown(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -113,7 +134,7 @@ pub fn stats(v: &Value) -> String {
 pub fn keys(v: &Value) -> String {
     let mut out = String::new();
     for k in v["keys"].as_array().into_iter().flatten() {
-        out.push_str(k.as_str().unwrap_or(""));
+        out.push_str(&shown(k.as_str().unwrap_or("")));
         out.push('\n');
     }
     out
@@ -126,7 +147,7 @@ pub fn outcome(v: &Value) -> String {
         .find_map(|k| v[*k].as_u64().map(|n| (*k, n)));
     match n {
         Some((what, n)) => format!("{what} {n}\n"),
-        None => format!("{v}\n"),
+        None => format!("{}\n", shown(&v.to_string())),
     }
 }
 
@@ -156,7 +177,7 @@ pub fn health(v: &Value) -> String {
         .collect();
     format!(
         "status {} (ready: {}, caches: {})\n{}",
-        v["status"].as_str().unwrap_or("?"),
+        shown(v["status"].as_str().unwrap_or("?")),
         yes_no(&v["ready"]),
         num(&v["caches"]),
         grid(

@@ -25,6 +25,11 @@ impl Shop {
         LOADS.fetch_add(1, Ordering::SeqCst);
         format!("product {id}")
     }
+
+    #[cached]
+    fn search(&self, q: String) -> usize {
+        q.len()
+    }
 }
 
 /// The admin router, served once for every test of this binary.
@@ -132,6 +137,27 @@ fn every_command_against_a_served_service() {
     assert!(health.starts_with("status ok (ready: yes"), "{health}");
     let metrics = ok(&["metrics"]);
     assert!(metrics.contains("cache_gets_total{"), "{metrics}");
+}
+
+/// A key's text is the caller's: control characters in it reach the
+/// operator's terminal only escaped, and one key stays one line.
+#[test]
+fn hostile_key_text_cannot_drive_the_terminal() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Shop.search("\u{1b}]0;owned\u{7}\u{1b}[2J\nfake-key\r\u{9b}31m".to_owned());
+    let (code, out, err) = cli(&["keys", "shop", "--pattern", "search:*"], Some(TOKEN));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    let (_, json, _) = cli(
+        &["--json", "keys", "shop", "--pattern", "search:*"],
+        Some(TOKEN),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v["keys"][0].as_str().unwrap().contains('\u{1b}'),
+        "--json keeps the text exact"
+    );
 }
 
 #[test]
