@@ -472,3 +472,99 @@ async fn concurrent_misses_run_the_route_once() {
     }
     assert_eq!(ran("slow"), 1);
 }
+
+/// Two nodes over one real Redis: a response one node stored serves the
+/// other, a revoke on one reaches both, and a value in Redis that no longer
+/// decodes is a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_responses_through_redis() {
+    use cache_core::redis::{RedisOptions, RedisStore};
+    let server = cache_tests::RedisServer::start();
+    let store = || {
+        RedisStore::connect(RedisOptions {
+            url: server.url(),
+            prefix: "rc".into(),
+            ..RedisOptions::default()
+        })
+        .unwrap()
+    };
+    let (sa, sb) = (store(), store());
+    let mode = cache_core::config::Backend::Tiered;
+    let a = ResponseCacheLayer::with_remote("web_tier", 100, sa.clone(), mode.clone());
+    let b = ResponseCacheLayer::__unregistered_with_remote("web_tier", 100, sb.clone(), mode);
+    let node = |layer: ResponseCacheLayer, name: &'static str| {
+        Router::new()
+            .route(
+                "/p/{id}",
+                get(move |Path(id): Path<String>| async move {
+                    count(name);
+                    with_cc("max-age=60", format!("p{id} from {name}"))
+                }),
+            )
+            .layer(layer)
+    };
+    let (addr_a, addr_b) = (
+        start(node(a.clone(), "node_a")).await,
+        start(node(b.clone(), "node_b")).await,
+    );
+    let started = std::time::Instant::now();
+    while !(sa.is_subscribed() && sb.is_subscribed()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (_, h, body) = get_(addr_a, "/p/1", &[]).await;
+    assert_eq!((x_cache(&h), body.as_str()), ("MISS", "p1 from node_a"));
+    let (_, h, body) = get_(addr_b, "/p/1", &[]).await;
+    assert_eq!(
+        (x_cache(&h), body.as_str()),
+        ("HIT", "p1 from node_a"),
+        "B served A's"
+    );
+    assert_eq!(ran("node_b"), 0);
+    let etag = header_of(&h, "etag").unwrap().to_owned();
+    let (s, _, _) = get_(addr_b, "/p/1", &[("If-None-Match", &etag)]).await;
+    assert_eq!(s, 304);
+
+    // A revoke on A reaches B's own copy and Redis.
+    let out = cache_core::registry()
+        .request(
+            "web_tier/cache/revoke",
+            serde_json::json!({"pattern": "/p/*"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["revoked"], 1, "{out}");
+    let started = std::time::Instant::now();
+    loop {
+        let (_, h, body) = get_(addr_b, "/p/1", &[]).await;
+        if body == "p1 from node_b" {
+            assert_eq!(x_cache(&h), "MISS");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B still serves {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A value in Redis that no longer decodes is a miss, never garbage.
+    get_(addr_a, "/p/2", &[]).await;
+    let key = (
+        cache_core::namespace::TenantId::NONE,
+        "/p/2\nhost: localhost".to_owned(),
+    );
+    let redis_key = a.cache().remote_key(&key).expect("a remote key");
+    assert_eq!(
+        server.cli(&["EXISTS", &redis_key]).trim(),
+        "1",
+        "{redis_key}"
+    );
+    server.cli(&["SET", &redis_key, "not a response"]);
+    let (_, h, body) = get_(addr_b, "/p/2", &[]).await;
+    assert_eq!((x_cache(&h), body.as_str()), ("MISS", "p2 from node_b"));
+}

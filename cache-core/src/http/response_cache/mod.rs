@@ -21,6 +21,10 @@
 //!   again, and a request with `no-cache` goes to the route (its answer is
 //!   not stored). A response whose
 //!   `Vary` is `*` is never stored.
+//! - **Tiers:** [`ResponseCacheLayer::with_remote`] (or the service's
+//!   configuration) shares responses between nodes through a store outside
+//!   the process; they travel as bytes and headers, and each node rebuilds
+//!   the policy.
 //! - **Tenants:** each request's tenant (the task's scope, or
 //!   [`ResponseCacheLayer::tenant_from`]) has its own entries.
 //! - **Validators:** a response without an `ETag` gets one (a digest of its
@@ -56,17 +60,33 @@ const MAX_LEARNED_PATHS: usize = 10_000;
 /// Bodies up to this size are stored unless configured otherwise.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
+mod wire;
+
 /// A stored response.
 #[derive(Debug)]
 pub struct Stored {
     policy: CachePolicy,
+    /// What the policy was built from: the request as kept (no
+    /// credentials), the response's headers, and when it arrived.
+    uri: String,
+    kept_headers: HeaderMap,
     headers: HeaderMap,
+    at: SystemTime,
     body: Bytes,
     etag: HeaderValue,
 }
 
-/// What the cache holds per key.
-pub type Entry = Arc<Stored>;
+/// What the cache holds per key; it travels to a remote tier as plain
+/// bytes and headers, and its policy is rebuilt from them.
+#[derive(Debug, Clone)]
+pub struct Entry(Arc<Stored>);
+
+impl std::ops::Deref for Entry {
+    type Target = Stored;
+    fn deref(&self) -> &Stored {
+        &self.0
+    }
+}
 
 /// A key: the tenant, and the key text.
 pub type Key = (TenantId, String);
@@ -99,13 +119,52 @@ impl ResponseCacheLayer {
     /// `capacity` responses, registered so the service's handlers (stats,
     /// keys, delete, revoke, clear) reach it.
     pub fn new(service: &str, capacity: usize) -> Self {
-        let cache = CacheBuilder::with_render(|k: &Key, out: &mut String| out.push_str(&k.1))
+        Self::build(service, capacity, None, true)
+    }
+
+    /// [`ResponseCacheLayer::new`] with a tier outside the process: the
+    /// responses one node stored serve the others (`Backend::Tiered` keeps
+    /// them in the process too, `Backend::Redis` only outside), and an
+    /// invalidation reaches every node. The service's configuration can
+    /// attach one too (`[services.<service>.actions.responses] backend`).
+    pub fn with_remote(
+        service: &str,
+        capacity: usize,
+        remote: Arc<dyn crate::store::Remote>,
+        mode: crate::config::Backend,
+    ) -> Self {
+        Self::build(service, capacity, Some((remote, mode)), true)
+    }
+
+    /// A second node in the same process (for tests): its cache is not
+    /// registered, as one name in one service is one cache per process.
+    #[doc(hidden)]
+    pub fn __unregistered_with_remote(
+        service: &str,
+        capacity: usize,
+        remote: Arc<dyn crate::store::Remote>,
+        mode: crate::config::Backend,
+    ) -> Self {
+        Self::build(service, capacity, Some((remote, mode)), false)
+    }
+
+    fn build(
+        service: &str,
+        capacity: usize,
+        remote: Option<(Arc<dyn crate::store::Remote>, crate::config::Backend)>,
+        register: bool,
+    ) -> Self {
+        let mut b = CacheBuilder::with_render(|k: &Key, out: &mut String| out.push_str(&k.1))
             .tenant_of(|k| k.0)
             .name("responses")
             .service(service)
             .capacity(capacity)
-            .register(true)
-            .build();
+            .remote_codec(Some(crate::codec::RemoteCodec::postcard()))
+            .register(register);
+        if let Some((r, mode)) = remote {
+            b = b.remote(r, mode);
+        }
+        let cache = b.build();
         ResponseCacheLayer {
             shared: Arc::new(Shared {
                 cache,
@@ -449,16 +508,19 @@ async fn store_or_pass(
             HeaderValue::from_static("(withheld)"),
         );
     }
-    let policy = CachePolicy::new(&kept, &head);
+    let policy = CachePolicy::new_options(&kept, &head, now, Default::default());
     if !policy.is_storable() || policy.time_to_live(now) == Duration::ZERO {
         return Err(PassThrough(Response::from_parts(head, Body::from(bytes))));
     }
-    Ok(Arc::new(Stored {
+    Ok(Entry(Arc::new(Stored {
         policy,
+        uri: kept.uri.to_string(),
+        kept_headers: kept.headers,
         headers: head.headers,
+        at: now,
         body: bytes,
         etag,
-    }))
+    })))
 }
 
 fn respond(
