@@ -31,7 +31,7 @@ pub fn opts(network: &str, bootstrap: &[String]) -> DhtOptions {
     o
 }
 
-/// `n` peers of `network`, the others joining through the first.
+/// `n` peers of `network`, each joining through the ones before it.
 pub fn network(network: &str, n: usize) -> Vec<Arc<DhtStore>> {
     network_with(network, n, |_| {})
 }
@@ -43,10 +43,12 @@ pub fn network_with(network: &str, n: usize, f: impl Fn(&mut DhtOptions)) -> Vec
         f(&mut o);
         DhtStore::start(&o).unwrap()
     };
-    let first = start(&[]);
-    let boot = first.listen_addrs();
-    let mut peers = vec![first];
-    for _ in 1..n {
+    // Each peer joins through every earlier one, so the mesh is whole at
+    // once rather than after Kademlia's lookups (which, on two busy cores,
+    // once took longer than the wait below).
+    let mut peers: Vec<Arc<DhtStore>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let boot: Vec<String> = peers.iter().flat_map(|p| p.listen_addrs()).collect();
         peers.push(start(&boot));
     }
     let rt = rt();
