@@ -164,24 +164,24 @@ pub fn start_system_clock() {
         .name("cache-core-clock".into())
         .spawn(|| {
             let origin = *ORIGIN.get().expect("set before the ticker starts");
-            let run = (RUN.as_millis() / TICK.as_millis()) as u64;
-            let mut ticks = 0u64;
+            // A run lasts RUN of real time: a sleep of one TICK takes longer
+            // on a busy machine, so counting ticks would stretch it.
+            let mut running_since = Instant::now();
             loop {
                 std::thread::sleep(TICK);
                 if FROZEN.load(Ordering::Relaxed) {
                     continue;
                 }
-                ticks += 1;
-                if ticks < run {
+                if running_since.elapsed() < RUN {
                     NOW.store(origin.elapsed().as_millis() as u64, Ordering::Release);
                     continue;
                 }
                 // Stop until a reader restarts the clock.
-                ticks = 0;
                 NOW.store(STOPPED, Ordering::Release);
                 while NOW.load(Ordering::Acquire) == STOPPED {
                     std::thread::park();
                 }
+                running_since = Instant::now();
             }
         });
     match spawned {
