@@ -60,16 +60,10 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Percent-encodes `s` as one path segment.
+/// Percent-encodes `s` as one path segment (everything but letters and
+/// digits, so `/`, `?`, `%` and `..` stay inside it).
 pub fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A client of one admin router.

@@ -104,16 +104,9 @@ impl Drop for Prometheus {
     }
 }
 
-/// Percent-encodes everything but unreserved characters.
+/// Percent-encodes everything but letters and digits.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Runs `promtool check metrics` on `text`; its complaints, if any.

@@ -190,13 +190,13 @@ impl RedisStore {
         };
         match &r {
             Ok(_) => {
-                self.health.success();
+                self.tracker.success();
                 if let Some(b) = breaker {
                     b.success()
                 }
             }
             Err(e) => {
-                self.health.failure(e);
+                self.tracker.failure(e);
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(b) = breaker {
                     b.failure();

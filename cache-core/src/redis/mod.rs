@@ -169,7 +169,7 @@ pub struct RedisStore {
     retrying: AtomicBool,
     counters: Counters,
     /// Outcomes of operations, for health checks.
-    health: crate::store::health::Tracker,
+    tracker: crate::store::state::Tracker,
     last_log: AtomicU64,
     node: u64,
     handlers: Arc<RwLock<Vec<Handler>>>,
@@ -281,7 +281,7 @@ impl RedisStore {
             hash_key,
             sealer,
             counters: Counters::default(),
-            health: Default::default(),
+            tracker: Default::default(),
             last_log: AtomicU64::new(0),
             node: crate::key::digest(&(
                 std::process::id(),
@@ -324,7 +324,7 @@ impl RedisStore {
                     Ok(()) => {
                         if let Some(s) = weak.upgrade() {
                             s.subscribed.store(true, Ordering::Release);
-                            s.health.success();
+                            s.tracker.success();
                         }
                         break;
                     }

@@ -56,7 +56,7 @@ impl Remote for RedisStore {
 
     fn health(&self) -> crate::store::Health {
         let mut h = crate::store::Health::named("redis");
-        self.health.fill(&mut h);
+        self.tracker.fill(&mut h);
         h.breaker_open = self.breaker_open();
         h.subscribed = Some(self.is_subscribed());
         h

@@ -22,11 +22,11 @@ use parking_lot::{Mutex, RwLock};
 
 use super::bridge::{block_on_bridge, bridge};
 use super::broadcast::{Broadcast, Handler};
-use super::health::{Health, Tracker};
 use super::lock::{Lock, TierLock};
 use super::remote::{
     Gen, Invalidate, Lookup, Op, Remote, check_hashed_pattern, hashed_pattern_error,
 };
+use super::state::{Health, Tracker};
 use super::{BoxFuture, Invalidation, Store, StoreError};
 use crate::codec::CodecError;
 use crate::pattern::{Pattern, push_glob_escaped};
@@ -62,7 +62,7 @@ pub struct StoreRemote {
     draining: AtomicBool,
     undecodable: AtomicU64,
     /// Outcomes of the store's operations.
-    health: Tracker,
+    tracker: Tracker,
     /// The key of `hash_keys` digests, when keys are hashed.
     hash_key: Option<[u8; 32]>,
     /// A lock across nodes on missed keys, when the store has one.
@@ -145,7 +145,7 @@ impl StoreRemote {
             pending: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
-            health: Tracker::default(),
+            tracker: Tracker::default(),
             hash_key,
             lock: std::sync::OnceLock::new(),
             #[cfg(feature = "seal")]
@@ -194,9 +194,9 @@ impl StoreRemote {
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
         match &r {
-            Ok(_) => self.health.success(),
+            Ok(_) => self.tracker.success(),
             Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
-                self.health.failure(e)
+                self.tracker.failure(e)
             }
             Err(_) => {}
         }
@@ -365,7 +365,7 @@ impl Remote for StoreRemote {
 
     fn health(&self) -> Health {
         let mut h = Health::named(&self.name);
-        self.health.fill(&mut h);
+        self.tracker.fill(&mut h);
         self.store.report(&mut h);
         h
     }

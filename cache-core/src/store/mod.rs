@@ -25,17 +25,17 @@ pub mod adapter;
 pub mod backends;
 pub mod bridge;
 pub mod broadcast;
-pub mod health;
 pub mod lock;
 pub mod remote;
+pub mod state;
 
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::pattern::Pattern;
 pub use adapter::StoreRemote;
 pub use broadcast::{Broadcast, LocalBroadcast};
-pub use health::Health;
 pub use lock::Lock;
 pub use remote::Remote;
+pub use state::Health;
 
 /// A boxed, sendable future, as [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
