@@ -24,6 +24,9 @@ pub enum Failure {
     NotReady,
     /// The answer was not what the API sends (exit 9).
     BadAnswer(String),
+    /// The answer could not be written to standard output (exit 10). A
+    /// reader that closed the pipe early is not a failure.
+    Output(std::io::Error),
 }
 
 impl Failure {
@@ -38,6 +41,7 @@ impl Failure {
             Failure::Unreachable(_) => 7,
             Failure::NotReady => 8,
             Failure::BadAnswer(_) => 9,
+            Failure::Output(_) => 10,
         }
     }
 }
@@ -56,6 +60,7 @@ impl std::fmt::Display for Failure {
             Failure::Unreachable(m) => write!(f, "cannot reach the admin API: {m}"),
             Failure::NotReady => write!(f, "not ready"),
             Failure::BadAnswer(m) => write!(f, "unexpected answer: {m}"),
+            Failure::Output(e) => write!(f, "cannot write the answer: {e}"),
         }
     }
 }

@@ -18,6 +18,7 @@
 mod api;
 mod table;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -153,7 +154,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         ),
         Command::Health => {
             let (ready, body) = client.ready()?;
-            print(cli.json, Output::Json(body, table::health));
+            print(cli.json, Output::Json(body, table::health))?;
             return if ready {
                 Ok(())
             } else {
@@ -162,8 +163,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Metrics => Output::Text(client.text("/metrics")?),
     };
-    print(cli.json, out);
-    Ok(())
+    print(cli.json, out)
 }
 
 enum Output {
@@ -171,10 +171,21 @@ enum Output {
     Text(String),
 }
 
-fn print(json: bool, out: Output) {
-    match out {
-        Output::Json(v, _) if json => println!("{v:#}"),
-        Output::Json(v, render) => print!("{}", render(&v)),
-        Output::Text(t) => print!("{t}"),
+/// Writes the answer to standard output. A reader that went away early
+/// (`cache-admin metrics | head -1`) ends the command quietly, as it does for
+/// other Unix tools; any other write failure is an error, not a panic.
+fn print(json: bool, out: Output) -> Result<(), Failure> {
+    let text = match out {
+        Output::Json(v, _) if json => format!("{v:#}\n"),
+        Output::Json(v, render) => render(&v),
+        Output::Text(t) => t,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Output(e)),
+        _ => Ok(()),
     }
 }

@@ -196,3 +196,30 @@ fn each_failure_has_its_exit_code() {
     let (code, _, _) = cli(&["no-such-command"], Some(TOKEN));
     assert_eq!(code, 2);
 }
+
+/// A reader that closed the pipe before the answer came (`| head -1`) ends
+/// the command quietly: exit 0 and nothing on stderr, not a panic.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Shop.product(10);
+    for args in [
+        &["metrics"][..],
+        &["--json", "stats", "shop"],
+        &["services"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_cache-admin"))
+            .env_clear()
+            .env("CACHE_ADMIN_URL", format!("http://{}", server()))
+            .env("CACHE_ADMIN_TOKEN", TOKEN)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
