@@ -294,7 +294,11 @@ fn env_texts(prefix: &str) -> serde_json::Value {
         if !TEXT_FIELDS.contains(&key) {
             continue;
         }
-        let (section, field) = key.split_once("__").expect("text fields are nested");
+        let Some((section, field)) = key.split_once("__") else {
+            // A top-level field, such as the spec's `prefix`.
+            root.insert(key.to_owned(), serde_json::Value::String(v));
+            continue;
+        };
         let entry = root
             .entry(section.to_owned())
             .or_insert_with(|| serde_json::Value::Object(Default::default()));

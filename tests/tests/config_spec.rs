@@ -124,3 +124,17 @@ fn cache_backend_dht_from_the_environment_wins_over_the_file() {
     assert_eq!(c.backend, Some(Backend::named("dht")));
     assert_eq!(c.ttl.unwrap().0, Duration::from_secs(5));
 }
+
+#[test]
+fn the_top_level_prefix_from_the_environment_is_text_and_wins_over_the_file() {
+    // A top-level text field has no section: it once made loading panic.
+    let f = temp_file("prefix.toml", "prefix = \"file:\"\n");
+    // SAFETY: this test binary reads these variables only here.
+    unsafe {
+        std::env::set_var("SPECP_PREFIX", "007");
+        std::env::set_var("SPECP_DHT__NETWORK", "0x10");
+    }
+    let c = ConfigSource::file(&f).env_prefix("SPECP_").load().unwrap();
+    assert_eq!(c.prefix.as_deref(), Some("007"));
+    assert_eq!(c.dht.unwrap().network.as_deref(), Some("0x10"));
+}
