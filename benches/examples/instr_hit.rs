@@ -5,6 +5,8 @@
 //! `instr_hit time N` times hits of both, interleaved in 30 rounds of N, and
 //! prints the fastest round of each (the least disturbed by other work on
 //! the machine) and their ratio.
+//! `instr_hit tenants N` times hits of one service cache with tenant
+//! labels off and on (configuration turned back and forth each round).
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -29,6 +31,10 @@ fn main() {
     for k in 0..1024 {
         ours(k);
         quick.insert(k, k.wrapping_mul(31));
+    }
+    if which == "tenants" {
+        tenants(n);
+        return;
     }
     if which == "time" {
         type Wide = (u64, std::num::NonZeroU64);
@@ -70,4 +76,58 @@ fn main() {
         });
     }
     println!("{acc}");
+}
+
+/// Hits of one service cache, tenant labels off against on.
+fn tenants(n: u64) {
+    use cache_core::config::{self, Config};
+    use cache_core::namespace::{TenantId, tenant_id};
+    static ACME: std::sync::OnceLock<TenantId> = std::sync::OnceLock::new();
+    let acme = *ACME.get_or_init(|| tenant_id("acme"));
+    let cache: cache_core::Cache<u64, u64> = cache_core::CacheBuilder::new()
+        .name("hits")
+        .service("bench_tenants")
+        .register(true)
+        .tenant_of(|_| *ACME.get().expect("set above"))
+        .build();
+    let _ = acme;
+    for k in 0..1024 {
+        cache.insert(k, k);
+    }
+    let labels = |on: bool| {
+        let text = format!("[services.bench_tenants]\ntenant_labels = {on}\n");
+        let c: Config = toml_config(&text);
+        config::set(c).expect("configuration applies");
+    };
+    let mut best = [f64::MAX; 2];
+    for _ in 0..30 {
+        for (j, on) in [false, true].into_iter().enumerate() {
+            labels(on);
+            let start = Instant::now();
+            let mut acc = 0u64;
+            for i in 0..n {
+                acc = acc.wrapping_add(cache.get(&black_box(i & 1023)).unwrap_or(0));
+            }
+            black_box(acc);
+            best[j] = best[j].min(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    println!(
+        "tenant labels off {:.2} ns, on {:.2} ns, ratio {:.3}",
+        best[0],
+        best[1],
+        best[1] / best[0]
+    );
+}
+
+/// A configuration from TOML text, through a file (as users give it).
+fn toml_config(text: &str) -> cache_core::config::Config {
+    let path = std::env::temp_dir().join(format!("instr-hit-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("temp file");
+    let c = cache_core::config::ConfigSource::file(&path)
+        .env_prefix("INSTR_HIT_NONE_")
+        .load()
+        .expect("valid configuration");
+    let _ = std::fs::remove_file(&path);
+    c
 }

@@ -44,7 +44,8 @@ use serde::Serialize;
 pub use crate::spec::{
     ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, ConflictResolution,
     Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, Defaults, DhtOptions, DiskOptions,
-    EventMapping, MAX_DURATION, MAX_REPLICATION, RemoteOptions, ServiceConfig, Settings, Strategy,
+    EventMapping, MAX_DURATION, MAX_REPLICATION, MAX_TENANT_SERIES, MetricsConfig, RemoteOptions,
+    ServiceConfig, Settings, Strategy,
 };
 
 inventory::submit!(crate::cache::Registrar {
@@ -272,6 +273,9 @@ fn env_key_known(key: &str) -> bool {
     let inner = parts.next();
     match (top, inner) {
         ("admin", Some(f)) => fields::<AdminConfig>().iter().any(|x| x == f),
+        ("metrics", Some(f)) => fields::<crate::spec::MetricsConfig>()
+            .iter()
+            .any(|x| x == f),
         ("disk", Some(f)) => fields::<crate::spec::DiskOptions>().iter().any(|x| x == f),
         ("remote", Some(f)) => fields::<crate::spec::RemoteOptions>()
             .iter()

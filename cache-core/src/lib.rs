@@ -81,6 +81,7 @@ pub mod seal;
 mod spec;
 pub mod stats;
 pub mod store;
+pub mod tenant_counts;
 
 pub use cache::{Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket};
 pub use cache_macros::{action, cache_evict, cache_put, cache_service, cached};

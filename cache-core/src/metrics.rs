@@ -29,6 +29,16 @@
 //! outside one) and `tier` (`l1` when values live in the process, `l2`
 //! when only outside it).
 //!
+//! With `[metrics] tenant_labels = true` (or a service's own
+//! `tenant_labels`), the meters of a service's caches carry `tenant` too,
+//! one series per tenant: `tenant=""` for callers without one. Each cache
+//! gives its first `max_tenants` tenants (default 100) series of their own;
+//! the rest share one labelled `tenant=""` and `tenant_overflow="true"`.
+//! A tenant's `%` and `\` appear percent-encoded ([`label_text`]).
+//! A hit then leaves the inlined hit path (about 5 ns more; nothing changes
+//! while the label is off), and each scrape visits every key to count
+//! `cache_size` per tenant. The load-time histogram has no tenant label.
+//!
 //! A counter covers every cache of its labels since the process started,
 //! those dropped or rebuilt included, so it never goes down; `cache_size`
 //! is what the live ones hold (0 once none is).
@@ -44,6 +54,7 @@ use crate::cache::ErasedCache;
 use crate::registry::registry;
 use crate::stats::Stats;
 use crate::store::Health;
+use crate::tenant_counts::TenantRow;
 
 type Source = Arc<dyn Fn() + Send + Sync>;
 
@@ -56,8 +67,28 @@ pub fn add_source(source: impl Fn() + Send + Sync + 'static) {
     SOURCES.write().push(Arc::new(source));
 }
 
-/// Which caches a meter's series covers: service, identity, tier.
-type SeriesKey = (String, String, &'static str);
+/// Which caches a meter's series covers: service, identity, tier, and
+/// the tenant's row when meters are labelled by tenant.
+type SeriesKey = (String, String, &'static str, Option<SeriesTenant>);
+
+/// A tenant's part of a series key: its name (empty without one), or the
+/// overflow row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeriesTenant {
+    /// A tenant with a row of its own; empty for callers without a tenant.
+    Named(String),
+    /// The row shared by tenants beyond `max_tenants`.
+    Overflow,
+}
+
+impl From<TenantRow> for SeriesTenant {
+    fn from(r: TenantRow) -> Self {
+        match r {
+            TenantRow::Own(t) => SeriesTenant::Named(label_text(&t.name().unwrap_or_default())),
+            TenantRow::Overflow => SeriesTenant::Overflow,
+        }
+    }
+}
 
 /// Per series: the caches seen so far, with what they counted when last
 /// seen, and the counts of those that are gone.
@@ -74,26 +105,40 @@ static SERIES: Mutex<BTreeMap<SeriesKey, Series>> = Mutex::new(BTreeMap::new());
 /// down); for `entries`, what the live ones hold now (0 once none is).
 pub fn cache_stats() -> BTreeMap<SeriesKey, Stats> {
     let reg = registry();
-    let mut now: Vec<(SeriesKey, Arc<dyn ErasedCache>)> = Vec::new();
+    let mut now: Vec<(SeriesKey, Arc<dyn ErasedCache>, Stats)> = Vec::new();
     for name in reg.names() {
         for c in reg.caches(&name) {
             let tier = match c.remote() {
                 Some((_, false)) => "l2",
                 _ => "l1",
             };
-            let key = (
-                c.service().unwrap_or("").to_owned(),
-                c.identity().to_owned(),
-                tier,
-            );
-            now.push((key, c));
+            let service = c.service().unwrap_or("").to_owned();
+            let identity = c.identity().to_owned();
+            match c.tenant_stats() {
+                Some(rows) => {
+                    for (row, s) in rows {
+                        let key = (service.clone(), identity.clone(), tier, Some(row.into()));
+                        now.push((key, c.clone(), s));
+                    }
+                }
+                None => {
+                    let s = c.stats();
+                    now.push(((service, identity, tier, None), c, s));
+                }
+            }
         }
     }
     let mut series = SERIES.lock();
-    for (key, c) in &now {
-        let s = c.stats();
-        let entry = series.entry(key.clone()).or_default();
-        let weak = Arc::downgrade(c);
+    // A live cache no longer reported under a series (its tenant labels
+    // were turned on or off) keeps its counts there, but holds nothing.
+    for entry in series.values_mut() {
+        for (_, last) in entry.live.iter_mut() {
+            last.entries = 0;
+        }
+    }
+    for (key, c, s) in now {
+        let entry = series.entry(key).or_default();
+        let weak = Arc::downgrade(&c);
         match entry.live.iter_mut().find(|(w, _)| Weak::ptr_eq(w, &weak)) {
             Some((_, last)) => *last = s,
             None => entry.live.push((weak, s)),
@@ -117,6 +162,14 @@ pub fn cache_stats() -> BTreeMap<SeriesKey, Stats> {
         out.insert(key.clone(), total);
     }
     out
+}
+
+/// A tenant's name as a label value: `%` and `\` percent-encoded (`%25`,
+/// `%5C`), so no two names share a label. The Prometheus exporter drops or
+/// moves a backslash before a quote or a line feed (`a\"b` and `a"b` both
+/// read `a\"b`); without backslashes its escaping is exact.
+pub fn label_text(name: &str) -> String {
+    name.replace('%', "%25").replace('\\', "%5C")
 }
 
 /// Describes every meter (its help text and unit) to the current recorder.
@@ -152,13 +205,21 @@ pub fn describe() {
 /// global one, or one set with `metrics::with_local_recorder`).
 pub fn record() {
     describe();
-    for ((service, cache, tier), s) in cache_stats() {
+    for ((service, cache, tier, tenant), s) in cache_stats() {
         let labels = |extra: Option<(&'static str, &'static str)>| {
             let mut l = vec![
                 Label::new("cache", cache.clone()),
                 Label::new("service", service.clone()),
                 Label::from_static_parts("tier", tier),
             ];
+            match &tenant {
+                None => {}
+                Some(SeriesTenant::Named(t)) => l.push(Label::new("tenant", t.clone())),
+                Some(SeriesTenant::Overflow) => {
+                    l.push(Label::from_static_parts("tenant", ""));
+                    l.push(Label::from_static_parts("tenant_overflow", "true"));
+                }
+            }
             if let Some((k, v)) = extra {
                 l.push(Label::from_static_parts(k, v));
             }
@@ -216,4 +277,36 @@ pub fn prometheus_text() -> String {
     let rec = crate::meter::prometheus();
     ::metrics::with_local_recorder(rec, record);
     rec.handle().render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_text;
+    use std::collections::HashMap;
+
+    /// Every string of up to five characters over the ones that matter:
+    /// no two share a label, and no label has a backslash.
+    #[test]
+    fn label_text_is_injective_and_has_no_backslash() {
+        let alphabet = ['%', '\\', '2', '5', 'C', '"', '\n'];
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut words = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for w in &words {
+                for c in alphabet {
+                    next.push(format!("{w}{c}"));
+                }
+            }
+            for w in &next {
+                let l = label_text(w);
+                assert!(!l.contains('\\'), "{w:?} -> {l:?}");
+                if let Some(other) = seen.insert(l.clone(), w.clone()) {
+                    panic!("{other:?} and {w:?} both read {l:?}");
+                }
+            }
+            words = next;
+        }
+        assert_eq!(label_text(""), "");
+    }
 }

@@ -28,6 +28,17 @@ impl TenantId {
     /// No tenant.
     pub const NONE: TenantId = TenantId(0);
 
+    /// The interned number, unique per name in this process (0 for
+    /// [`TenantId::NONE`]).
+    pub(crate) fn index(self) -> u32 {
+        self.0
+    }
+
+    /// The tenant whose [`TenantId::index`] is `i`.
+    pub(crate) fn from_index(i: u32) -> TenantId {
+        TenantId(i)
+    }
+
     /// The tenant's name, or `None` for [`TenantId::NONE`].
     pub fn name(self) -> Option<Arc<str>> {
         if self == TenantId::NONE {

@@ -138,3 +138,44 @@ fn the_top_level_prefix_from_the_environment_is_text_and_wins_over_the_file() {
     assert_eq!(c.prefix.as_deref(), Some("007"));
     assert_eq!(c.dht.unwrap().network.as_deref(), Some("0x10"));
 }
+
+#[test]
+fn the_metrics_section_is_checked_and_read_from_the_environment() {
+    for (body, says) in [
+        ("[metrics]\nmax_tenants = 0\n", "metrics.max_tenants = 0"),
+        ("[metrics]\nmax_tenants = 10001\n", "between 1 and 10000"),
+        ("[metrics]\ntenant_label = true\n", "tenant_label"),
+        ("[services.a]\ntenant_labels = \"yes\"\n", "tenant_labels"),
+    ] {
+        let f = temp_file("metrics-bad.toml", body);
+        let e = ConfigSource::file(&f)
+            .env_prefix("SPECM_BAD_")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+    let f = temp_file("metrics.toml", "[metrics]\nmax_tenants = 7\n");
+    // SAFETY: this test binary reads these variables only here.
+    unsafe {
+        std::env::set_var("SPECM_METRICS__TENANT_LABELS", "true");
+        std::env::set_var("SPECM_METRICS__UNRELATED", "x");
+    }
+    let c = ConfigSource::file(&f).env_prefix("SPECM_").load().unwrap();
+    let s = c.resolve(Some("user"), "get", &Default::default());
+    assert!(s.tenant_labels);
+    assert_eq!(s.max_tenants, 7);
+    let f = temp_file(
+        "metrics-off.toml",
+        "[services.user]\ntenant_labels = false\n",
+    );
+    let c = ConfigSource::file(&f).env_prefix("SPECM_").load().unwrap();
+    assert!(
+        !c.resolve(Some("user"), "get", &Default::default())
+            .tenant_labels
+    );
+    assert!(
+        c.resolve(Some("other"), "get", &Default::default())
+            .tenant_labels
+    );
+}

@@ -153,6 +153,8 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             l2: i
                 .tier()
                 .map_or_else(|| "redis".to_string(), |t| t.store.clone()),
+            tenant_labels: i.tenant_labels.load(Ordering::Relaxed),
+            max_tenants: i.tenant_counts.max(),
         }
     }
 

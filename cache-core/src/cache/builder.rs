@@ -202,6 +202,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             keys: None,
             backend: Backend::Memory,
             l2: "redis".into(),
+            tenant_labels: false,
+            max_tenants: crate::tenant_counts::DEFAULT_MAX_TENANTS,
         };
         let registrar = if self.register {
             inventory::iter::<Registrar>.into_iter().next()
@@ -255,6 +257,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             ticks: self.clock.ticks(),
             clock: self.clock,
             counters: Counters::default(),
+            tenant_counts: TenantCounts::default(),
+            tenant_labels: AtomicBool::new(false),
             load_failures: Default::default(),
             listeners: Listeners::default(),
             flights: Flights::new(),

@@ -56,6 +56,12 @@ pub trait ErasedCache: Send + Sync {
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
     /// The cache's counters.
     fn stats(&self) -> Stats;
+    /// Its counters per tenant, each with the entries it holds, when its
+    /// meters are labelled by tenant (configuration's `tenant_labels`);
+    /// `None` otherwise.
+    fn tenant_stats(&self) -> Option<Vec<(TenantRow, Stats)>> {
+        None
+    }
     /// The store outside the process its tier uses, if one is attached,
     /// and whether values also live in the process (`l1`).
     fn remote(&self) -> Option<(Arc<dyn crate::store::Remote>, bool)> {
@@ -112,6 +118,9 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn stats(&self) -> Stats {
         Inner::stats(self)
+    }
+    fn tenant_stats(&self) -> Option<Vec<(TenantRow, Stats)>> {
+        Inner::tenant_stats(self)
     }
     fn remote(&self) -> Option<(Arc<dyn crate::store::Remote>, bool)> {
         self.tier().map(|t| (t.remote.clone(), t.l1))

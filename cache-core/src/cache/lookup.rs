@@ -62,6 +62,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if self.listeners.active() {
             f |= LISTENED;
         }
+        if self.tenant_of.is_some() && self.tenant_labels.load(Ordering::Relaxed) {
+            f |= TENANTS;
+        }
         self.flags.store(f, Ordering::Relaxed);
     }
 
@@ -103,7 +106,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let Engine::Plain(map) = &self.map else {
             return self.get_general(key);
         };
-        if self.flags() & (OFF | TTI | LISTENED) != 0 {
+        if self.flags() & (OFF | TTI | LISTENED | TENANTS) != 0 {
             return self.get_general(key);
         }
         let Some(Plain { value, expires_at }) = map.get(key) else {
@@ -179,7 +182,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         counter: Counter,
         word: &str,
     ) {
-        self.counters.incr(counter);
+        self.count(key, flags, counter);
         if flags & LISTENED != 0 {
             self.listeners.fire(kind, &self.name, key, self.render);
         }
@@ -258,6 +261,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         };
         let fire = self.listeners.active().then(|| key.clone());
         let mut evicted = Evicted::default();
+        self.count(&key, self.flags(), Counter::Insert);
         self.map.insert(key, entry, &mut evicted);
         if let Some((m, key)) = tagged {
             let mut idx = self.tag_index.lock();
@@ -265,7 +269,6 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 idx.entry(t.clone()).or_default().insert(key.clone());
             }
         }
-        self.counters.incr(Counter::Insert);
         if let Some(k) = fire {
             self.listeners
                 .fire(EventKind::Insert, &self.name, &k, self.render);
@@ -289,7 +292,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         kind: EventKind,
         counter: Counter,
     ) {
-        self.counters.incr(counter);
+        self.count(key, self.flags(), counter);
         if let Some(q) = &self.quota {
             q.release(self.tenant(key));
         }
@@ -329,6 +332,54 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             }
             None => false,
         }
+    }
+
+    /// Counts one `counter` for `key`, and for its tenant when meters are
+    /// labelled by tenant.
+    #[inline(always)]
+    pub(super) fn count(&self, key: &K, flags: u8, counter: Counter) {
+        self.counters.incr(counter);
+        if flags & TENANTS != 0 {
+            self.count_tenant(key, counter, 1);
+        }
+    }
+
+    /// The tenant's share of [`Inner::count`], out of line.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn count_tenant(&self, key: &K, counter: Counter, n: u64) {
+        self.tenant_counts.add(self.tenant(key), counter, n);
+    }
+
+    /// Counts per tenant, each with the entries it holds now; `None` when
+    /// meters are not labelled by tenant. Counting entries visits every
+    /// key (once per scrape).
+    pub(super) fn tenant_stats(&self) -> Option<Vec<(TenantRow, Stats)>> {
+        if self.flags() & TENANTS == 0 {
+            return None;
+        }
+        let mut rows = self.tenant_counts.snapshot();
+        let held = std::cell::RefCell::new(HashMap::<TenantRow, u64>::new());
+        self.map.retain(|k, _| {
+            *held
+                .borrow_mut()
+                .entry(self.tenant_counts.row_of(self.tenant(k)))
+                .or_default() += 1;
+            true
+        });
+        for (row, n) in &held.into_inner() {
+            match rows.iter_mut().find(|(r, _)| r == row) {
+                Some((_, s)) => s.entries = *n,
+                None => rows.push((
+                    *row,
+                    Stats {
+                        entries: *n,
+                        ..Stats::default()
+                    },
+                )),
+            }
+        }
+        Some(rows)
     }
 
     /// The tenant a key belongs to.

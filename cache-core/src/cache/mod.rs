@@ -31,6 +31,7 @@ use crate::spec::{Backend, Config, ConfigError, Defaults, Settings};
 use crate::stats::{Counter, Counters, Stats};
 use crate::store::Invalidation;
 use crate::store::StoreError;
+use crate::tenant_counts::{TenantCounts, TenantRow};
 
 mod api;
 mod builder;
@@ -77,8 +78,8 @@ pub(crate) struct Inner<K, V> {
     text_prefix: &'static str,
     service: Option<Arc<str>>,
     map: Engine<K, V>,
-    /// What a hit must check, in one load: [`OFF`], [`EXPIRES`], [`TTI`]
-    /// and [`LISTENED`], derived from the settings below by
+    /// What a hit must check, in one load: [`OFF`], [`EXPIRES`], [`TTI`],
+    /// [`LISTENED`] and [`TENANTS`], derived from the settings below by
     /// [`Inner::refresh_flags`].
     flags: std::sync::atomic::AtomicU8,
     /// Serializes updates of the settings that `flags` derives from.
@@ -109,6 +110,10 @@ pub(crate) struct Inner<K, V> {
     /// The counter `clock` reads, for the hit path.
     ticks: Ticks,
     counters: Counters,
+    /// Counts per tenant, kept while [`TENANTS`] is set.
+    tenant_counts: TenantCounts,
+    /// Whether configuration asks for counts per tenant.
+    tenant_labels: AtomicBool,
     /// Loads that failed (rare: outside the striped counters).
     load_failures: std::sync::atomic::AtomicU64,
     listeners: Listeners<K>,
@@ -130,6 +135,9 @@ const EXPIRES: u8 = 2;
 const TTI: u8 = 4;
 /// Listeners are registered: lookups fire events.
 const LISTENED: u8 = 8;
+/// Meters are labelled by tenant: lookups, stores and removals are counted
+/// per tenant too.
+const TENANTS: u8 = 16;
 
 /// A bounded, concurrent, typed cache. Cloning it clones a handle.
 ///

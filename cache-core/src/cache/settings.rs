@@ -69,6 +69,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             self.map.set_capacity(cap);
         }
         let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
+        self.tenant_counts.set_max(s.max_tenants);
+        self.tenant_labels.store(s.tenant_labels, Ordering::Relaxed);
         self.refresh_flags();
         drop(flags_lock);
         let old_mask = self.key_mask.swap(mask, Ordering::Relaxed);

@@ -65,6 +65,9 @@ pub struct Config {
     /// The HTTP admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// What the meters carry (feature `metrics`).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Where the disk store keeps its file, for `backend = "disk"`.
     pub disk: Option<DiskOptions>,
     /// Keys and values in stores outside the process other than Redis:
@@ -112,6 +115,9 @@ pub struct ServiceConfig {
     /// Bound on entries per namespace (this service and one tenant), across
     /// its actions.
     pub quota: Option<usize>,
+    /// Whether its actions' meters carry a `tenant` label; overrides
+    /// `metrics.tenant_labels`.
+    pub tenant_labels: Option<bool>,
     /// Per action.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionConfig>,
@@ -183,6 +189,23 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// The `[metrics]` section: what the meters carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Whether the meters of a service's caches carry a `tenant` label
+    /// (default false: each tenant multiplies the series).
+    pub tenant_labels: Option<bool>,
+    /// With tenant labels, how many tenants per cache get series of their
+    /// own (default 100); the rest share one series labelled
+    /// `tenant_overflow="true"`.
+    pub max_tenants: Option<usize>,
+}
+
+/// The most `metrics.max_tenants` may be.
+pub const MAX_TENANT_SERIES: usize = 10_000;
+
 /// What an action's attribute (or a cache's builder) sets in code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defaults {
@@ -216,6 +239,10 @@ pub struct Settings {
     pub backend: Backend,
     /// The store behind L1 when `backend` is tiered.
     pub l2: String,
+    /// Whether its meters carry a `tenant` label.
+    pub tenant_labels: bool,
+    /// With tenant labels, how many tenants get series of their own.
+    pub max_tenants: usize,
 }
 
 impl Config {
@@ -274,6 +301,14 @@ impl Config {
                 .or_else(|| svc.and_then(|s| s.l2.clone()))
                 .or_else(|| self.l2.clone())
                 .unwrap_or_else(|| "redis".to_string()),
+            tenant_labels: svc
+                .and_then(|s| s.tenant_labels)
+                .or(self.metrics.tenant_labels)
+                .unwrap_or(false),
+            max_tenants: self
+                .metrics
+                .max_tenants
+                .unwrap_or(crate::tenant_counts::DEFAULT_MAX_TENANTS),
         }
     }
 
@@ -353,6 +388,16 @@ impl Config {
             });
         }
         errs.extend(self.capacity.and_then(|v| cap_err("capacity".into(), v)));
+        if let Some(m) = self.metrics.max_tenants
+            && !(1..=MAX_TENANT_SERIES).contains(&m)
+        {
+            errs.push(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: format!(
+                    "metrics.max_tenants = {m}: give between 1 and {MAX_TENANT_SERIES}"
+                ),
+            });
+        }
         for (s, sc) in &self.services {
             errs.extend(
                 sc.capacity
