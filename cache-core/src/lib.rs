@@ -62,6 +62,7 @@ pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod index;
 pub mod key;
 #[cfg(feature = "metrics")]
 mod meter;

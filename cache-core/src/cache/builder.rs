@@ -36,6 +36,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             render,
             store_if: None,
             tags: None,
+            indexes: Vec::new(),
             register: false,
             eviction: Eviction::Engine,
             backend: None,
@@ -147,6 +148,31 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     /// Tags computed from the key for each loaded value.
     pub fn tags(mut self, tags: fn(&K) -> Vec<String>) -> Self {
         self.tags = Some(tags);
+        self
+    }
+
+    /// A secondary index named `name`: `terms` gives the terms a value is
+    /// found under (none, one or many), for [`Cache::query`]. A later index
+    /// of the same name replaces this one. `terms` must not call the cache.
+    ///
+    /// ```
+    /// use cache_core::{Cache, index::Query};
+    /// #[derive(Clone)]
+    /// struct File { language: String, functions: Vec<String> }
+    /// let files: Cache<String, File> = Cache::builder()
+    ///     .index("language", |f: &File| vec![f.language.clone()])
+    ///     .index("function", |f: &File| f.functions.clone())
+    ///     .build();
+    /// files.insert("src/a.py".into(), File { language: "python".into(), functions: vec!["main".into()] });
+    /// let found = files.query(&Query::new().eq("language", "python").eq("function", "main")).unwrap();
+    /// assert_eq!(found.len(), 1);
+    /// ```
+    pub fn index(
+        mut self,
+        name: impl Into<String>,
+        terms: impl Fn(&V) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.indexes.push((name.into(), Arc::new(terms)));
         self
     }
 
@@ -266,6 +292,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             render: self.render,
             store_if: self.store_if,
             tags: self.tags,
+            indexes: (!self.indexes.is_empty()).then(|| Box::new(Indexes::new(self.indexes))),
         });
         if inner.refresh_ms != 0 && matches!(inner.clock, Clock::System) {
             crate::clock::start_system_clock();

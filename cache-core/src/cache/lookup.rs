@@ -260,9 +260,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             meta,
         };
         let fire = self.listeners.active().then(|| key.clone());
+        let reindex = self.indexes.is_some().then(|| key.clone());
         let mut evicted = Evicted::default();
         self.count(&key, self.flags(), Counter::Insert);
         self.map.insert(key, entry, &mut evicted);
+        if let Some(k) = reindex {
+            self.reindex(&k);
+        }
         if let Some((m, key)) = tagged {
             let mut idx = self.tag_index.lock();
             for t in m.tags.iter() {
@@ -313,8 +317,17 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 }
             }
         }
+        self.reindex(key);
         if self.listeners.active() {
             self.listeners.fire(kind, &self.name, key, self.render);
+        }
+    }
+
+    /// Indexes `key` as the map holds it now (see [`crate::index`]).
+    #[inline]
+    pub(super) fn reindex(&self, key: &K) {
+        if let Some(ix) = &self.indexes {
+            ix.resync(key, || self.map.peek(key).map(|e| e.value));
         }
     }
 

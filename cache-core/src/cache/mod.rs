@@ -24,6 +24,7 @@ use crate::error::CacheError;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
 use crate::flight::{Epoch, Flight, Flights, Join, SharedErr, Waited, block_on};
+use crate::index::{IndexFn, IndexSizes, Indexes, Query, QueryError};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
 use crate::pattern::Pattern;
@@ -40,6 +41,7 @@ mod erased;
 mod glue;
 mod load;
 mod lookup;
+mod query;
 mod scope;
 mod settings;
 mod tier;
@@ -122,6 +124,8 @@ pub(crate) struct Inner<K, V> {
     render: fn(&K, &mut String),
     store_if: Option<fn(&V) -> bool>,
     tags: Option<fn(&K) -> Vec<String>>,
+    /// Secondary indexes over values, when the cache declares any.
+    indexes: Option<Box<Indexes<K, V>>>,
 }
 
 /// Every key argument is part of the key.
@@ -195,6 +199,7 @@ pub struct CacheBuilder<K, V> {
     render: fn(&K, &mut String),
     store_if: Option<fn(&V) -> bool>,
     tags: Option<fn(&K) -> Vec<String>>,
+    indexes: Vec<(String, IndexFn<V>)>,
     register: bool,
     eviction: Eviction,
     backend: Option<Backend>,

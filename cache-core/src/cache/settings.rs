@@ -65,8 +65,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             );
         }
         let cap = s.capacity.max(1);
-        if self.capacity.swap(cap, Ordering::Relaxed) != cap {
+        let old_cap = self.capacity.swap(cap, Ordering::Relaxed);
+        if old_cap != cap {
             self.map.set_capacity(cap);
+        }
+        if cap < old_cap
+            && let Some(ix) = &self.indexes
+        {
+            // A smaller bound evicts without telling the cache: re-index
+            // what the indexes hold, dropping what the map no longer does.
+            for k in ix.keys() {
+                self.reindex(&k);
+            }
         }
         let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
         self.tenant_counts.set_max(s.max_tenants);
