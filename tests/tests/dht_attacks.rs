@@ -151,3 +151,36 @@ fn bootstrap_addresses_without_tcp_are_clear_errors() {
         assert!(e.contains("dht.bootstrap") && e.contains("TCP"), "{a}: {e}");
     }
 }
+
+/// A replica's re-replication used to rank every peer but itself and copy
+/// the record to one peer too many (CI saw a key on all five peers after a
+/// late routing update). With a pass every second, and one when the
+/// writer leaves, each key stays on its writer and the three peers closest
+/// to it besides the writer, and no fourth live peer takes a copy.
+#[test]
+fn re_replication_passes_keep_each_key_on_replication_plus_one_peers() {
+    let rt = rt();
+    let peers = cache_tests::dht::network_with("placement", 5, |o| {
+        o.republish = Some(ConfigDuration(Duration::from_secs(1)));
+    });
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        rt.block_on(peers[0].set("ns", k, b"v".to_vec(), None))
+            .unwrap();
+    }
+    let holders = |k: &str| peers[1..].iter().filter(|p| p.holds("ns", k)).count();
+    // Two periodic passes on every peer.
+    std::thread::sleep(Duration::from_millis(2500));
+    for k in &keys {
+        assert!(peers[0].holds("ns", k));
+        assert_eq!(holders(k), 3, "{k}: the writer and three others");
+    }
+    // The writer leaves: its three replicas stay the three, and pass
+    // (on the leave, and every second) without adding a fourth.
+    peers[0].isolate(true);
+    std::thread::sleep(Duration::from_millis(2500));
+    for k in &keys {
+        assert_eq!(holders(k), 3, "{k} after the writer left");
+        assert_eq!(get(&rt, &peers[4], k), Some(b"v".to_vec()));
+    }
+}

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use libp2p::futures::StreamExt;
 use libp2p::kad::store::RecordStore;
-use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
+use libp2p::kad::{
+    self, KBucketDistance, KBucketKey, QueryId, QueryResult, Quorum, Record, RecordKey,
+};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, gossipsub, identify, identity, noise,
@@ -120,7 +122,9 @@ fn build(cfg: &NodeConfig, held: Held) -> Result<Swarm<Behaviour>, String> {
             k.set_replication_factor(NonZeroUsize::new(replication.max(1)).expect("at least 1"))
                 .set_record_ttl(Some(record_ttl))
                 .set_publication_interval(Some(republish))
-                .set_replication_interval(Some(republish))
+                // Re-replication is this node's own (`replicate`), which
+                // reaches the same peers as the publisher's put.
+                .set_replication_interval(None)
                 .set_query_timeout(query_timeout)
                 .set_max_packet_size(4 * MAX_VALUE)
                 .set_caching(kad::Caching::Disabled)
@@ -251,6 +255,9 @@ impl Task {
         join(swarm, &cfg.bootstrap);
         let mut retry = tokio::time::interval(Duration::from_secs(2));
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut republish =
+            tokio::time::interval_at(tokio::time::Instant::now() + cfg.republish, cfg.republish);
+        republish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -274,7 +281,12 @@ impl Task {
                     self.replicate_at.unwrap_or_else(tokio::time::Instant::now)
                 ), if self.replicate_at.is_some() => {
                     self.replicate_at = None;
-                    replicate(swarm);
+                    replicate(swarm, cfg.replication);
+                }
+                _ = republish.tick() => {
+                    if !self.isolated {
+                        replicate(swarm, cfg.replication);
+                    }
                 }
                 _ = retry.tick() => {
                     // A peer alone keeps trying to join.
@@ -441,9 +453,19 @@ impl Task {
     }
 }
 
-/// Copies every live record this peer holds to the peers closest to its
-/// key (each keeps the newest write, so this never undoes a newer one).
-fn replicate(swarm: &mut Swarm<Behaviour>) {
+/// Copies every live record this peer holds to the peers that should hold
+/// it (each keeps the newest write, so this never undoes a newer one).
+///
+/// Those are the `replication` peers closest to its key, this one
+/// included, other than its publisher, whose own copy is the one extra:
+/// the set the publisher's first put reached, among the peers connected
+/// now. A plain `put_record` from a replica would rank every peer but
+/// itself and reach one peer too many.
+fn replicate(swarm: &mut Swarm<Behaviour>, replication: usize) {
+    let local = *swarm.local_peer_id();
+    // The routing table keeps a peer that just left for a while; only
+    // peers connected now can take a copy.
+    let connected: std::collections::HashSet<PeerId> = swarm.connected_peers().copied().collect();
     let kad = &mut swarm.behaviour_mut().kad;
     let now = std::time::Instant::now();
     let records: Vec<Record> = kad
@@ -453,7 +475,27 @@ fn replicate(swarm: &mut Swarm<Behaviour>) {
         .map(|r| r.into_owned())
         .collect();
     for r in records {
-        let _ = kad.put_record(r, Quorum::One);
+        let key = KBucketKey::new(r.key.clone());
+        let publisher = r.publisher.unwrap_or(local);
+        let own = KBucketKey::from(local).distance(&key);
+        let mut ranked: Vec<(KBucketDistance, PeerId)> = kad
+            .get_closest_local_peers(&key)
+            .filter(|k| connected.contains(k.preimage()))
+            .take(replication + 1)
+            .map(|k| (k.distance(&key), *k.preimage()))
+            .collect();
+        ranked.push((own, local));
+        ranked.sort();
+        let targets: Vec<PeerId> = ranked
+            .into_iter()
+            .filter(|(_, p)| *p != publisher)
+            .take(replication)
+            .map(|(_, p)| p)
+            .filter(|p| *p != local)
+            .collect();
+        if !targets.is_empty() {
+            kad.put_record_to(r, targets.into_iter(), Quorum::One);
+        }
     }
 }
 
