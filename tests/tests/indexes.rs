@@ -270,3 +270,31 @@ fn a_smaller_capacity_leaves_no_index_entry_behind() {
     assert_eq!(found.len(), c.len());
     assert_eq!(c.index_sizes().keys, c.len());
 }
+
+/// Bulk calls on a cache: values in order, misses as `None`, lookups
+/// counted, the index kept, and removals counted.
+#[test]
+fn bulk_calls_keep_order_stats_and_indexes() {
+    let c = cache(100, Clock::System, Eviction::Engine);
+    c.insert_many((0..5).map(|i| (format!("f{i}"), meta(i, &[i]))));
+    let keys: Vec<String> = ["f3", "nope", "f0"].iter().map(|s| s.to_string()).collect();
+    let got = c.get_many(&keys);
+    assert_eq!(got, vec![Some(meta(3, &[3])), None, Some(meta(0, &[0]))]);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses, s.inserts), (2, 1, 5));
+    assert_eq!(
+        c.query(&Query::new().eq("language", "python"))
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(c.invalidate_many(&keys), 2);
+    assert_eq!(
+        c.query(&Query::new().eq("language", "python"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(c.contains_key(&"f1".to_string()) && !c.contains_key(&"f0".to_string()));
+    assert_eq!(c.stats().hits, 2, "contains_key counts nothing");
+}

@@ -36,6 +36,28 @@ async fn revoke_and_clear_scan_every_master() {
     );
     assert_eq!(s.get("svc:_:act", "k42").await.unwrap(), Some(vec![1]));
 
+    // Batches span the masters: MGET and UNLINK split by slot, SET per key.
+    let keys: Vec<String> = (0..50).map(|i| format!("batch{i}")).collect();
+    let entries = keys
+        .iter()
+        .map(|k| (k.clone(), k.as_bytes().to_vec()))
+        .collect();
+    s.set_many("svc:_:act", entries, None).await.unwrap();
+    let got = s.get_many("svc:_:act", &keys).await.unwrap();
+    assert!(
+        keys.iter()
+            .zip(&got)
+            .all(|(k, v)| v.as_deref() == Some(k.as_bytes()))
+    );
+    assert_eq!(s.delete_many("svc:_:act", &keys).await.unwrap(), 50);
+    assert!(
+        s.get_many("svc:_:act", &keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(Option::is_none)
+    );
+
     // k1, k10..k19, k100..k199: 111 keys, on all three masters.
     let revoked = s
         .revoke("svc:_:act", &Pattern::new("k1*").unwrap())
@@ -44,6 +66,28 @@ async fn revoke_and_clear_scan_every_master() {
     assert_eq!(revoked, 111);
     assert_eq!(s.get("svc:_:act", "k150").await.unwrap(), None);
     assert_eq!(s.get("svc:_:act", "k42").await.unwrap(), Some(vec![1]));
+
+    // Batches span the masters: MGET and UNLINK split by slot, SET per key.
+    let keys: Vec<String> = (0..50).map(|i| format!("batch{i}")).collect();
+    let entries = keys
+        .iter()
+        .map(|k| (k.clone(), k.as_bytes().to_vec()))
+        .collect();
+    s.set_many("svc:_:act", entries, None).await.unwrap();
+    let got = s.get_many("svc:_:act", &keys).await.unwrap();
+    assert!(
+        keys.iter()
+            .zip(&got)
+            .all(|(k, v)| v.as_deref() == Some(k.as_bytes()))
+    );
+    assert_eq!(s.delete_many("svc:_:act", &keys).await.unwrap(), 50);
+    assert!(
+        s.get_many("svc:_:act", &keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(Option::is_none)
+    );
     assert_eq!(s.clear("svc:_:act").await.unwrap(), 89);
     assert_eq!(cluster.keys(), 1, "only the other namespace's key is left");
 }

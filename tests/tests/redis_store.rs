@@ -283,3 +283,64 @@ async fn tls_is_taken_from_a_rediss_url() {
     .unwrap_err();
     assert!(e.to_string().contains("not rediss://"), "{e}");
 }
+
+/// Batched reads, writes and removals: one `MGET`, one pipeline and one
+/// `UNLINK`, with the same keys, sealing and misses as single calls; a
+/// value that does not open reads as a miss and is removed; and the
+/// default (one call per key) of a store without batches agrees.
+#[tokio::test]
+async fn batches_read_write_and_remove_as_single_calls_do() {
+    let server = RedisServer::start();
+    let s = store(&server, |o| {
+        o.encryption_key = Some(KEY.into());
+        o.hash_keys = true;
+        o.hash_secret = Some("a secret of sixteen bytes or more".into());
+    });
+    let memory = cache_core::store::MemoryStore::new();
+    let keys: Vec<String> = ["a", "b:c", "ü\\*", "", "absent"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let entries: Vec<(String, Vec<u8>)> = keys[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), vec![i as u8; i * 10]))
+        .collect();
+    for st in [&*s as &dyn Store, &memory] {
+        st.set_many("n:_:a", entries.clone(), Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let got = st.get_many("n:_:a", &keys).await.unwrap();
+        let mut want: Vec<Option<Vec<u8>>> = entries.iter().map(|e| Some(e.1.clone())).collect();
+        want.push(None);
+        assert_eq!(got, want);
+        for (k, w) in keys.iter().zip(&want) {
+            assert_eq!(&st.get("n:_:a", k).await.unwrap(), w, "{k:?}");
+        }
+        assert_eq!(
+            st.get_many("n:_:a", &[]).await.unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+        assert_eq!(st.delete_many("n:_:a", &keys[1..]).await.unwrap(), 3);
+        assert_eq!(
+            st.get_many("n:_:a", &keys).await.unwrap(),
+            vec![Some(vec![]), None, None, None, None]
+        );
+    }
+    // One key is left ("a"), hashed, with the batch's TTL.
+    let stored = server.cli(&["KEYS", "*"]).trim().to_string();
+    assert_eq!(stored, s.remote_key("n:_:a", "a"));
+    let pttl: i64 = server.cli(&["PTTL", &stored]).trim().parse().unwrap();
+    assert!((50_000..=60_000).contains(&pttl), "{pttl}");
+
+    // A value copied under another key does not open: a miss, then gone.
+    let other = s.remote_key("n:_:a", "other");
+    server.cli(&["COPY", &stored, &other]);
+    let got = s
+        .get_many("n:_:a", &["a".to_string(), "other".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(vec![]), None]);
+    assert_eq!(s.stats().undecodable, 1);
+    assert_eq!(server.cli(&["EXISTS", &other]).trim(), "0");
+}

@@ -74,6 +74,31 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.invalidate(key)
     }
 
+    /// The live values of `keys`, in order; each lookup counts as
+    /// [`Cache::get`]'s does.
+    pub fn get_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>) -> Vec<Option<V>>
+    where
+        K: 'k,
+    {
+        keys.into_iter().map(|k| self.inner.get(k)).collect()
+    }
+
+    /// Stores each `(key, value)` as [`Cache::insert`] does.
+    pub fn insert_many(&self, entries: impl IntoIterator<Item = (K, V)>) {
+        for (k, v) in entries {
+            self.inner.put(k, v);
+        }
+    }
+
+    /// Removes the entries of `keys` as [`Cache::invalidate`] does;
+    /// returns how many this process held.
+    pub fn invalidate_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>) -> usize
+    where
+        K: 'k,
+    {
+        keys.into_iter().filter(|k| self.invalidate(k)).count()
+    }
+
     /// Removes the entry whose key text is `key` (such as `get_user:123`).
     pub fn invalidate_key_str(&self, key: &str) -> bool {
         self.inner.invalidate_key_everywhere(key, None) > 0

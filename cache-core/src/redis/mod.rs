@@ -44,6 +44,7 @@ mod link;
 mod outbox;
 mod parts;
 mod remote;
+mod store;
 
 pub(crate) use crate::store::bridge::{block_on_bridge, bridge};
 use breaker::Breaker;
@@ -410,69 +411,6 @@ impl RedisStore {
             };
         }
         Ok(base + pattern.as_str())
-    }
-}
-
-impl Store for RedisStore {
-    fn get<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        Box::pin(self.get_bytes(ns, key))
-    }
-
-    fn set<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let rk = self.remote_key(ns, key);
-            let sealed = self.sealer.seal(value, rk.as_bytes())?;
-            self.guarded(Op::Write, "SET", |mut c| async move {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(rk).arg(sealed);
-                if let Some(t) = ttl {
-                    cmd.arg("PX").arg((t.as_millis() as u64).max(1));
-                }
-                cmd.query_async::<()>(&mut c).await
-            })
-            .await
-        })
-    }
-
-    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let rk = self.remote_key(ns, key);
-            let n: u64 = self
-                .guarded(Op::Invalidate, "UNLINK", |mut c| async move {
-                    c.unlink(rk).await
-                })
-                .await?;
-            Ok(n > 0)
-        })
-    }
-
-    fn revoke<'a>(
-        &'a self,
-        ns: &'a str,
-        pattern: &'a Pattern,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            let p = self.remote_pattern(ns, pattern)?;
-            self.scan_unlink(p).await
-        })
-    }
-
-    fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            let mut p = String::new();
-            crate::__private::push_glob_escaped(&mut p, &format!("{}:{ns}:", self.opts.prefix));
-            self.scan_unlink(p + "*").await
-        })
     }
 }
 

@@ -85,6 +85,53 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// Removes every key of `ns`; returns how many.
     fn clear<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// The bytes under each of `keys`, in order. The default reads them
+    /// one at a time; a store with a batch read (Redis's `MGET`) overrides
+    /// it.
+    fn get_many<'a>(
+        &'a self,
+        ns: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(ns, k).await?);
+            }
+            Ok(out)
+        })
+    }
+    /// Stores each `(key, value)` with `ttl`. The default writes them one
+    /// at a time, stopping at the first error (the ones before it are
+    /// stored); a store with batched writes overrides it.
+    fn set_many<'a>(
+        &'a self,
+        ns: &'a str,
+        entries: Vec<(String, Vec<u8>)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for (k, v) in entries {
+                self.set(ns, &k, v, ttl).await?;
+            }
+            Ok(())
+        })
+    }
+    /// Removes each of `keys`; returns how many were present. The default
+    /// removes them one at a time.
+    fn delete_many<'a>(
+        &'a self,
+        ns: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for k in keys {
+                n += u64::from(self.delete(ns, k).await?);
+            }
+            Ok(n)
+        })
+    }
     /// Adds what only the store knows to `health` (peers, a breaker, a
     /// channel); the tier over it fills in reachability and errors.
     fn report(&self, health: &mut Health) {
