@@ -1,7 +1,8 @@
 //! L2 throughput against Redis's own client, on the same machine and server:
 //! a cached async fn on L2 hits (backend = redis, so every call reads Redis)
 //! with 50 concurrent tasks, against `redis-benchmark -t get -c 50`. Also a
-//! tiered hit against a plain L1 hit. Needs `redis-server` and
+//! tiered hit against a plain L1 hit, and batches of 100 keys (`MGET`, a
+//! pipelined `SET`) against 100 single calls. Needs `redis-server` and
 //! `redis-benchmark` (`apt-get install redis-server`).
 //!
 //! Run: `cargo bench -p cache-bench --bench redis`.
@@ -137,4 +138,51 @@ fn main() {
         "hit: tiered {t_ns:.1} ns, memory-only {m_ns:.1} ns, ratio {:.2}",
         t_ns / m_ns
     );
+
+    let (get_gain, set_gain) = rt.block_on(batches(port));
+    println!(
+        "batches of 100: get_many {get_gain:.1}x the keys/s of single gets, set_many {set_gain:.1}x single sets"
+    );
+}
+
+/// Keys per second of 100-key batches against 100 single calls, on one
+/// connection, interleaved over 20 rounds (the fastest round of each):
+/// `(reads, writes)` as ratios.
+async fn batches(port: u16) -> (f64, f64) {
+    use cache_core::Store;
+    let store = RedisStore::connect(RedisOptions {
+        url: format!("redis://127.0.0.1:{port}"),
+        prefix: "batch".into(),
+        timeout_ms: 2000,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let entries = || {
+        keys.iter()
+            .map(|k| (k.clone(), vec![7u8; 64]))
+            .collect::<Vec<_>>()
+    };
+    store.set_many("n", entries(), None).await.unwrap();
+    let mut best = [f64::MAX; 4];
+    for _ in 0..20 {
+        let t = Instant::now();
+        for k in &keys {
+            store.get("n", k).await.unwrap().unwrap();
+        }
+        best[0] = best[0].min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let got = store.get_many("n", &keys).await.unwrap();
+        assert!(got.iter().all(Option::is_some));
+        best[1] = best[1].min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for (k, v) in entries() {
+            store.set("n", &k, v, None).await.unwrap();
+        }
+        best[2] = best[2].min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        store.set_many("n", entries(), None).await.unwrap();
+        best[3] = best[3].min(t.elapsed().as_secs_f64());
+    }
+    (best[0] / best[1], best[2] / best[3])
 }
