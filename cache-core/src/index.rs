@@ -124,7 +124,7 @@ pub struct IndexSizes {
 }
 
 /// One term of one index: its position among the definitions, and the text.
-type Term = (u16, Arc<str>);
+type Term = (usize, Arc<str>);
 
 struct State<K> {
     /// Per index: term → keys.
@@ -152,10 +152,14 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
     /// replaces the earlier).
     pub(crate) fn new(defs: Vec<(String, IndexFn<V>)>) -> Self {
         let mut unique: Vec<(String, IndexFn<V>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         for (name, f) in defs {
-            match unique.iter_mut().find(|(n, _)| *n == name) {
-                Some(slot) => slot.1 = f,
-                None => unique.push((name, f)),
+            match at.get(&name) {
+                Some(&i) => unique[i].1 = f,
+                None => {
+                    at.insert(name.clone(), unique.len());
+                    unique.push((name, f));
+                }
             }
         }
         let n = unique.len();
@@ -186,7 +190,7 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
         let State { postings, terms_of } = &mut *st;
         if let Some(old) = terms_of.remove(key) {
             for (i, t) in old.iter() {
-                let list = &mut postings[*i as usize];
+                let list = &mut postings[*i];
                 if let Some(set) = list.get_mut(t) {
                     set.remove(key);
                     if set.is_empty() {
@@ -199,7 +203,7 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
             return;
         }
         for (i, t) in new.iter() {
-            postings[*i as usize]
+            postings[*i]
                 .entry(t.clone())
                 .or_default()
                 .insert(key.clone());
@@ -210,24 +214,40 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
     /// Every term of `v`, deduplicated.
     fn terms(&self, v: &V) -> Box<[Term]> {
         let mut out: Vec<Term> = Vec::new();
-        for (i, (_, f)) in self.defs.iter().enumerate() {
-            let mut ts = f(v);
+        for i in 0..self.defs.len() {
+            let mut ts = self.call(i, v);
             ts.sort();
             ts.dedup();
-            out.extend(ts.into_iter().map(|t| (i as u16, Arc::<str>::from(t))));
+            out.extend(ts.into_iter().map(|t| (i, Arc::<str>::from(t))));
         }
         out.into_boxed_slice()
     }
 
+    /// The terms index `i` gives `v`. A function that panics gives none
+    /// (logged): the value is not found by that index, and the cache's
+    /// own bookkeeping, which runs around this call, is not cut short.
+    fn call(&self, i: usize, v: &V) -> Vec<String> {
+        let (name, f) = &self.defs[i];
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(v))) {
+            Ok(ts) => ts,
+            Err(_) => {
+                tracing::error!(
+                    "cache index {name:?}: its function panicked; the value is left out of it"
+                );
+                Vec::new()
+            }
+        }
+    }
+
     /// The query's terms as positions; an error naming an unknown index.
-    pub(crate) fn resolve<'q>(&self, q: &'q Query) -> Result<Vec<(u16, &'q str)>, QueryError> {
+    pub(crate) fn resolve<'q>(&self, q: &'q Query) -> Result<Vec<(usize, &'q str)>, QueryError> {
         q.terms
             .iter()
             .map(|(name, term)| {
                 self.defs
                     .iter()
                     .position(|(n, _)| n == name)
-                    .map(|i| (i as u16, term.as_str()))
+                    .map(|i| (i, term.as_str()))
                     .ok_or_else(|| QueryError::UnknownIndex {
                         name: name.clone(),
                         known: self.names(),
@@ -238,11 +258,11 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
 
     /// The keys indexed under every one of `terms` (which is not empty),
     /// starting from the smallest posting list.
-    pub(crate) fn candidates(&self, terms: &[(u16, &str)]) -> Vec<K> {
+    pub(crate) fn candidates(&self, terms: &[(usize, &str)]) -> Vec<K> {
         let st = self.state.lock();
         let mut sets = Vec::with_capacity(terms.len());
         for (i, t) in terms {
-            match st.postings[*i as usize].get(*t) {
+            match st.postings[*i].get(*t) {
                 Some(set) => sets.push(set),
                 None => return Vec::new(),
             }
@@ -259,10 +279,10 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
     }
 
     /// Whether `v` has every one of `terms`.
-    pub(crate) fn matches(&self, v: &V, terms: &[(u16, &str)]) -> bool {
+    pub(crate) fn matches(&self, v: &V, terms: &[(usize, &str)]) -> bool {
         let mut computed: Vec<Option<Vec<String>>> = vec![None; self.defs.len()];
         terms.iter().all(|(i, t)| {
-            let ts = computed[*i as usize].get_or_insert_with(|| (self.defs[*i as usize].1)(v));
+            let ts = computed[*i].get_or_insert_with(|| self.call(*i, v));
             ts.iter().any(|x| x == t)
         })
     }

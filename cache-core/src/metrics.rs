@@ -129,6 +129,26 @@ pub fn cache_stats() -> BTreeMap<SeriesKey, Stats> {
         }
     }
     let mut series = SERIES.lock();
+    // Caches dropped since the last reading: their last counts replace
+    // what was last read of them (or stand alone, if never read).
+    for r in crate::tenant_counts::take_retired() {
+        for (row, s) in r.rows {
+            let key = (
+                r.service.clone(),
+                r.identity.clone(),
+                r.tier,
+                row.map(SeriesTenant::from),
+            );
+            let entry = series.entry(key).or_default();
+            if let Some(i) = entry.live.iter().position(|(w, _)| {
+                w.strong_count() == 0 && w.as_ptr() as *const () as usize == r.addr
+            }) {
+                entry.live.remove(i);
+            }
+            entry.retired.merge(&s);
+            entry.retired.entries = 0;
+        }
+    }
     // A live cache no longer reported under a series (its tenant labels
     // were turned on or off) keeps its counts there, but holds nothing.
     for entry in series.values_mut() {

@@ -209,6 +209,15 @@ impl TenantCounts {
         row.add(c, n);
     }
 
+    /// The row `t` is counted in, claiming one of its own while the bound
+    /// allows (for entries stored before the label was turned on).
+    pub(crate) fn claim(&self, t: TenantId) -> TenantRow {
+        if self.find(t).is_none() {
+            self.add_new(t, Counter::Hit, 0);
+        }
+        self.row_of(t)
+    }
+
     /// Which row `t` is counted in now.
     pub(crate) fn row_of(&self, t: TenantId) -> TenantRow {
         match self.find(t) {
@@ -237,6 +246,38 @@ impl TenantCounts {
         }
         out
     }
+}
+
+/// A registered cache's last counts, handed over when it is dropped so
+/// that the meters keep what it counted since their last reading.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Clone)]
+pub struct Retired {
+    /// Its service (empty outside one).
+    pub service: String,
+    /// Its identity.
+    pub identity: String,
+    /// `l1` or `l2`, as the meters label it.
+    pub tier: &'static str,
+    /// Its address while it lived, to tell it from the meters' record of it.
+    pub addr: usize,
+    /// Its counts: one row, or one per tenant when labelled by tenant.
+    pub rows: Vec<(Option<TenantRow>, Stats)>,
+}
+
+#[cfg(feature = "metrics")]
+static RETIRED: parking_lot::Mutex<Vec<Retired>> = parking_lot::Mutex::new(Vec::new());
+
+/// Hands a dropped cache's last counts to the meters.
+#[cfg(feature = "metrics")]
+pub(crate) fn retire(r: Retired) {
+    RETIRED.lock().push(r);
+}
+
+/// The dropped caches' counts handed over since the last call.
+#[cfg(feature = "metrics")]
+pub fn take_retired() -> Vec<Retired> {
+    std::mem::take(&mut *RETIRED.lock())
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, ExprArray, Lit, LitBool, LitInt, LitStr};
 
-const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction, backend";
+const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction, backend, index";
+
+const INDEX_HELP: &str = "`index` names functions from a cached value to its terms, such as `index(language = language_of)` with `fn language_of(v: &V) -> Vec<String>`";
 
 /// A duration given in the attribute, in milliseconds.
 #[derive(Clone, Copy)]
@@ -26,6 +28,8 @@ pub struct CachedArgs {
     pub eviction: Option<Eviction>,
     /// Where values live unless configuration says otherwise.
     pub backend: Option<LitStr>,
+    /// Secondary indexes: a name and a function from `&V` to its terms.
+    pub indexes: Vec<(syn::Ident, Expr)>,
     seen: Vec<String>,
 }
 
@@ -153,6 +157,35 @@ impl CachedArgs {
                         ));
                     }
                 });
+            }
+            "index" => {
+                if !meta.input.peek(syn::token::Paren) {
+                    return Err(meta.error(INDEX_HELP));
+                }
+                let before = self.indexes.len();
+                meta.parse_nested_meta(|inner| {
+                    let Some(name) = inner.path.get_ident().cloned() else {
+                        return Err(inner.error(
+                            "an index is named by an identifier, such as `language = language_of`",
+                        ));
+                    };
+                    if self.indexes.iter().any(|(n, _)| *n == name) {
+                        return Err(inner.error(format!(
+                            "duplicate index `{name}`; name each index once"
+                        )));
+                    }
+                    if !inner.input.peek(syn::Token![=]) {
+                        return Err(inner.error(format!(
+                            "index `{name}` needs a function: `{name} = terms_of`, with `fn terms_of(v: &V) -> Vec<String>`"
+                        )));
+                    }
+                    let f: Expr = inner.value()?.parse()?;
+                    self.indexes.push((name, f));
+                    Ok(())
+                })?;
+                if self.indexes.len() == before {
+                    return Err(meta.error(INDEX_HELP));
+                }
             }
             other => {
                 return Err(meta.error(format!("unknown option `{other}`; options are: {OPTIONS}")));

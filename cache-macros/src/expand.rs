@@ -182,6 +182,12 @@ pub fn expand(plan: &Plan) -> TokenStream {
     let cache_ty = quote!(::cache_core::__private::Cache<#key_ty, #val>);
     let companion_doc =
         format!("The cache of `{fn_name}`: invalidate, revoke, list and count its entries.");
+    let index_calls = args.indexes.iter().map(|(name, f)| {
+        let name = name.to_string();
+        quote! {
+            .index(#name, |__v: &#val| -> ::std::vec::Vec<::std::string::String> { (#f)(__v) })
+        }
+    });
     let companion_fn = quote! {
         #[doc = #companion_doc]
         #[allow(dead_code)]
@@ -214,6 +220,7 @@ pub fn expand(plan: &Plan) -> TokenStream {
                     #capacity #eviction #ttl #tti #refresh_after #backend
                     .store_if(__store_if)
                     #tags_fn
+                    #(#index_calls)*
                     .register(true)
                     .build()
             })

@@ -289,12 +289,155 @@ fn bulk_calls_keep_order_stats_and_indexes() {
         2
     );
     assert_eq!(c.invalidate_many(&keys), 2);
-    assert_eq!(
-        c.query(&Query::new().eq("language", "python"))
-            .unwrap()
-            .len(),
-        1
-    );
+    let left = |l: &str| c.query(&Query::new().eq("language", l)).unwrap().len();
+    assert_eq!((left("python"), left("rust")), (0, 2));
     assert!(c.contains_key(&"f1".to_string()) && !c.contains_key(&"f0".to_string()));
     assert_eq!(c.stats().hits, 2, "contains_key counts nothing");
+}
+
+fn language_of(m: &Meta) -> Vec<String> {
+    vec![m.language.clone()]
+}
+
+#[derive(Clone)]
+struct Files;
+
+#[cache_core::cache_service(name = "ix_files")]
+impl Files {
+    #[cached(index(language = language_of, function = |m: &Meta| m.functions.clone()))]
+    fn file(&self, path: String) -> Meta {
+        let lang = if path.ends_with(".py") { 0 } else { 1 };
+        meta(lang, &[path.len() % 4])
+    }
+
+    #[cached]
+    fn size(&self, path: String) -> u64 {
+        path.len() as u64
+    }
+}
+
+/// An action's indexes come from its attribute, and the service's `keys`
+/// handler lists by them (`where`), with a glob, a tenant and a limit;
+/// an index no action has is a clear error.
+#[tokio::test]
+async fn a_service_lists_keys_by_index_terms() {
+    use serde_json::json;
+    let f = Files;
+    for p in ["src/a.py", "src/bb.py", "lib/c.py", "src/d.rs"] {
+        f.file(p.to_string());
+        f.size(p.to_string());
+    }
+    cache_core::with_tenant("acme", || f.file("src/e.py".to_string()));
+    let r = cache_core::registry::registry();
+    let keys = |body: serde_json::Value| {
+        let r = &r;
+        async move { r.request("ix_files/cache/keys", body).await }
+    };
+    let got = keys(json!({"where": {"language": "python"}}))
+        .await
+        .unwrap();
+    let listed: Vec<String> = serde_json::from_value(got["keys"].clone()).unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(listed.iter().all(|k| k.ends_with(".py")), "{listed:?}");
+    let got = keys(
+        json!({"where": {"language": "python"}, "pattern": "*src/*", "limit": 1, "tenant": ""}),
+    )
+    .await
+    .unwrap();
+    let one: Vec<String> = serde_json::from_value(got["keys"].clone()).unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(one[0].contains("src/a.py"), "{one:?}");
+    let got = keys(json!({"where": {"language": "python"}, "tenant": "acme"}))
+        .await
+        .unwrap();
+    let acme: Vec<String> = serde_json::from_value(got["keys"].clone()).unwrap();
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    assert!(acme[0].contains("src/e.py"));
+    let e = keys(json!({"where": {"lang": "python"}}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("[\"lang\"]") && e.contains("function, language"),
+        "{e}"
+    );
+}
+
+fn caught<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Breaks an outside attack found, kept: an index function that panicked
+/// cut the insert's bookkeeping short (the key it evicted stayed indexed
+/// for good), and made every later query for the key's old term panic.
+/// Now its value is left out of that index, and nothing else changes.
+#[test]
+fn a_panicking_index_function_neither_leaks_nor_wedges() {
+    let c: Cache<String, String> = CacheBuilder::new()
+        .name("ix_panic")
+        .capacity(2)
+        .eviction(Eviction::Lru)
+        .index("v", |v: &String| {
+            if v.starts_with("boom") {
+                panic!("index fn panics")
+            }
+            vec!["t".to_string()]
+        })
+        .build();
+    c.insert("a".into(), "ok".into());
+    c.insert("b".into(), "ok".into());
+    assert!(caught(|| c.insert("c".into(), "boom".into())).is_ok());
+    assert_eq!(c.stats().evictions, 1);
+    let found = c.query(&Query::new().eq("v", "t")).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(c.get(&"c".to_string()).as_deref(), Some("boom"));
+    c.insert(found[0].0.clone(), "boom again".into());
+    assert!(c.query(&Query::new().eq("v", "t")).unwrap().is_empty());
+    c.clear();
+    assert_eq!(c.index_sizes().keys, 0, "{:?}", c.index_sizes());
+}
+
+/// Breaks an outside attack found, kept: index positions were 16 bits, so
+/// the 65,537th index read as the first, and a query returned a value
+/// without the term.
+#[test]
+fn many_indexes_never_alias() {
+    let mut b: CacheBuilder<String, String> = CacheBuilder::new().name("ix_many");
+    b = b.index("i0", |_v: &String| vec!["zero".to_string()]);
+    for i in 1..65536 {
+        b = b.index(format!("i{i}"), |_v: &String| Vec::new());
+    }
+    b = b.index("i65536", |_v: &String| vec!["big".to_string()]);
+    let c = b.build();
+    c.insert("k".into(), "v".into());
+    assert!(
+        c.query(&Query::new().eq("i65536", "zero"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(c.query(&Query::new().eq("i65536", "big")).unwrap().len(), 1);
+}
+
+/// Breaks an outside attack found, kept: a replace racing an invalidation
+/// of the same key counted the replaced value as evicted (and released its
+/// quota slot twice).
+#[test]
+fn a_replace_racing_an_invalidation_is_no_eviction() {
+    let c: Cache<u64, u64> = Cache::builder().name("ix_phantom").capacity(1000).build();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..200_000u64 {
+                c.insert(1, i);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.invalidate(&1);
+            }
+        });
+    });
+    let s = c.stats();
+    assert_eq!(s.evictions, 0, "one key, capacity 1000: {s:?}");
 }

@@ -260,6 +260,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             name: self.name.into(),
             identity,
             unshared: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
             map: Engine::new(settings.capacity, self.eviction, meta),
@@ -299,6 +300,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         }
         if let (Some(r), Some(config)) = (registrar, config) {
             let weak: Weak<dyn ErasedCache> = Arc::downgrade(&inner) as Weak<dyn ErasedCache>;
+            inner.registered.store(true, Ordering::Relaxed);
             if !(r.register)(&inner.name, weak) {
                 // A duplicate name: never share entries outside the process.
                 inner.unshared.store(true, Ordering::Relaxed);

@@ -54,6 +54,20 @@ pub trait ErasedCache: Send + Sync {
     fn clear(&self, tenant: Option<TenantId>) -> usize;
     /// Live keys, sorted.
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String>;
+    /// The key texts whose values have every `(index, term)`, as
+    /// [`ErasedCache::keys`] lists them; an error when the cache lacks one
+    /// of the indexes.
+    fn query_keys(
+        &self,
+        terms: &[(String, String)],
+        query: &KeyQuery<'_>,
+    ) -> Result<Vec<String>, QueryError> {
+        let _ = query;
+        Err(QueryError::UnknownIndex {
+            name: terms.first().map(|t| t.0.clone()).unwrap_or_default(),
+            known: Vec::new(),
+        })
+    }
     /// The cache's counters.
     fn stats(&self) -> Stats;
     /// Its counters per tenant, each with the entries it holds, when its
@@ -118,6 +132,13 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn stats(&self) -> Stats {
         Inner::stats(self)
+    }
+    fn query_keys(
+        &self,
+        terms: &[(String, String)],
+        query: &KeyQuery<'_>,
+    ) -> Result<Vec<String>, QueryError> {
+        Inner::query_keys(self, terms, query)
     }
     fn tenant_stats(&self) -> Option<Vec<(TenantRow, Stats)>> {
         Inner::tenant_stats(self)

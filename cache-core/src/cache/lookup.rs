@@ -260,13 +260,11 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             meta,
         };
         let fire = self.listeners.active().then(|| key.clone());
-        let reindex = self.indexes.is_some().then(|| key.clone());
+        let inserted = key.clone();
         let mut evicted = Evicted::default();
         self.count(&key, self.flags(), Counter::Insert);
         self.map.insert(key, entry, &mut evicted);
-        if let Some(k) = reindex {
-            self.reindex(&k);
-        }
+        self.reindex(&inserted);
         if let Some((m, key)) = tagged {
             let mut idx = self.tag_index.lock();
             for t in m.tags.iter() {
@@ -279,9 +277,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         for (k, e) in evicted.drain() {
             // The engine reports the entry a new value replaced as evicted;
-            // it is not: its key is live again, with the same tags and
-            // quota slot.
-            if self.map.peek(&k).is_some() {
+            // it is not: its key has the new value, with the same tags and
+            // quota slot (or, if an invalidation removed that meanwhile,
+            // the invalidation did the bookkeeping). With unit weights an
+            // insert never evicts its own new entry, so an evicted entry
+            // of the inserted key is always the replaced one.
+            if k == inserted {
                 continue;
             }
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
@@ -376,7 +377,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.map.retain(|k, _| {
             *held
                 .borrow_mut()
-                .entry(self.tenant_counts.row_of(self.tenant(k)))
+                .entry(self.tenant_counts.claim(self.tenant(k)))
                 .or_default() += 1;
             true
         });

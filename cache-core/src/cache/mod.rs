@@ -75,6 +75,9 @@ pub(crate) struct Inner<K, V> {
     /// The registry refused this cache's name (another cache has it): it
     /// never uses a remote tier, where the two would share entries.
     unshared: AtomicBool,
+    /// The registry holds it: its meters are exported, and its last
+    /// counts handed over when it is dropped.
+    registered: AtomicBool,
     /// The literal every key text starts with, which remote keys leave out
     /// because the identity implies it.
     text_prefix: &'static str,
@@ -166,6 +169,39 @@ impl<K, V> Clone for Cache<K, V> {
         Cache {
             inner: self.inner.clone(),
         }
+    }
+}
+
+/// A registered cache hands its last counts to the meters (feature
+/// `metrics`), so what it counted since their last reading is not lost.
+#[cfg(feature = "metrics")]
+impl<K, V> Drop for Inner<K, V> {
+    fn drop(&mut self) {
+        if !self.registered.load(Ordering::Relaxed) {
+            return;
+        }
+        let tier = match &*self.tier.read() {
+            Some(t) if !t.l1 => "l2",
+            _ => "l1",
+        };
+        let rows = if self.flags.load(Ordering::Relaxed) & TENANTS != 0 {
+            self.tenant_counts
+                .snapshot()
+                .into_iter()
+                .map(|(r, s)| (Some(r), s))
+                .collect()
+        } else {
+            let mut s = self.counters.snapshot(0);
+            s.load_failures = self.load_failures.load(Ordering::Relaxed);
+            vec![(None, s)]
+        };
+        crate::tenant_counts::retire(crate::tenant_counts::Retired {
+            service: self.service.as_deref().unwrap_or("").to_owned(),
+            identity: self.identity.to_string(),
+            tier,
+            addr: self as *const Self as *const () as usize,
+            rows,
+        });
     }
 }
 

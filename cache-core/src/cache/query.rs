@@ -63,6 +63,35 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 }
 
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// [`ErasedCache::query_keys`]: a query with the listing's glob,
+    /// tenant, tag and limit.
+    pub(super) fn query_keys(
+        &self,
+        terms: &[(String, String)],
+        q: &KeyQuery<'_>,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut query = Query::new();
+        query.terms = terms.to_vec();
+        query.pattern = q.pattern.cloned();
+        query.tenant = q.tenant;
+        if q.tag.is_none() {
+            query.limit = q.limit;
+        }
+        let tagged: Option<HashSet<K>> = q
+            .tag
+            .map(|t| self.tag_index.lock().get(t).cloned().unwrap_or_default());
+        let mut out: Vec<String> = self
+            .query(&query)?
+            .into_iter()
+            .filter(|(k, _)| tagged.as_ref().is_none_or(|t| t.contains(k)))
+            .map(|(k, _)| render_with(&k, self.render))
+            .collect();
+        out.truncate(q.limit);
+        Ok(out)
+    }
+}
+
 impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// The live entries that match `query`, sorted by key text, at most
     /// `query.limit` of them. It reads only what is cached: no loader
@@ -83,7 +112,10 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             .map_or_else(Vec::new, |ix| ix.names())
     }
 
-    /// How much the cache's indexes hold now.
+    /// How much the cache's indexes hold now. An expired entry counts
+    /// until something removes it (a lookup of it, or
+    /// [`Cache::purge_expired`]), as it does in [`Cache::len`]; queries
+    /// never return it.
     pub fn index_sizes(&self) -> IndexSizes {
         self.inner
             .indexes

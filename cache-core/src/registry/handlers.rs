@@ -151,7 +151,43 @@ impl Registry {
                     limit,
                     tenant,
                 };
-                let mut keys: Vec<String> = caches.iter().flat_map(|c| c.keys(&q)).collect();
+                let mut keys: Vec<String> = match &b.terms {
+                    None => caches.iter().flat_map(|c| c.keys(&q)).collect(),
+                    Some(terms) => {
+                        let terms: Vec<(String, String)> =
+                            terms.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        // Only actions with every index named can match.
+                        let mut keys = Vec::new();
+                        let mut known = std::collections::BTreeSet::new();
+                        let mut any = false;
+                        for c in &caches {
+                            match c.query_keys(&terms, &q) {
+                                Ok(k) => {
+                                    any = true;
+                                    keys.extend(k);
+                                }
+                                Err(crate::index::QueryError::UnknownIndex {
+                                    known: k, ..
+                                }) => known.extend(k),
+                            }
+                        }
+                        if !any {
+                            let names: Vec<&String> = terms.iter().map(|(n, _)| n).collect();
+                            return Err(CacheError::BadRequest {
+                                path: path.to_owned(),
+                                message: format!(
+                                    "no action of {service} has every index of {names:?}; its indexes: {}",
+                                    if known.is_empty() {
+                                        "none".to_string()
+                                    } else {
+                                        known.into_iter().collect::<Vec<_>>().join(", ")
+                                    }
+                                ),
+                            });
+                        }
+                        keys
+                    }
+                };
                 keys.sort();
                 keys.truncate(limit);
                 Ok(json!({ "service": service, "keys": keys }))
@@ -209,6 +245,9 @@ struct StatsBody {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysBody {
+    /// Index terms every listed key's value must have.
+    #[serde(rename = "where")]
+    terms: Option<std::collections::BTreeMap<String, String>>,
     pattern: Option<String>,
     tag: Option<String>,
     limit: Option<usize>,
