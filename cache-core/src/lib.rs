@@ -79,12 +79,15 @@ pub mod registry;
 #[cfg(feature = "seal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "seal")))]
 pub mod seal;
+pub mod source;
 mod spec;
 pub mod stats;
 pub mod store;
 pub mod tenant_counts;
 
-pub use cache::{Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket};
+pub use cache::{
+    Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket, Startup, SyncOptions, Synced,
+};
 pub use cache_macros::{action, cache_evict, cache_put, cache_service, cached};
 
 /// The attributes of a `#[cache_service]` impl's methods, for a glob import.

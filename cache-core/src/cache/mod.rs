@@ -44,6 +44,7 @@ mod lookup;
 mod query;
 mod scope;
 mod settings;
+mod sync;
 mod tier;
 use tier::{RemoteOp, RemoteValue};
 
@@ -66,6 +67,7 @@ use engine::{Engine, Entry, Evicted, Meta, Plain};
 pub use erased::{DEFAULT_LIST_LIMIT, ErasedCache, KeyQuery};
 pub use glue::{TryLoad, ViaOwnErr, ViaSharedErr, refresh_in_task, refresh_in_thread};
 pub use load::RefreshTicket;
+pub use sync::{Startup, SyncOptions, Synced};
 
 pub(crate) struct Inner<K, V> {
     name: Arc<str>,
