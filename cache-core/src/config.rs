@@ -43,9 +43,9 @@ use serde::Serialize;
 
 pub use crate::spec::{
     ActionConfig, AdminConfig, Backend, Config, ConfigDuration, ConfigError, ConflictResolution,
-    Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, Defaults, DhtOptions, DiskOptions,
-    EventMapping, MAX_DURATION, MAX_REPLICATION, MAX_TENANT_SERIES, MetricsConfig, RemoteOptions,
-    ServiceConfig, Settings, Strategy,
+    Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, DEFAULT_SYNC_INTERVAL, Defaults,
+    DhtOptions, DiskOptions, EventMapping, MAX_DURATION, MAX_REPLICATION, MAX_TENANT_SERIES,
+    MetricsConfig, RemoteOptions, ServiceConfig, Settings, Strategy, default_eviction_batch,
 };
 
 inventory::submit!(crate::cache::Registrar {

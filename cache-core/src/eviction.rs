@@ -78,6 +78,8 @@ pub(crate) struct Sampled<K, V> {
     hasher: DefaultHashBuilder,
     lfu: bool,
     shard_cap: AtomicUsize,
+    /// Entries a full shard evicts at once.
+    batch: AtomicUsize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
@@ -153,6 +155,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Sampled<K, V> {
             hasher: DefaultHashBuilder::default(),
             lfu: policy == Eviction::Lfu,
             shard_cap: AtomicUsize::new(capacity.div_ceil(shards).max(1)),
+            batch: AtomicUsize::new(1),
         }
     }
 
@@ -177,19 +180,29 @@ impl<K: Hash + Eq + Clone, V: Clone> Sampled<K, V> {
         sh.index.get(key).map(|&i| sh.slots[i].val.clone())
     }
 
-    /// Stores `val`; returns the entry evicted to make room, if any.
-    pub(crate) fn insert(&self, key: K, val: V) -> Option<(K, V)> {
+    /// Entries a full shard evicts at once (at least 1).
+    pub(crate) fn set_batch(&self, n: usize) {
+        self.batch.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Stores `val`; returns the entries evicted to make room: none, or
+    /// the batch size (or all the shard holds, if fewer).
+    pub(crate) fn insert(&self, key: K, val: V) -> Vec<(K, V)> {
         let mut sh = self.shard(&key).write();
         if let Some(&i) = sh.index.get(&key) {
             sh.slots[i].val = val;
             sh.touch(i);
-            return None;
+            return Vec::new();
         }
         let cap = self.shard_cap.load(Ordering::Relaxed);
-        let evicted = (sh.slots.len() >= cap).then(|| {
-            let v = sh.victim(self.lfu);
-            sh.remove_at(v)
-        });
+        let mut evicted = Vec::new();
+        if sh.slots.len() >= cap {
+            let n = self.batch.load(Ordering::Relaxed).min(sh.slots.len());
+            for _ in 0..n {
+                let v = sh.victim(self.lfu);
+                evicted.push(sh.remove_at(v));
+            }
+        }
         sh.turnover += 1;
         if self.lfu && sh.turnover >= (cap * AGING_TURNOVERS).max(MIN_AGING_INSERTS) {
             sh.turnover = 0;
@@ -278,13 +291,13 @@ mod tests {
     fn lru_evicts_the_least_recently_used() {
         let c = Sampled::new(3, Eviction::Lru);
         for k in 0..3u64 {
-            assert!(c.insert(k, k).is_none());
+            assert!(c.insert(k, k).is_empty());
         }
         c.get(&0);
         c.get(&2);
-        assert_eq!(c.insert(3, 3).map(|(k, _)| k), Some(1));
+        assert_eq!(c.insert(3, 3).first().map(|e| e.0), Some(1));
         c.get(&0);
-        assert_eq!(c.insert(4, 4).map(|(k, _)| k), Some(2));
+        assert_eq!(c.insert(4, 4).first().map(|e| e.0), Some(2));
         assert_eq!(c.len(), 3);
     }
 
@@ -299,8 +312,26 @@ mod tests {
             c.get(&1);
         }
         c.get(&2);
-        assert_eq!(c.insert(3, 3).map(|(k, _)| k), Some(2));
+        assert_eq!(c.insert(3, 3).first().map(|e| e.0), Some(2));
         assert!(c.peek(&0).is_some() && c.peek(&1).is_some());
+    }
+
+    #[test]
+    fn a_full_shard_evicts_exactly_its_batch() {
+        let c = Sampled::new(10, Eviction::Lru);
+        c.set_batch(4);
+        for k in 0..10u64 {
+            assert!(c.insert(k, k).is_empty());
+        }
+        let out: Vec<u64> = c.insert(10, 10).into_iter().map(|e| e.0).collect();
+        assert_eq!(out, vec![0, 1, 2, 3], "the four least recently used");
+        assert_eq!(c.len(), 7);
+        c.set_batch(1000);
+        for k in 11..14u64 {
+            assert!(c.insert(k, k).is_empty());
+        }
+        assert_eq!(c.insert(14, 14).len(), 10, "no more than it holds");
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cache_core::config::{Backend, ConfigSource, ConflictResolution, Strategy};
+use cache_core::config::{Backend, ConfigSource, ConflictResolution, Defaults, Strategy};
 
 fn temp_file(name: &str, body: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cache-config-spec-{}", std::process::id()));
@@ -178,4 +178,78 @@ fn the_metrics_section_is_checked_and_read_from_the_environment() {
         c.resolve(Some("other"), "get", &Default::default())
             .tenant_labels
     );
+}
+
+#[test]
+fn the_seeds_settings_have_its_ranges_and_names() {
+    for (body, says) in [
+        (
+            "max_items = 99\n",
+            "max_items = 99: give between 100 and 1000000",
+        ),
+        (
+            "[services.a]\nmax_items = 1000001\n",
+            "services.a.max_items",
+        ),
+        ("max_items = 500\ncapacity = 500\n", "one setting; give one"),
+        (
+            "eviction = \"fifo\"\n",
+            "eviction: unknown eviction policy \"fifo\"",
+        ),
+        (
+            "[actions.f]\neviction_batch_size = 0\n",
+            "actions.f.eviction_batch_size = 0",
+        ),
+        ("eviction_batch_size = 1001\n", "between 1 and 1000"),
+        ("sync_interval = \"9s\"\n", "sync_interval"),
+        (
+            "[services.a.actions.b]\nsync_interval = \"2h\"\n",
+            "services.a.actions.b.sync_interval",
+        ),
+    ] {
+        let f = temp_file("seed-bad.toml", body);
+        let e = ConfigSource::file(&f)
+            .env_prefix("SPECS_BAD_")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+    let f = temp_file(
+        "seed.toml",
+        "max_items = 5000\neviction = \"lfu\"\neviction_batch_size = 100\nsync_interval = 60\n\
+         [services.user]\nmax_items = 200\n[services.user.actions.get]\ncapacity = 300\nsync_interval = \"10s\"\n",
+    );
+    // SAFETY: this test binary reads these variables only here.
+    unsafe { std::env::set_var("SPECS_EVICTION_BATCH_SIZE", "7") };
+    let c = ConfigSource::file(&f).env_prefix("SPECS_").load().unwrap();
+    let d = Default::default();
+    let top = c.resolve(None, "f", &d);
+    assert_eq!(top.capacity, 5000);
+    assert_eq!(top.eviction, Some(cache_core::Eviction::Lfu));
+    assert_eq!(top.eviction_batch_size, 7, "the variable wins");
+    assert_eq!(top.sync_interval, Duration::from_secs(60));
+    assert_eq!(c.resolve(Some("user"), "other", &d).capacity, 200);
+    let get = c.resolve(Some("user"), "get", &d);
+    assert_eq!(
+        (get.capacity, get.sync_interval),
+        (300, Duration::from_secs(10))
+    );
+    let none = ConfigSource::env_only()
+        .env_prefix("SPECS_NONE_")
+        .load()
+        .unwrap();
+    let s = none.resolve(None, "f", &d);
+    // The seed's defaults: 100 at its default max_items of 10,000; 1 %
+    // of a smaller bound, so a small cache is not emptied at once.
+    assert_eq!(
+        (s.capacity, s.eviction, s.eviction_batch_size),
+        (10_000, None, 100)
+    );
+    let small = Defaults {
+        capacity: Some(500),
+        ..Default::default()
+    };
+    assert_eq!(none.resolve(None, "f", &small).eviction_batch_size, 5);
+    assert_eq!(s.sync_interval, Duration::from_secs(300));
 }

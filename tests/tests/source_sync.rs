@@ -284,3 +284,37 @@ fn a_source_that_only_loads_still_reads_through() {
     assert_eq!(s.stats().failures, 0, "not a failure: nothing to sync");
     assert_eq!(s.get(&"x".into()).unwrap().as_deref(), Some("py:x"));
 }
+
+/// The seed's settings on a registered cache: `eviction` from
+/// configuration picks the engine when the cache is built, exactly
+/// `eviction_batch_size` entries go when the bound is hit, and
+/// `sync_interval` reaches the sync options.
+#[test]
+fn configuration_picks_the_policy_the_batch_and_the_interval() {
+    let cfg = serde_json::json!({"actions": {"seed_lru": {
+        "max_items": 200, "eviction": "lru", "eviction_batch_size": 50, "sync_interval": 15,
+    }}});
+    cache_core::config::set(serde_json::from_value(cfg).unwrap()).unwrap();
+    let c: Cache<u64, u64> = CacheBuilder::new().name("seed_lru").register(true).build();
+    let s = c.settings();
+    assert_eq!(s.eviction, Some(cache_core::Eviction::Lru));
+    assert_eq!((s.capacity, s.eviction_batch_size), (200, 50));
+    for k in 0..200 {
+        c.insert(k, k);
+    }
+    for k in 0..10 {
+        c.get(&k); // recently used: kept
+    }
+    assert_eq!((c.len(), c.stats().evictions), (200, 0));
+    c.insert(1000, 1000);
+    assert_eq!(c.stats().evictions, 50, "exactly one batch");
+    assert_eq!(c.len(), 151);
+    assert!(
+        (0..10).all(|k| c.contains_key(&k)),
+        "the recently used stay"
+    );
+    assert_eq!(
+        SyncOptions::configured(&c).interval,
+        Some(Duration::from_secs(15))
+    );
+}

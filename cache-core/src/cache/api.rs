@@ -180,6 +180,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 .map_or_else(|| "redis".to_string(), |t| t.store.clone()),
             tenant_labels: i.tenant_labels.load(Ordering::Relaxed),
             max_tenants: i.tenant_counts.max(),
+            eviction: Some(i.policy),
+            eviction_batch_size: i.batch.load(Ordering::Relaxed),
+            sync_interval: Duration::from_millis(i.sync_interval_ms.load(Ordering::Relaxed)),
         }
     }
 

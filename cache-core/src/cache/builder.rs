@@ -230,6 +230,11 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             l2: "redis".into(),
             tenant_labels: false,
             max_tenants: crate::tenant_counts::DEFAULT_MAX_TENANTS,
+            eviction: None,
+            eviction_batch_size: crate::spec::default_eviction_batch(
+                self.capacity.unwrap_or(DEFAULT_CAPACITY),
+            ),
+            sync_interval: crate::spec::DEFAULT_SYNC_INTERVAL,
         };
         let registrar = if self.register {
             inventory::iter::<Registrar>.into_iter().next()
@@ -248,10 +253,16 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         // Entries carry metadata only when the cache needs it; the engine
         // without it makes a hit's copy smaller.
         let config = registrar.map(|r| (r.config)());
-        let config_tti = config.as_ref().and_then(|c| {
-            c.resolve_for(self.service.as_deref(), &self.name, &identity, &defaults)
-                .tti
-        });
+        let configured = config
+            .as_ref()
+            .map(|c| c.resolve_for(self.service.as_deref(), &self.name, &identity, &defaults));
+        let config_tti = configured.as_ref().and_then(|s| s.tti);
+        // Configuration's policy wins over the code's; it is read here, as
+        // the engine depends on it.
+        let policy = configured
+            .as_ref()
+            .and_then(|s| s.eviction)
+            .unwrap_or(self.eviction);
         let meta = self.tags.is_some()
             || self.refresh.is_some()
             || self.tti.is_some()
@@ -263,7 +274,15 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             registered: AtomicBool::new(false),
             text_prefix: self.text_prefix,
             service: self.service.map(Into::into),
-            map: Engine::new(settings.capacity, self.eviction, meta),
+            // Sized as configured from the start: the LRU and LFU engines
+            // shard by the capacity they are built with.
+            map: Engine::new(
+                configured
+                    .as_ref()
+                    .map_or(settings.capacity, |s| s.capacity),
+                policy,
+                meta,
+            ),
             flags: std::sync::atomic::AtomicU8::new(0),
             flags_lock: Mutex::new(()),
             enabled: AtomicBool::new(true),
@@ -272,6 +291,9 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             capacity: AtomicUsize::new(settings.capacity),
             key_mask: AtomicU64::new(ALL_KEYS),
             refresh_ms: millis(self.refresh),
+            policy,
+            batch: AtomicUsize::new(settings.eviction_batch_size),
+            sync_interval_ms: AtomicU64::new(millis(Some(crate::spec::DEFAULT_SYNC_INTERVAL))),
             expires: AtomicBool::new(false),
             own_ttls: AtomicBool::new(false),
             defaults,

@@ -187,7 +187,11 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
                 m.insert_with_lifecycle(key, plain, evicted)
             }
             Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
-            Engine::Sampled(m) => evicted.first = m.insert(key, entry),
+            Engine::Sampled(m) => {
+                for (k, e) in m.insert(key, entry) {
+                    evicted.push(k, e);
+                }
+            }
         }
     }
 
@@ -238,6 +242,14 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
             Engine::Plain(m) => m.len(),
             Engine::Quick(m) => m.len(),
             Engine::Sampled(m) => m.len(),
+        }
+    }
+
+    /// Entries a full LRU or LFU cache evicts at once; the engine's own
+    /// policy evicts as it sees fit.
+    pub(super) fn set_batch(&self, n: usize) {
+        if let Engine::Sampled(m) = self {
+            m.set_batch(n);
         }
     }
 

@@ -99,6 +99,12 @@ pub(crate) struct Inner<K, V> {
     /// Which key arguments form the key (bit i: argument i of `key_args`).
     key_mask: AtomicU64,
     refresh_ms: u64,
+    /// The engine's eviction policy, fixed when the cache is built.
+    policy: Eviction,
+    /// Entries a full LRU or LFU engine evicts at once.
+    batch: AtomicUsize,
+    /// Time between a synchronised cache's syncs.
+    sync_interval_ms: AtomicU64,
     /// Whether entries can expire (a TTL, a TTI, or an entry stored with its
     /// own TTL); read on every hit.
     expires: AtomicBool,

@@ -80,6 +80,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         let was_enabled = self.enabled.swap(s.enabled, Ordering::Relaxed);
         self.tenant_counts.set_max(s.max_tenants);
+        self.batch.store(s.eviction_batch_size, Ordering::Relaxed);
+        self.map.set_batch(s.eviction_batch_size);
+        self.sync_interval_ms
+            .store(millis(Some(s.sync_interval)), Ordering::Relaxed);
+        if let Some(e) = s.eviction
+            && e != self.policy
+        {
+            tracing::warn!(
+                "cache {}: eviction {e:?} takes effect when the cache is built again (it runs {:?})",
+                self.ident(),
+                self.policy
+            );
+        }
         self.tenant_labels.store(s.tenant_labels, Ordering::Relaxed);
         self.refresh_flags();
         drop(flags_lock);

@@ -50,6 +50,12 @@ impl SyncOptions {
         }
     }
 
+    /// Syncs on the interval configuration gives `cache` (`sync_interval`,
+    /// layered as every setting is; default 5 minutes).
+    pub fn configured<K: CacheKey, V: CacheValue>(cache: &Cache<K, V>) -> Self {
+        Self::every(cache.settings().sync_interval)
+    }
+
     /// Syncs only on [`Synced::sync_now`] (after the first load).
     pub fn on_demand() -> Self {
         SyncOptions {

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cache_common::parse_duration_ms;
-use cache_common::template::{self, Piece};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pattern::Pattern;
@@ -19,12 +18,14 @@ use crate::pattern::Pattern;
 /// The default bound on entries.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
+mod check;
 mod dht;
 #[cfg(feature = "redis")]
 mod redis;
 mod remote;
 mod values;
 
+pub(crate) use check::check_event_template;
 pub use dht::{
     ConflictResolution, Consistency, DEFAULT_RECORD_TTL, DEFAULT_REPLICATION, DhtOptions,
     MAX_REPLICATION, Strategy,
@@ -53,6 +54,17 @@ pub struct Config {
     pub tti: Option<ConfigDuration>,
     /// Default bound on entries per cache.
     pub capacity: Option<usize>,
+    /// The seed's name for `capacity` (100 to 1,000,000).
+    pub max_items: Option<usize>,
+    /// How a full cache picks what to evict: `engine` (the default),
+    /// `lru` or `lfu`; read when a cache is built.
+    pub eviction: Option<String>,
+    /// Entries a full `lru` or `lfu` cache evicts at once (1 to 1,000;
+    /// default 1).
+    pub eviction_batch_size: Option<usize>,
+    /// Time between a synchronised cache's syncs (10 s to 1 h; default
+    /// 5 min).
+    pub sync_interval: Option<ConfigDuration>,
     /// Per service.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -112,6 +124,14 @@ pub struct ServiceConfig {
     pub tti: Option<ConfigDuration>,
     /// Bound on entries per action.
     pub capacity: Option<usize>,
+    /// The seed's name for `capacity`.
+    pub max_items: Option<usize>,
+    /// How its full caches evict.
+    pub eviction: Option<String>,
+    /// Entries a full `lru` or `lfu` cache evicts at once.
+    pub eviction_batch_size: Option<usize>,
+    /// Time between syncs.
+    pub sync_interval: Option<ConfigDuration>,
     /// Bound on entries per namespace (this service and one tenant), across
     /// its actions.
     pub quota: Option<usize>,
@@ -136,6 +156,14 @@ pub struct ActionConfig {
     pub tti: Option<ConfigDuration>,
     /// Bound on entries.
     pub capacity: Option<usize>,
+    /// The seed's name for `capacity`.
+    pub max_items: Option<usize>,
+    /// How it evicts when full.
+    pub eviction: Option<String>,
+    /// Entries it evicts at once when full (`lru` or `lfu`).
+    pub eviction_batch_size: Option<usize>,
+    /// Time between syncs.
+    pub sync_interval: Option<ConfigDuration>,
     /// Where values live (`store` is accepted too, its earlier name).
     #[serde(alias = "store")]
     pub backend: Option<Backend>,
@@ -243,7 +271,24 @@ pub struct Settings {
     pub tenant_labels: bool,
     /// With tenant labels, how many tenants get series of their own.
     pub max_tenants: usize,
+    /// The eviction policy configuration names, if any (it wins over the
+    /// code's, and is read when the cache is built).
+    pub eviction: Option<crate::eviction::Eviction>,
+    /// Entries a full `lru` or `lfu` cache evicts at once.
+    pub eviction_batch_size: usize,
+    /// Time between a synchronised cache's syncs.
+    pub sync_interval: Duration,
 }
+
+/// Entries a full `lru` or `lfu` cache of `capacity` entries evicts at
+/// once, unless configured: 1 %, between 1 and 100 (the seed's 100 at its
+/// default `max_items` of 10,000, without emptying a small cache at once).
+pub fn default_eviction_batch(capacity: usize) -> usize {
+    (capacity / 100).clamp(1, 100)
+}
+
+/// Time between syncs, unless configured.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(300);
 
 impl Config {
     /// The settings of `action` (in `service`, if any), given the values its
@@ -271,6 +316,12 @@ impl Config {
                 .or_else(|| self.actions.get(action)),
         };
         let dur = |d: Option<ConfigDuration>| d.map(|d| d.0);
+        let capacity = act
+            .and_then(|a| a.capacity.or(a.max_items))
+            .or(code.capacity)
+            .or(svc.and_then(|s| s.capacity.or(s.max_items)))
+            .or(self.capacity.or(self.max_items))
+            .unwrap_or(DEFAULT_CAPACITY);
         Settings {
             enabled: self.enabled.unwrap_or(true)
                 && svc.and_then(|s| s.enabled).unwrap_or(true)
@@ -283,12 +334,21 @@ impl Config {
                 .or(code.tti)
                 .or(dur(svc.and_then(|s| s.tti)))
                 .or(dur(self.tti)),
-            capacity: act
-                .and_then(|a| a.capacity)
-                .or(code.capacity)
-                .or(svc.and_then(|s| s.capacity))
-                .or(self.capacity)
-                .unwrap_or(DEFAULT_CAPACITY),
+            capacity,
+            eviction: act
+                .and_then(|a| a.eviction.as_deref())
+                .or(svc.and_then(|s| s.eviction.as_deref()))
+                .or(self.eviction.as_deref())
+                .and_then(|e| e.parse().ok()),
+            eviction_batch_size: act
+                .and_then(|a| a.eviction_batch_size)
+                .or(svc.and_then(|s| s.eviction_batch_size))
+                .or(self.eviction_batch_size)
+                .unwrap_or_else(|| default_eviction_batch(capacity)),
+            sync_interval: dur(act.and_then(|a| a.sync_interval))
+                .or(dur(svc.and_then(|s| s.sync_interval)))
+                .or(dur(self.sync_interval))
+                .unwrap_or(DEFAULT_SYNC_INTERVAL),
             keys: act.and_then(|a| a.keys.clone()),
             backend: act
                 .and_then(|a| a.backend.clone())
@@ -372,67 +432,6 @@ impl Config {
         d.check()?;
         Ok(d)
     }
-
-    pub(crate) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let cap_err = |field: String, v: usize| {
-            (v == 0).then(|| ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: format!("{field} = 0: a capacity must be at least 1"),
-            })
-        };
-        let mut errs = Vec::new();
-        if let Err(message) = self.dht_options() {
-            errs.push(ConfigError::Invalid {
-                origin: origin.to_string(),
-                message,
-            });
-        }
-        errs.extend(self.capacity.and_then(|v| cap_err("capacity".into(), v)));
-        if let Some(m) = self.metrics.max_tenants
-            && !(1..=MAX_TENANT_SERIES).contains(&m)
-        {
-            errs.push(ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: format!(
-                    "metrics.max_tenants = {m}: give between 1 and {MAX_TENANT_SERIES}"
-                ),
-            });
-        }
-        for (s, sc) in &self.services {
-            errs.extend(
-                sc.capacity
-                    .and_then(|v| cap_err(format!("services.{s}.capacity"), v)),
-            );
-            for (a, ac) in &sc.actions {
-                errs.extend(
-                    ac.capacity
-                        .and_then(|v| cap_err(format!("services.{s}.actions.{a}.capacity"), v)),
-                );
-            }
-        }
-        for (field, name) in self.store_names() {
-            if name.is_empty() || matches!(name.as_str(), "tiered") && field.ends_with("l2") {
-                errs.push(ConfigError::Invalid {
-                    origin: origin.to_string(),
-                    message: format!("{field} = {name:?}: name a store outside the process"),
-                });
-            }
-        }
-        for (i, e) in self.events.iter().enumerate() {
-            for k in &e.keys {
-                if let Err(why) = check_event_template(k) {
-                    errs.push(ConfigError::Invalid {
-                        origin: origin.to_string(),
-                        message: format!("events[{i}].keys: {k:?}: {why}"),
-                    });
-                }
-            }
-        }
-        match errs.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Why configuration could not be used.
@@ -461,17 +460,4 @@ pub enum ConfigError {
     /// The configuration names something the code does not have.
     #[error("{0}")]
     Mismatch(String),
-}
-
-/// Checks an event key template: its braces, and that it is a valid pattern
-/// once filled.
-pub(crate) fn check_event_template(t: &str) -> Result<(), String> {
-    let mut sample = String::new();
-    for piece in template::parse(t).map_err(|e| e.to_string())? {
-        match piece {
-            Piece::Text(text) => sample.push_str(&text),
-            Piece::Field(_) => sample.push('x'),
-        }
-    }
-    Pattern::new(&sample).map(|_| ()).map_err(|e| e.to_string())
 }
