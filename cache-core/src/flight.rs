@@ -193,6 +193,28 @@ pub(crate) struct Epoch {
     at: u64,
 }
 
+/// Every key's invalidation count at one moment, for values read in bulk
+/// after it (a full load): [`Flights::epoch_in`] gives a key's.
+pub(crate) struct EpochSnapshot {
+    all: u64,
+    keys: Box<[u64]>,
+}
+
+impl EpochSnapshot {
+    /// Counts a bump its holder made at `e` (storing a value), so the keys
+    /// sharing that counter still compare equal.
+    pub(crate) fn advance(&mut self, e: Epoch) {
+        self.keys[e.slot] = self.keys[e.slot].wrapping_add(1);
+    }
+
+    /// Marks `e`'s counter as moved by someone else: no later key sharing
+    /// it compares equal, so none is stored.
+    pub(crate) fn poison(&mut self, e: Epoch) {
+        // Far from any count the counters reach.
+        self.keys[e.slot] = self.keys[e.slot].wrapping_add(u64::MAX / 2);
+    }
+}
+
 /// The flights of one cache, and its invalidation counters.
 pub(crate) struct Flights<K, V> {
     shards: Box<[Shard<K, V>]>,
@@ -256,6 +278,31 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
+    /// Every key's invalidation count now.
+    pub(crate) fn snapshot(&self) -> EpochSnapshot {
+        // `all` first, as `count_at` reads it: a bump between the reads
+        // makes the snapshot newer, never older, than the moment it began.
+        let all = self.all.load(Ordering::Acquire);
+        EpochSnapshot {
+            all,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| k.load(Ordering::Acquire))
+                .collect(),
+        }
+    }
+
+    /// `key`'s invalidation count when `snap` was taken, counting the
+    /// bumps the snapshot's holder made since.
+    pub(crate) fn epoch_in(&self, snap: &EpochSnapshot, key: &K) -> Epoch {
+        let slot = self.slot(key);
+        Epoch {
+            slot,
+            at: snap.all.wrapping_add(snap.keys[slot]),
+        }
+    }
+
     /// Whether an invalidation that concerns the key of `e` came since.
     pub(crate) fn changed(&self, e: Epoch) -> bool {
         self.count_at(e.slot) != e.at
@@ -266,6 +313,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     pub(crate) fn bump_key(&self, key: &K) {
         self.key_epoch(key).fetch_add(1, Ordering::AcqRel);
         self.shard(key).lock().remove(key);
+    }
+
+    /// [`Flights::bump_key`] for a value computed since `e`: the epoch to
+    /// store it at, or `None` if an invalidation concerning the key came
+    /// since `e` (then the value may predate it, and must not be stored).
+    pub(crate) fn bump_key_since(&self, key: &K, e: Epoch) -> Option<Epoch> {
+        self.bump_key(key);
+        let now = self.epoch_of(key);
+        (now.at == e.at.wrapping_add(1)).then_some(now)
     }
 
     /// Marks an invalidation of many keys: every load under way stores

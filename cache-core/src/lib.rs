@@ -84,6 +84,7 @@ mod spec;
 pub mod stats;
 pub mod store;
 pub mod tenant_counts;
+pub mod warm;
 
 pub use cache::{
     Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket, Startup, SyncOptions, Synced,
@@ -115,6 +116,7 @@ pub use store::{
     Broadcast, LocalBroadcast, Lock, MemoryStore, Remote, Store, StoreError, StoreRemote,
     TypedStore,
 };
+pub use warm::{WarmReport, warm, warm_async};
 
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]

@@ -59,6 +59,21 @@ pub trait Source<K, V>: Send + Sync + 'static {
     }
 }
 
+/// A shared source is a source.
+impl<K, V, S: Source<K, V> + ?Sized> Source<K, V> for std::sync::Arc<S> {
+    fn load(&self, key: &K) -> Result<Option<V>, SourceError> {
+        (**self).load(key)
+    }
+
+    fn load_all(&self) -> Result<(Vec<(K, V)>, String), SourceError> {
+        (**self).load_all()
+    }
+
+    fn changes(&self, cursor: &str) -> Result<Changes<K, V>, SourceError> {
+        (**self).changes(cursor)
+    }
+}
+
 /// What one synchronisation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

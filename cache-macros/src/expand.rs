@@ -380,8 +380,34 @@ pub fn expand(plan: &Plan) -> TokenStream {
         }
     });
 
+    // `<fn>_prime`: the same arguments; computes and stores whatever the
+    // cache holds.
+    let prime_name = format_ident!("{}_prime", fn_name);
+    let mut prime_sig = outer_sig.clone();
+    prime_sig.ident = prime_name;
+    let prime_doc = format!(
+        "Computes `{fn_name}` for these arguments and stores the result in its cache, \
+         whatever the cache holds (a value read before an invalidation of the key is not stored)."
+    );
+    let prime_call = match (is_async, stored.is_some()) {
+        (false, true) => quote!(__cache.try_prime(__key, move || #call)),
+        (false, false) => quote!(__cache.prime(__key, move || #call)),
+        (true, true) => quote!(__cache.try_prime_async(__key, #call).await),
+        (true, false) => quote!(__cache.prime_async(__key, #call).await),
+    };
+    let prime_fn = quote! {
+        #[doc = #prime_doc]
+        #[allow(dead_code)]
+        #vis #prime_sig {
+            let __cache = #companion_call;
+            let __key: #key_ty = #key_expr;
+            #prime_call
+        }
+    };
+
     let _ = ret;
     quote! {
+
         #key_fn
 
         #(#attrs)*
@@ -397,6 +423,8 @@ pub fn expand(plan: &Plan) -> TokenStream {
         #inner_fn
 
         #companion_fn
+
+        #prime_fn
     }
 }
 

@@ -23,7 +23,7 @@ use crate::codec::RemoteCodec;
 use crate::error::CacheError;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
 use crate::eviction::{Eviction, Sampled};
-use crate::flight::{Epoch, Flight, Flights, Join, SharedErr, Waited, block_on};
+use crate::flight::{Epoch, EpochSnapshot, Flight, Flights, Join, SharedErr, Waited, block_on};
 use crate::index::{IndexFn, IndexSizes, Indexes, Query, QueryError};
 use crate::key::{DisplayKey, KeyPart, render_with};
 use crate::namespace::{Quota, TenantId};
@@ -46,6 +46,7 @@ mod scope;
 mod settings;
 mod sync;
 mod tier;
+mod warm;
 use tier::{RemoteOp, RemoteValue};
 
 /// An `expires_at` that never comes.

@@ -249,8 +249,9 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
 
     /// Loads everything, and removes what the source no longer has.
     fn full_load(&self) -> Result<(SyncReport, String), SourceError> {
-        let (all, cursor) = self.source.load_all()?;
         let inner = &self.cache.inner;
+        let snap = inner.flights.snapshot();
+        let (all, cursor) = self.source.load_all()?;
         let present: HashSet<K> = all.iter().map(|(k, _)| k.clone()).collect();
         let gone = std::cell::RefCell::new(Vec::new());
         inner.map.retain(|k, _| {
@@ -260,7 +261,7 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
             true
         });
         let upserts = all.len();
-        self.cache.insert_many(all);
+        inner.prime_read_since(snap, all);
         let deletes = self.cache.invalidate_many(gone.into_inner().iter());
         Ok((
             SyncReport {
@@ -275,9 +276,10 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
 
     /// Applies the changes since `cursor`.
     fn apply_changes(&self, cursor: &str) -> Result<(SyncReport, String), SourceError> {
+        let snap = self.cache.inner.flights.snapshot();
         let ch = self.source.changes(cursor)?;
         let upserts = ch.upserts.len();
-        self.cache.insert_many(ch.upserts);
+        self.cache.inner.prime_read_since(snap, ch.upserts);
         for k in &ch.deletes {
             self.cache.invalidate(k);
         }
