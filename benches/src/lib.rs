@@ -44,3 +44,5 @@ pub fn start_redis() -> Server {
     }
     Server(child, port)
 }
+
+pub mod metadata;

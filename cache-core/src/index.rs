@@ -126,11 +126,23 @@ pub struct IndexSizes {
 /// One term of one index: its position among the definitions, and the text.
 type Term = (usize, Arc<str>);
 
+/// A fast hasher, seeded per map (foldhash, through quick_cache).
+type Fast = quick_cache::DefaultHashBuilder;
+
+/// A key's number in the index: postings hold these, not keys, so a
+/// posting costs a few bytes and intersections hash integers.
+type Id = u32;
+
 struct State<K> {
-    /// Per index: term → keys.
-    postings: Vec<HashMap<Arc<str>, HashSet<K>>>,
-    /// Per key: the terms it is indexed under now.
-    terms_of: HashMap<K, Box<[Term]>>,
+    /// Per index: term → the ids of the keys with it.
+    postings: Vec<HashMap<Arc<str>, HashSet<Id, Fast>, Fast>>,
+    /// Per indexed key: its id.
+    ids: HashMap<K, Id, Fast>,
+    /// Per id: its key and the terms it is indexed under now (`None`
+    /// when the id is free).
+    slots: Vec<Option<(K, Box<[Term]>)>>,
+    /// Ids free for reuse.
+    free: Vec<Id>,
 }
 
 /// The indexes of one cache.
@@ -166,8 +178,10 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
         Indexes {
             defs: unique,
             state: Mutex::new(State {
-                postings: (0..n).map(|_| HashMap::new()).collect(),
-                terms_of: HashMap::new(),
+                postings: (0..n).map(|_| HashMap::default()).collect(),
+                ids: HashMap::default(),
+                slots: Vec::new(),
+                free: Vec::new(),
             }),
         }
     }
@@ -187,28 +201,59 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
             Some(v) => self.terms(v),
             None => Box::default(),
         };
-        let State { postings, terms_of } = &mut *st;
-        if let Some(old) = terms_of.remove(key) {
-            for (i, t) in old.iter() {
+        let State {
+            postings,
+            ids,
+            slots,
+            free,
+        } = &mut *st;
+        let old = ids.get(key).copied().map(|id| {
+            let (k, terms) = slots[id as usize].take().expect("an id in use has a slot");
+            for (i, t) in terms.iter() {
                 let list = &mut postings[*i];
                 if let Some(set) = list.get_mut(t) {
-                    set.remove(key);
+                    set.remove(&id);
                     if set.is_empty() {
                         list.remove(t);
                     }
                 }
             }
+            (id, k)
+        });
+        let (id, k) = match (old, new.is_empty()) {
+            (Some((id, _)), true) => {
+                ids.remove(key);
+                free.push(id);
+                return;
+            }
+            (None, true) => return,
+            (Some(old), false) => old,
+            (None, false) => {
+                let id = match free.pop() {
+                    Some(id) => id,
+                    None => {
+                        // More keys than ids cannot be held: 2^32 entries
+                        // would not fit in memory first.
+                        let id = Id::try_from(slots.len()).expect("fewer than 2^32 indexed keys");
+                        slots.push(None);
+                        id
+                    }
+                };
+                ids.insert(key.clone(), id);
+                (id, key.clone())
+            }
+        };
+        // Each term's text is held once, by its posting list; the key's
+        // list of terms shares it.
+        let mut new = new;
+        for (i, t) in new.iter_mut() {
+            let list = &mut postings[*i];
+            if let Some((shared, _)) = list.get_key_value(&**t) {
+                *t = shared.clone();
+            }
+            list.entry(t.clone()).or_default().insert(id);
         }
-        if new.is_empty() {
-            return;
-        }
-        for (i, t) in new.iter() {
-            postings[*i]
-                .entry(t.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        terms_of.insert(key.clone(), new);
+        slots[id as usize] = Some((k, new));
     }
 
     /// Every term of `v`, deduplicated.
@@ -273,8 +318,8 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
         };
         first
             .iter()
-            .filter(|k| rest.iter().all(|s| s.contains(*k)))
-            .cloned()
+            .filter(|id| rest.iter().all(|s| s.contains(*id)))
+            .filter_map(|&id| st.slots[id as usize].as_ref().map(|(k, _)| k.clone()))
             .collect()
     }
 
@@ -289,14 +334,14 @@ impl<K: Hash + Eq + Clone, V> Indexes<K, V> {
 
     /// Every key indexed now.
     pub(crate) fn keys(&self) -> Vec<K> {
-        self.state.lock().terms_of.keys().cloned().collect()
+        self.state.lock().ids.keys().cloned().collect()
     }
 
     /// How much the indexes hold now.
     pub(crate) fn sizes(&self) -> IndexSizes {
         let st = self.state.lock();
         IndexSizes {
-            keys: st.terms_of.len(),
+            keys: st.ids.len(),
             terms: st.postings.iter().map(HashMap::len).sum(),
             postings: st
                 .postings

@@ -114,7 +114,9 @@ impl Source<String, FileMetadata> for SqliteSource {
             .prepare("SELECT MAX(seq), path FROM change_log WHERE seq > ?1 GROUP BY path")
             .map_err(failed)?;
         let touched = st
-            .query_map([since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map([since], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(failed)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
@@ -235,7 +237,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &mains {
         println!("  {p}");
     }
-    assert_eq!(mains, sql_answer(&db_path, 10)?, "the query agrees with SQL");
+    assert_eq!(
+        mains,
+        sql_answer(&db_path, 10)?,
+        "the query agrees with SQL"
+    );
     let sizes = cache.index_sizes();
     println!("index sizes: {sizes:?}");
 
@@ -260,7 +266,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!((report.full, report.upserts, report.deletes), (false, 2, 1));
     let after = python_mains(&cache, 10);
-    assert_eq!(after, sql_answer(&db_path, 10)?, "the sync reached the indexes");
+    assert_eq!(
+        after,
+        sql_answer(&db_path, 10)?,
+        "the sync reached the indexes"
+    );
     assert_eq!(after[0], "src/aaa/new.py");
     assert!(!after.contains(&updated) && !after.contains(&deleted));
     assert!(!cache.contains_key(&deleted));
@@ -303,7 +313,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.syncs,
         s.failures,
         s.loads,
-        s.last_success.and_then(|t| t.elapsed().ok()).unwrap_or_default(),
+        s.last_success
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default(),
         s.last.as_ref().map(|l| l.took).unwrap_or_default(),
         s.cursor.as_deref().unwrap_or("")
     );
