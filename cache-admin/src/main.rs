@@ -4,7 +4,7 @@
 //! cache-admin [--url URL] [--token TOKEN] [--json] <command>
 //!   services                       the services and their caches
 //!   stats <service>                counters per action and in total
-//!   keys <service> [--pattern P] [--tag T] [--limit N]
+//!   keys <service> [--pattern P] [--tag T] [--where INDEX=TERM]... [--limit N]
 //!   delete <service> <key>         one key
 //!   revoke <service> <pattern>     every key matching a glob
 //!   clear <service>                every key
@@ -17,6 +17,14 @@
 
 mod api;
 mod table;
+
+/// `INDEX=TERM`, split at the first `=`.
+fn index_term(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((i, t)) if !i.is_empty() => Ok((i.to_string(), t.to_string())),
+        _ => Err(format!("{s:?}: give INDEX=TERM, as in language=python")),
+    }
+}
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -68,6 +76,10 @@ enum Command {
         /// Only keys stored with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Only keys whose value has this term in this index
+        /// (`language=python`); repeat to intersect.
+        #[arg(long = "where", value_name = "INDEX=TERM", value_parser = index_term)]
+        terms: Vec<(String, String)>,
         /// At most this many.
         #[arg(long)]
         limit: Option<u64>,
@@ -121,15 +133,20 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             service,
             pattern,
             tag,
+            terms,
             limit,
         } => {
             let limit = limit.map(|l| l.to_string());
-            let query = [
+            let names: Vec<String> = terms.iter().map(|(i, _)| format!("where.{i}")).collect();
+            let mut query = vec![
                 ("pattern", pattern.as_deref()),
                 ("tag", tag.as_deref()),
                 ("limit", limit.as_deref()),
                 ("tenant", tenant),
             ];
+            for (name, (_, term)) in names.iter().zip(terms.iter()) {
+                query.push((name.as_str(), Some(term.as_str())));
+            }
             Output::Json(
                 client.get(&format!("/{}/cache/keys", api::segment(service)), &query)?,
                 table::keys,

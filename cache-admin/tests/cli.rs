@@ -26,7 +26,7 @@ impl Shop {
         format!("product {id}")
     }
 
-    #[cached]
+    #[cached(index(size = |n: &usize| vec![n.to_string()]))]
     fn search(&self, q: String) -> usize {
         q.len()
     }
@@ -222,4 +222,31 @@ fn a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn keys_by_index_terms() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for q in ["ab", "cd", "xyz"] {
+        Shop.search(q.to_string());
+    }
+    let run = |args: &[&str]| cli(args, Some(TOKEN));
+    let (code, out, err) = run(&["keys", "shop", "--where", "size=2"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, "search:ab\nsearch:cd\n");
+    let (code, out, _) = run(&[
+        "keys",
+        "shop",
+        "--where",
+        "size=3",
+        "--pattern",
+        "search:x*",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "search:xyz\n"));
+    let (code, _, err) = run(&["keys", "shop", "--where", "size"]);
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert!(err.contains("INDEX=TERM"), "{err}");
+    let (code, _, err) = run(&["keys", "shop", "--where", "colour=red"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("its indexes: size"), "{err}");
 }

@@ -233,3 +233,61 @@ async fn auth_scheme_routes_and_tokens() {
     let v: Value = serde_json::from_str(&body).expect("a JSON error");
     assert!(v["error"].as_str().unwrap().contains("no route"), "{body}");
 }
+
+#[derive(Clone)]
+struct Catalog;
+
+fn kind_of(v: &str) -> Vec<String> {
+    vec![
+        if v.ends_with(['0', '2', '4', '6', '8']) {
+            "even"
+        } else {
+            "odd"
+        }
+        .to_string(),
+    ]
+}
+
+#[cache_service(name = "catalog_http")]
+impl Catalog {
+    #[cached(index(kind = kind_of))]
+    fn item(&self, id: u64) -> String {
+        format!("item {id}")
+    }
+}
+
+/// `where` over HTTP: `where.<index>=<term>` or `where=<JSON object>` in
+/// the keys query string, and bad forms as 400s naming the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_by_index_terms_over_http() {
+    for id in 1..=6 {
+        Catalog.item(id);
+    }
+    let addr = start(cache_core::http::router(TOKEN)).await;
+    let get = |p: &'static str| call(addr, "GET", p, Some(TOKEN), None);
+    let (st, body) = get("/catalog_http/cache/keys?where.kind=even&limit=2").await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["keys"], json!(["item:2", "item:4"]));
+    let (st, body) = get("/catalog_http/cache/keys?where=%7B%22kind%22%3A%22odd%22%7D").await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["keys"], json!(["item:1", "item:3", "item:5"]));
+    let (st, body) = get("/catalog_http/cache/keys?where.kind=odd&pattern=item:%5B12%5D").await;
+    assert_eq!((st, body["keys"].clone()), (200, json!(["item:1"])));
+    for (p, text) in [
+        (
+            "/catalog_http/cache/keys?where.kind=odd&where.kind=even",
+            "given twice",
+        ),
+        (
+            "/catalog_http/cache/keys?where.colour=red",
+            "its indexes: kind",
+        ),
+        ("/catalog_http/cache/keys?where=odd", "JSON object"),
+        ("/catalog_http/cache/keys?limit=1&limit=2", "given twice"),
+    ] {
+        let (st, body) = get(p).await;
+        assert_eq!(st, 400, "{p}: {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(text), "{p}: {msg}");
+    }
+}

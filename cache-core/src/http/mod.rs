@@ -7,7 +7,7 @@
 //! | `POST` | `/{service}/cache/delete` | `{"key", "tenant"?}` |
 //! | `POST` | `/{service}/cache/revoke` | `{"pattern", "tenant"?}` |
 //! | `GET` | `/{service}/cache/stats` | |
-//! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=` |
+//! | `GET` | `/{service}/cache/keys` | `?pattern=&tag=&limit=&tenant=&where.<index>=<term>` |
 //!
 //! | `GET` | `/` | the dashboard page, no token (it holds no data) |
 //! | `GET` | `/history` | hit and miss totals sampled every 2 s, five minutes' worth |
@@ -22,7 +22,6 @@
 //! `cache_core::audit`) naming the caller, the operation and how many
 //! entries it removed.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -270,27 +269,51 @@ async fn handle(
     }
 }
 
-/// The query string as a JSON object; `limit` as a number.
+/// The query string as a JSON object: `limit` as a number, and index
+/// terms (`where.language=python`, or `where={"language":"python"}`) as
+/// the `where` object. A parameter given twice is an error.
 #[allow(clippy::result_large_err)]
 fn query_body(uri: &axum::http::Uri) -> Result<Value, Response> {
-    let Query(q) = Query::<HashMap<String, String>>::try_from_uri(uri)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("query string: {e}")))?;
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    let Query(q) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|e| bad(format!("query string: {e}")))?;
     let mut obj = serde_json::Map::new();
+    let mut terms = serde_json::Map::new();
     for (k, v) in q {
-        let value = if k == "limit" {
-            match v.parse::<u64>() {
-                Ok(n) => json!(n),
-                Err(_) => {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        format!("limit {v:?} is not a whole number"),
-                    ));
-                }
+        if let Some(index) = k.strip_prefix("where.") {
+            if terms.insert(index.to_string(), json!(v)).is_some() {
+                return Err(bad(format!("index {index:?} is given twice")));
             }
-        } else {
-            json!(v)
+            continue;
+        }
+        let value = match k.as_str() {
+            "limit" => match v.parse::<u64>() {
+                Ok(n) => json!(n),
+                Err(_) => return Err(bad(format!("limit {v:?} is not a whole number"))),
+            },
+            "where" => match serde_json::from_str::<serde_json::Map<String, Value>>(&v) {
+                Ok(m) => {
+                    for (index, term) in m {
+                        if terms.insert(index.clone(), term).is_some() {
+                            return Err(bad(format!("index {index:?} is given twice")));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    return Err(bad(format!(
+                        "where must be a JSON object of index terms ({e}), or use where.<index>=<term>"
+                    )));
+                }
+            },
+            _ => json!(v),
         };
-        obj.insert(k, value);
+        if obj.insert(k.clone(), value).is_some() {
+            return Err(bad(format!("{k:?} is given twice")));
+        }
+    }
+    if !terms.is_empty() {
+        obj.insert("where".into(), Value::Object(terms));
     }
     Ok(Value::Object(obj))
 }
