@@ -46,3 +46,5 @@ pub fn start_redis() -> Server {
 }
 
 pub mod metadata;
+pub mod policies;
+pub mod traces;

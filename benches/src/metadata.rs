@@ -6,6 +6,8 @@ use cache_core::Cache;
 use cache_core::index::Query;
 use cache_core::{CacheBuilder, Pattern};
 
+use crate::traces::Rng;
+
 /// One file's metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileMetadata {
@@ -30,21 +32,8 @@ const LANGS: [(&str, &str); 5] = [
 ];
 const DIRS: [&str; 4] = ["src", "tests", "tools", "docs"];
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.bits() % n
 }
 
 /// `n` files, the same for the same `n`.
@@ -52,23 +41,23 @@ pub fn files(n: usize) -> Vec<FileMetadata> {
     let mut rng = Rng(42);
     (0..n)
         .map(|i| {
-            let (language, ext) = LANGS[rng.below(5) as usize];
-            let dir = DIRS[rng.below(4) as usize];
-            let path = format!("{dir}/pkg{}/file{i}.{ext}", rng.below(200));
-            let mut functions: Vec<String> = (0..1 + rng.below(4))
-                .map(|_| format!("fn{}", rng.below(5_000)))
+            let (language, ext) = LANGS[below(&mut rng, 5) as usize];
+            let dir = DIRS[below(&mut rng, 4) as usize];
+            let path = format!("{dir}/pkg{}/file{i}.{ext}", below(&mut rng, 200));
+            let mut functions: Vec<String> = (0..1 + below(&mut rng, 4))
+                .map(|_| format!("fn{}", below(&mut rng, 5_000)))
                 .collect();
-            if rng.below(100) == 0 {
+            if below(&mut rng, 100) == 0 {
                 functions.push("main".into());
             }
             FileMetadata {
                 path,
                 language: language.into(),
                 functions,
-                classes: (0..rng.below(3))
-                    .map(|_| format!("Class{}", rng.below(2_000)))
+                classes: (0..below(&mut rng, 3))
+                    .map(|_| format!("Class{}", below(&mut rng, 2_000)))
                     .collect(),
-                documents: vec![format!("docs/guide{}.md", rng.below(50))],
+                documents: vec![format!("docs/guide{}.md", below(&mut rng, 50))],
             }
         })
         .collect()
