@@ -224,6 +224,11 @@ pub(crate) struct Flights<K, V> {
     all: AtomicU64,
     /// Bumped by an invalidation of one key, by the key's hash.
     keys: Box<[AtomicU64]>,
+    /// One per counter of `keys`: held by a load's store across its last
+    /// check of the counts and its insert, and passed through by every
+    /// invalidation after its bump, so an invalidation that returns has
+    /// seen (and removed) every value stored from before it.
+    stores: Box<[Mutex<()>]>,
 }
 
 /// The outcome of joining a key's flight.
@@ -243,6 +248,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
             hasher: DefaultHashBuilder::default(),
             all: AtomicU64::new(0),
             keys: (0..EPOCHS).map(|_| AtomicU64::new(0)).collect(),
+            stores: (0..EPOCHS).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -253,10 +259,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     fn slot(&self, key: &K) -> usize {
         // The high bits: the low ones pick the shard.
         (self.hasher.hash_one(key) >> 32) as usize % EPOCHS
-    }
-
-    fn key_epoch(&self, key: &K) -> &AtomicU64 {
-        &self.keys[self.slot(key)]
     }
 
     fn count_at(&self, slot: usize) -> u64 {
@@ -311,8 +313,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     /// Marks an invalidation of `key` (before it is removed): its load under
     /// way stores nothing, and new callers do not join it.
     pub(crate) fn bump_key(&self, key: &K) {
-        self.key_epoch(key).fetch_add(1, Ordering::AcqRel);
+        let slot = self.slot(key);
+        self.keys[slot].fetch_add(1, Ordering::AcqRel);
+        // A store that checked the counts before the bump finishes its
+        // insert first, so the caller's removal, which follows, sees it.
+        drop(self.stores[slot].lock());
         self.shard(key).lock().remove(key);
+    }
+
+    /// Runs `insert` unless an invalidation concerning the key of `e` came
+    /// since; true if it ran. An invalidation waits for it (see `stores`),
+    /// so a value from before an invalidation never outlives its return.
+    pub(crate) fn insert_if_current(&self, e: Epoch, insert: impl FnOnce()) -> bool {
+        let _one = self.stores[e.slot].lock();
+        if self.changed(e) {
+            return false;
+        }
+        insert();
+        true
     }
 
     /// [`Flights::bump_key`] for a value computed since `e`: the epoch to
@@ -328,6 +346,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     /// nothing, and new callers start new loads.
     pub(crate) fn bump_all(&self) {
         self.all.fetch_add(1, Ordering::AcqRel);
+        for s in self.stores.iter() {
+            drop(s.lock());
+        }
         self.detach_all();
     }
 

@@ -414,3 +414,77 @@ fn an_async_service_action_has_a_prime_companion_in_its_tenant() {
         assert_eq!(cat.reads.load(Ordering::SeqCst), 4);
     });
 }
+
+static STEP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn wait_step(s: u8) {
+    let t = std::time::Instant::now();
+    while STEP.load(Ordering::SeqCst) < s {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "stuck before step {s}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs inside the store (the tags function is called after the load's
+/// first check of the invalidation counts and before the insert).
+fn pause_in_store(k: &u64) -> Vec<String> {
+    if *k == 1 && STEP.load(Ordering::SeqCst) == 1 {
+        STEP.store(2, Ordering::SeqCst);
+        wait_step(3);
+    }
+    Vec::new()
+}
+
+/// Found by an outside attack: a load (or prime) that had checked for
+/// invalidations, then stored after an invalidation returned, was visible
+/// until its re-check removed it. The check and the insert are now one
+/// step that invalidations wait for.
+#[test]
+fn a_value_stored_across_an_invalidation_is_never_visible_after_it_returns() {
+    log();
+    for how in ["prime", "load"] {
+        STEP.store(0, Ordering::SeqCst);
+        // The index function runs after the insert: it pauses there, where
+        // the old code had a stored value and had not yet re-checked.
+        let c: Cache<u64, &'static str> = CacheBuilder::new()
+            .tags(pause_in_store)
+            .index("i", |v: &&'static str| {
+                if *v == "old" && STEP.load(Ordering::SeqCst) == 3 {
+                    STEP.store(4, Ordering::SeqCst);
+                    wait_step(5);
+                }
+                Vec::new()
+            })
+            .build();
+        std::thread::scope(|s| {
+            let c2 = c.clone();
+            let t = s.spawn(move || {
+                STEP.store(1, Ordering::SeqCst);
+                match how {
+                    "prime" => c2.prime(1, || "old"),
+                    _ => c2.get_or_insert_with(1, || "old"),
+                }
+            });
+            wait_step(2);
+            // The database changes; the key is invalidated. While the
+            // store is paused, the invalidation must wait, or remove it.
+            let inv = s.spawn(|| c.invalidate(&1));
+            std::thread::sleep(Duration::from_millis(50));
+            STEP.store(3, Ordering::SeqCst);
+            inv.join().unwrap();
+            // Give a store that went ahead the time to reach the index.
+            let t0 = std::time::Instant::now();
+            while STEP.load(Ordering::SeqCst) < 4 && t0.elapsed() < Duration::from_millis(300) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let seen = c.get(&1);
+            STEP.store(5, Ordering::SeqCst);
+            assert_eq!(seen, None, "{how}: stale after invalidate returned");
+            assert_eq!(t.join().unwrap(), "old");
+            assert_eq!(c.get(&1), None, "{how}");
+        });
+    }
+}

@@ -209,23 +209,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Stores a value a load began at `epoch`, unless an invalidation came
-    /// since; one that comes while it is stored takes it out again.
+    /// since: checked with the insert, and an invalidation waits for the
+    /// insert, so it removes what it lets through.
     pub(super) fn store_loaded(&self, key: K, value: V, epoch: Epoch) {
         if self.flights.changed(epoch) {
             return;
         }
-        let undo = key.clone();
-        self.store(key, value, self.ttl_ms());
-        if self.flights.changed(epoch)
-            && let Some((k, e)) = self.map.remove(&undo)
-        {
-            self.removed(
-                &k,
-                e.meta.as_ref(),
-                EventKind::Invalidate,
-                Counter::Invalidation,
-            );
-        }
+        self.store_at(key, value, self.ttl_ms(), Some(epoch));
     }
 
     /// Records a load that failed after `started`.

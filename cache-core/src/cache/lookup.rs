@@ -208,17 +208,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     pub(super) fn store(&self, key: K, value: V, ttl_ms: u64) {
+        self.store_at(key, value, ttl_ms, None);
+    }
+
+    /// [`Inner::store`] of a value computed since `guard`, if given: it
+    /// is inserted only if no invalidation concerning its key came since,
+    /// checked atomically with the insert; false if it was not.
+    pub(super) fn store_at(&self, key: K, value: V, ttl_ms: u64, guard: Option<Epoch>) -> bool {
         if !self.enabled.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         if !self.keeps_l1() {
-            return;
+            return false;
         }
+        let mut admitted = None;
         if let Some(q) = &self.quota {
             // Count new entries of the namespace; at its quota, do not store.
             let t = self.tenant_of.map_or(TenantId::NONE, |f| f(&key));
-            if self.map.peek(&key).is_none() && !q.admit(t) {
-                return;
+            if self.map.peek(&key).is_none() {
+                if !q.admit(t) {
+                    return false;
+                }
+                admitted = Some((q, t));
             }
         }
         let tti_ms = self.tti_ms();
@@ -262,8 +273,21 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let fire = self.listeners.active().then(|| key.clone());
         let inserted = key.clone();
         let mut evicted = Evicted::default();
-        self.count(&key, self.flags(), Counter::Insert);
-        self.map.insert(key, entry, &mut evicted);
+        match guard {
+            Some(e) => {
+                if !self
+                    .flights
+                    .insert_if_current(e, || self.map.insert(key, entry, &mut evicted))
+                {
+                    if let Some((q, t)) = admitted {
+                        q.release(t);
+                    }
+                    return false;
+                }
+            }
+            None => self.map.insert(key, entry, &mut evicted),
+        }
+        self.count(&inserted, self.flags(), Counter::Insert);
         self.reindex(&inserted);
         if let Some((m, key)) = tagged {
             let mut idx = self.tag_index.lock();
@@ -287,6 +311,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             }
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
         }
+        true
     }
 
     /// Bookkeeping for an entry that left the map: counter, tag index, event.
