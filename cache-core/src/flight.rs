@@ -184,13 +184,16 @@ type Shard<K, V> = Mutex<HashMap<K, Arc<Flight<V>>, DefaultHashBuilder>>;
 
 /// How many invalidation counters keys are spread over: an invalidation of
 /// one key discards only the loads of keys that share its counter.
-const EPOCHS: usize = 64;
+const EPOCHS: usize = 256;
 
 /// The invalidation count that concerned a key when its load began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Epoch {
     slot: usize,
     at: u64,
+    /// Whether replacements count too (a load's epoch), or only
+    /// invalidations (a prime's: two primes never undo each other).
+    loads: bool,
 }
 
 /// Every key's invalidation count at one moment, for values read in bulk
@@ -198,21 +201,6 @@ pub(crate) struct Epoch {
 pub(crate) struct EpochSnapshot {
     all: u64,
     keys: Box<[u64]>,
-}
-
-impl EpochSnapshot {
-    /// Counts a bump its holder made at `e` (storing a value), so the keys
-    /// sharing that counter still compare equal.
-    pub(crate) fn advance(&mut self, e: Epoch) {
-        self.keys[e.slot] = self.keys[e.slot].wrapping_add(1);
-    }
-
-    /// Marks `e`'s counter as moved by someone else: no later key sharing
-    /// it compares equal, so none is stored.
-    pub(crate) fn poison(&mut self, e: Epoch) {
-        // Far from any count the counters reach.
-        self.keys[e.slot] = self.keys[e.slot].wrapping_add(u64::MAX / 2);
-    }
 }
 
 /// The flights of one cache, and its invalidation counters.
@@ -224,6 +212,9 @@ pub(crate) struct Flights<K, V> {
     all: AtomicU64,
     /// Bumped by an invalidation of one key, by the key's hash.
     keys: Box<[AtomicU64]>,
+    /// Bumped when a value replaces a key's (a prime or an insert), by the
+    /// key's hash: loads under way of it store nothing, primes go on.
+    replaced: Box<[AtomicU64]>,
     /// One per counter of `keys`: held by a load's store across its last
     /// check of the counts and its insert, and passed through by every
     /// invalidation after its bump, so an invalidation that returns has
@@ -248,6 +239,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
             hasher: DefaultHashBuilder::default(),
             all: AtomicU64::new(0),
             keys: (0..EPOCHS).map(|_| AtomicU64::new(0)).collect(),
+            replaced: (0..EPOCHS).map(|_| AtomicU64::new(0)).collect(),
             stores: (0..EPOCHS).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -261,11 +253,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         (self.hasher.hash_one(key) >> 32) as usize % EPOCHS
     }
 
-    fn count_at(&self, slot: usize) -> u64 {
-        // Both only grow, so the sum changes whenever either does.
-        self.all
+    fn count_at(&self, slot: usize, loads: bool) -> u64 {
+        // They only grow, so the sum changes whenever one does.
+        let n = self
+            .all
             .load(Ordering::Acquire)
-            .wrapping_add(self.keys[slot].load(Ordering::Acquire))
+            .wrapping_add(self.keys[slot].load(Ordering::Acquire));
+        if loads {
+            n.wrapping_add(self.replaced[slot].load(Ordering::Acquire))
+        } else {
+            n
+        }
     }
 
     /// The invalidation count that concerns `key`: it changes whenever the
@@ -276,7 +274,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         let slot = self.slot(key);
         Epoch {
             slot,
-            at: self.count_at(slot),
+            at: self.count_at(slot, true),
+            loads: true,
+        }
+    }
+
+    /// The invalidation count that concerns `key`, for a value that
+    /// replaces whatever the cache holds (a prime): only invalidations
+    /// count, not other replacements.
+    pub(crate) fn prime_epoch_of(&self, key: &K) -> Epoch {
+        let slot = self.slot(key);
+        Epoch {
+            slot,
+            at: self.count_at(slot, false),
+            loads: false,
         }
     }
 
@@ -295,19 +306,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
-    /// `key`'s invalidation count when `snap` was taken, counting the
-    /// bumps the snapshot's holder made since.
+    /// `key`'s invalidation count when `snap` was taken, as a prime's
+    /// epoch.
     pub(crate) fn epoch_in(&self, snap: &EpochSnapshot, key: &K) -> Epoch {
         let slot = self.slot(key);
         Epoch {
             slot,
             at: snap.all.wrapping_add(snap.keys[slot]),
+            loads: false,
         }
     }
 
     /// Whether an invalidation that concerns the key of `e` came since.
     pub(crate) fn changed(&self, e: Epoch) -> bool {
-        self.count_at(e.slot) != e.at
+        self.count_at(e.slot, e.loads) != e.at
     }
 
     /// Marks an invalidation of `key` (before it is removed): its load under
@@ -333,13 +345,25 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         true
     }
 
-    /// [`Flights::bump_key`] for a value computed since `e`: the epoch to
-    /// store it at, or `None` if an invalidation concerning the key came
-    /// since `e` (then the value may predate it, and must not be stored).
-    pub(crate) fn bump_key_since(&self, key: &K, e: Epoch) -> Option<Epoch> {
-        self.bump_key(key);
-        let now = self.epoch_of(key);
-        (now.at == e.at.wrapping_add(1)).then_some(now)
+    /// [`Flights::insert_if_current`] for a value that replaces what loads
+    /// under way of `key` would store: after the insert, still under the
+    /// lock, its counter moves, so those loads store nothing.
+    /// With no epoch, it inserts whatever came before (a write).
+    pub(crate) fn replace_if_current(
+        &self,
+        key: &K,
+        e: Option<Epoch>,
+        insert: impl FnOnce(),
+    ) -> bool {
+        let slot = self.slot(key);
+        let _one = self.stores[slot].lock();
+        if e.is_some_and(|e| self.changed(e)) {
+            return false;
+        }
+        insert();
+        self.replaced[slot].fetch_add(1, Ordering::AcqRel);
+        self.shard(key).lock().remove(key);
+        true
     }
 
     /// Marks an invalidation of many keys: every load under way stores

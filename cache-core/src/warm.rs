@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use futures_util::StreamExt as _;
+use futures_util::future::Either;
 
 /// What a warm run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,7 +249,11 @@ where
     let tally = Tally::new(inputs.len(), "inputs");
     let tally_ref = &tally;
     futures_util::stream::iter(inputs)
-        .map(|a| AssertUnwindSafe(f(a)).catch_unwind())
+        .map(|a| match catch_unwind(AssertUnwindSafe(|| f(a))) {
+            // A panic in `f` itself, before any future, fails this input.
+            Ok(fut) => Either::Left(AssertUnwindSafe(fut).catch_unwind()),
+            Err(p) => Either::Right(std::future::ready(Err(p))),
+        })
         .buffer_unordered(concurrency.max(1))
         .for_each(|outcome| {
             tally_ref.record(outcome.map_or_else(panic_text, |r| r.warmed()));

@@ -192,8 +192,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
             block_on(self.remote_set(&key, &value, None));
         }
-        self.flights.bump_key(&key);
-        self.store(key, value, self.ttl_ms());
+        // Loads under way store nothing after it; primes are not undone.
+        self.store_at(key, value, self.ttl_ms(), Guard::Replace(None));
     }
 
     /// The invalidation count that concerns `key` now.
@@ -215,7 +215,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if self.flights.changed(epoch) {
             return;
         }
-        self.store_at(key, value, self.ttl_ms(), Some(epoch));
+        self.store_at(key, value, self.ttl_ms(), Guard::Current(epoch));
     }
 
     /// Records a load that failed after `started`.

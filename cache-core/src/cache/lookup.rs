@@ -208,13 +208,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     pub(super) fn store(&self, key: K, value: V, ttl_ms: u64) {
-        self.store_at(key, value, ttl_ms, None);
+        self.store_at(key, value, ttl_ms, Guard::None);
     }
 
-    /// [`Inner::store`] of a value computed since `guard`, if given: it
-    /// is inserted only if no invalidation concerning its key came since,
-    /// checked atomically with the insert; false if it was not.
-    pub(super) fn store_at(&self, key: K, value: V, ttl_ms: u64, guard: Option<Epoch>) -> bool {
+    /// [`Inner::store`] under `guard`: a value computed since an epoch is
+    /// inserted only if no invalidation concerning its key came since,
+    /// checked atomically with the insert; false if it was not stored.
+    pub(super) fn store_at(&self, key: K, value: V, ttl_ms: u64, guard: Guard) -> bool {
         if !self.enabled.load(Ordering::Relaxed) {
             return false;
         }
@@ -273,19 +273,25 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let fire = self.listeners.active().then(|| key.clone());
         let inserted = key.clone();
         let mut evicted = Evicted::default();
-        match guard {
-            Some(e) => {
-                if !self
-                    .flights
-                    .insert_if_current(e, || self.map.insert(key, entry, &mut evicted))
-                {
-                    if let Some((q, t)) = admitted {
-                        q.release(t);
-                    }
-                    return false;
-                }
+        let done = match guard {
+            Guard::None => {
+                self.map.insert(key, entry, &mut evicted);
+                true
             }
-            None => self.map.insert(key, entry, &mut evicted),
+            Guard::Current(e) => self
+                .flights
+                .insert_if_current(e, || self.map.insert(key, entry, &mut evicted)),
+            Guard::Replace(e) => {
+                let k = key.clone();
+                self.flights
+                    .replace_if_current(&k, e, || self.map.insert(key, entry, &mut evicted))
+            }
+        };
+        if !done {
+            if let Some((q, t)) = admitted {
+                q.release(t);
+            }
+            return false;
         }
         self.count(&inserted, self.flags(), Counter::Insert);
         self.reindex(&inserted);
@@ -312,6 +318,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
         }
         true
+    }
+
+    /// Removes `key`'s entry without moving its invalidation counter: for
+    /// an entry known to be no newer than a value that was not stored.
+    pub(super) fn remove_quietly(&self, key: &K) {
+        if let Some((k, e)) = self.map.remove(key) {
+            self.removed(
+                &k,
+                e.meta.as_ref(),
+                EventKind::Invalidate,
+                Counter::Invalidation,
+            );
+        }
     }
 
     /// Bookkeeping for an entry that left the map: counter, tag index, event.

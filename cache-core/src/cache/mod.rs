@@ -64,6 +64,20 @@ impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
 
 pub(crate) use builder::Registrar;
 use builder::millis;
+
+/// What a store checks before it inserts.
+#[derive(Clone, Copy)]
+pub(crate) enum Guard {
+    /// Nothing: a write that happens now.
+    None,
+    /// A value computed since this epoch: stored only if no invalidation
+    /// concerning its key came since.
+    Current(Epoch),
+    /// A value that replaces the key's: stored if no invalidation came
+    /// since the epoch (always, without one), and loads of the key under
+    /// way store nothing after.
+    Replace(Option<Epoch>),
+}
 use engine::{Engine, Entry, Evicted, Meta, Plain};
 pub use erased::{DEFAULT_LIST_LIMIT, ErasedCache, KeyQuery};
 pub use glue::{TryLoad, ViaOwnErr, ViaSharedErr, refresh_in_task, refresh_in_thread};

@@ -218,10 +218,20 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
         let _one = self.running.lock();
         let started = Instant::now();
         let cursor = self.stats.lock().cursor.clone();
-        let result = match cursor.as_deref() {
-            Some(c) if !c.is_empty() => self.apply_changes(c),
-            _ => self.full_load(),
-        };
+        // A source that panics fails this sync; the next one tries again.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cursor.as_deref() {
+                Some(c) if !c.is_empty() => self.apply_changes(c),
+                _ => self.full_load(),
+            }))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Err(SourceError::Failed(format!("the source panicked: {what}")))
+            });
         let mut st = self.stats.lock();
         match result {
             Ok((mut report, cursor)) => {
@@ -260,8 +270,7 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
             }
             true
         });
-        let upserts = all.len();
-        inner.prime_read_since(snap, all);
+        let upserts = inner.prime_read_since(snap, all);
         let deletes = self.cache.invalidate_many(gone.into_inner().iter());
         Ok((
             SyncReport {
@@ -278,16 +287,17 @@ impl<K: CacheKey, V: CacheValue> Shared<K, V> {
     fn apply_changes(&self, cursor: &str) -> Result<(SyncReport, String), SourceError> {
         let snap = self.cache.inner.flights.snapshot();
         let ch = self.source.changes(cursor)?;
-        let upserts = ch.upserts.len();
-        self.cache.inner.prime_read_since(snap, ch.upserts);
-        for k in &ch.deletes {
-            self.cache.invalidate(k);
-        }
+        let upserts = self.cache.inner.prime_read_since(snap, ch.upserts);
+        let deletes = ch
+            .deletes
+            .iter()
+            .filter(|k| self.cache.invalidate(k))
+            .count();
         Ok((
             SyncReport {
                 full: false,
                 upserts,
-                deletes: ch.deletes.len(),
+                deletes,
                 took: Duration::ZERO,
             },
             ch.cursor,

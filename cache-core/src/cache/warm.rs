@@ -7,53 +7,68 @@ use crate::warm::{WarmReport, Warmed, warm_labelled};
 /// Loads of one key a warm tries when invalidations keep racing them.
 const WARM_ATTEMPTS: usize = 3;
 
+/// What became of a primed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Primed {
+    /// It is what the cache holds now.
+    Stored,
+    /// The cache's `store_if` refused it; the entry it would have replaced
+    /// is gone.
+    Refused,
+    /// An invalidation sharing its key's counter came while it was read,
+    /// so it may predate one of its key; it is not stored, and the entry
+    /// it would have replaced is gone.
+    Raced,
+}
+
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Stores `value`, computed since `epoch`, in place of what the cache
     /// holds (here and in the remote tier); loads under way do not
-    /// overwrite it. Returns the epoch it stored at, or `None` when it
-    /// stored nothing: an invalidation concerning `key` came since `epoch`
-    /// (the value may predate it), or the cache's `store_if` refused the
-    /// value. Then the entry it would have replaced is removed too, as it
-    /// is no newer than `value`.
-    pub(super) fn prime(&self, key: K, value: V, epoch: Epoch) -> Option<Epoch> {
-        let now = if self.should_store(&value) && !self.flights.changed(epoch) {
-            self.flights.bump_key_since(&key, epoch)
-        } else {
-            None
-        };
-        let remote = self.tier().is_some();
-        if remote {
+    /// overwrite it. When it is not stored, the entry it would have
+    /// replaced, which is no newer, is removed; removing never moves an
+    /// invalidation counter, so one failure does not cause others.
+    pub(super) fn prime(&self, key: K, value: V, epoch: Epoch) -> Primed {
+        let store = self.should_store(&value);
+        if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
+            if store && !self.flights.changed(epoch) {
+                block_on(self.remote_set(&key, &value, None));
+                // An invalidation whose remote delete landed first: delete
+                // again.
+                self.recheck_remote(&key, epoch);
+            }
         }
-        let Some(now) = now else {
-            self.invalidate(&key);
-            return None;
-        };
-        if remote {
-            block_on(self.remote_set(&key, &value, None));
+        if !store {
+            self.remove_quietly(&key);
+            return Primed::Refused;
         }
-        self.store_loaded(key, value, now);
-        Some(now)
+        if !self.keeps_l1() {
+            // The remote tier is the cache: the value is there.
+            return Primed::Stored;
+        }
+        let k = key.clone();
+        if self.store_at(key, value, self.ttl_ms(), Guard::Replace(Some(epoch))) {
+            Primed::Stored
+        } else {
+            self.remove_quietly(&k);
+            Primed::Raced
+        }
     }
 
-    /// Stores values read after `snap` was taken, each unless its key was
-    /// invalidated since (then its entry goes, and the next read goes to
+    /// Stores values read after `snap` was taken, each unless a counter it
+    /// shares moved since (its entry then goes, and the next read goes to
     /// the source); returns how many it stored.
     pub(super) fn prime_read_since(
         &self,
-        mut snap: EpochSnapshot,
+        snap: EpochSnapshot,
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> usize {
         let mut stored = 0;
         for (k, v) in entries {
             let epoch = self.flights.epoch_in(&snap, &k);
-            match self.prime(k, v, epoch) {
-                Some(_) => {
-                    snap.advance(epoch);
-                    stored += 1;
-                }
-                None => snap.poison(epoch),
+            if self.prime(k, v, epoch) == Primed::Stored {
+                stored += 1;
             }
         }
         stored
@@ -66,10 +81,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// overwrite it); returns the value.
     ///
     /// The value is stored only if no invalidation of `key` came while `f`
-    /// ran (a value read before an invalidation never outlives it) and the
-    /// cache's `store_if` accepts it; otherwise the old entry is removed.
+    /// ran (a value read before an invalidation never outlives it; keys
+    /// share 256 counters, so rarely another key's invalidation counts too)
+    /// and the cache's `store_if` accepts it; otherwise the old entry,
+    /// which is no newer, is removed.
     pub fn prime(&self, key: K, f: impl FnOnce() -> V) -> V {
-        let epoch = self.inner.epoch_of(&key);
+        let epoch = self.inner.flights.prime_epoch_of(&key);
         let v = f();
         self.inner.prime(key, v.clone(), epoch);
         v
@@ -78,7 +95,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     /// [`Cache::prime`] for a fallible `f`: an `Ok` value is stored, an
     /// error is returned and nothing changes.
     pub fn try_prime<E>(&self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
-        let epoch = self.inner.epoch_of(&key);
+        let epoch = self.inner.flights.prime_epoch_of(&key);
         let v = f()?;
         self.inner.prime(key, v.clone(), epoch);
         Ok(v)
@@ -86,7 +103,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// [`Cache::prime`] for a future.
     pub async fn prime_async(&self, key: K, f: impl Future<Output = V>) -> V {
-        let epoch = self.inner.epoch_of(&key);
+        let epoch = self.inner.flights.prime_epoch_of(&key);
         let v = f.await;
         self.inner.prime(key, v.clone(), epoch);
         v
@@ -98,7 +115,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         key: K,
         f: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        let epoch = self.inner.epoch_of(&key);
+        let epoch = self.inner.flights.prime_epoch_of(&key);
         let v = f.await?;
         self.inner.prime(key, v.clone(), epoch);
         Ok(v)
@@ -144,15 +161,15 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         let label = format!("cache {} by key", self.inner.ident());
         warm_labelled(&label, keys, concurrency, |k| {
             for _ in 0..WARM_ATTEMPTS {
-                let epoch = self.inner.epoch_of(&k);
+                let epoch = self.inner.flights.prime_epoch_of(&k);
                 match source.load(&k) {
-                    Ok(Some(v)) => {
-                        if self.inner.prime(k.clone(), v, epoch).is_some() {
-                            return Warmed::Value;
-                        }
-                    }
+                    Ok(Some(v)) => match self.inner.prime(k.clone(), v, epoch) {
+                        Primed::Stored => return Warmed::Value,
+                        Primed::Refused => return Warmed::Skipped,
+                        Primed::Raced => {}
+                    },
                     Ok(None) => {
-                        self.inner.invalidate(&k);
+                        self.inner.remove_quietly(&k);
                         return Warmed::Absent;
                     }
                     Err(e) => return Warmed::Failed(e.to_string()),
