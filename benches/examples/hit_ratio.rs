@@ -63,8 +63,9 @@ impl Policy for CachedLru {
 }
 
 /// The policies compared, by name.
-const POLICIES: [&str; 9] = [
+const POLICIES: [&str; 10] = [
     "cache-core",
+    "cache-core tinylfu",
     "cache-core lru",
     "cache-core lfu",
     "quick_cache",
@@ -80,12 +81,20 @@ const PEERS: [&str; 3] = ["quick_cache", "moka", "cached LRU"];
 
 fn policy(name: &str, cap: usize) -> Box<dyn Policy> {
     let ours = |e: Eviction| {
-        Box::new(Ours(Cache::builder().capacity(cap).eviction(e).build())) as Box<dyn Policy>
+        // One entry at a time, as the peers and the exact policies evict.
+        Box::new(Ours(
+            Cache::builder()
+                .capacity(cap)
+                .eviction(e)
+                .eviction_batch_size(1)
+                .build(),
+        )) as Box<dyn Policy>
     };
     match name {
         "cache-core" => ours(Eviction::Engine),
         "cache-core lru" => ours(Eviction::Lru),
         "cache-core lfu" => ours(Eviction::Lfu),
+        "cache-core tinylfu" => ours(Eviction::TinyLfu),
         "quick_cache" => Box::new(Quick(quick_cache::sync::Cache::new(cap))),
         "moka" => Box::new(Moka(moka::sync::Cache::new(cap as u64))),
         "cached LRU" => Box::new(CachedLru(cached::LruCache::new(cap))),

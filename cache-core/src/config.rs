@@ -52,6 +52,7 @@ inventory::submit!(crate::cache::Registrar {
     config: current,
     quota: |service| crate::registry::registry().quota(service),
     register: |name, cache| crate::registry::registry().register(name, cache),
+    dependents: crate::registry::invalidate_dependents,
 });
 
 /// Checks the backends' sections (a Redis URL, its secrets), which needs

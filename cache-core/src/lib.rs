@@ -48,6 +48,7 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod depend;
 #[cfg(feature = "dht")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dht")))]
 pub mod dht;
@@ -85,6 +86,7 @@ pub mod stats;
 pub mod store;
 pub mod tenant_counts;
 pub mod warm;
+pub mod weigh;
 
 pub use cache::{
     Cache, CacheBuilder, CacheKey, CacheValue, RefreshTicket, Startup, SyncOptions, Synced,
@@ -105,7 +107,7 @@ pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, CodecError, Postcard};
 pub use config::{Config, ConfigError, ConfigSource};
 pub use events::{CacheEvent, EventKind, ListenerId};
-pub use eviction::Eviction;
+pub use eviction::{Eviction, Priority};
 pub use key::KeyPart;
 pub use namespace::{TenantId, current_tenant, scope as tenant_scope, with_tenant};
 pub use pattern::{Pattern, PatternError};
@@ -117,16 +119,19 @@ pub use store::{
     TypedStore,
 };
 pub use warm::{WarmReport, warm, warm_async};
+pub use weigh::Weigh;
 
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cache::{Cache, CacheBuilder};
     pub use crate::codec::{CodecProbe, NoSerde, ViaSerde};
-    pub use crate::eviction::Eviction;
+    pub use crate::depend::DependencySpec;
+    pub use crate::eviction::{Eviction, Priority};
     pub use crate::key::{KeyArg, ViaHash, ViaKeyPart, ViaSerialize};
     pub use crate::namespace::{TenantId, current_tenant};
     pub use crate::spec::Backend;
+    pub use crate::weigh::{ViaSize, ViaWeigh, WeighProbe};
     pub use std::sync::OnceLock;
     pub use std::time::Duration;
 

@@ -4,7 +4,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, ExprArray, Lit, LitBool, LitInt, LitStr};
 
-const OPTIONS: &str = "ttl, tti, capacity, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction, backend, index";
+const OPTIONS: &str = "ttl, tti, capacity, capacity_bytes, key, name, enabled, cache_errors, cache_none, unless, refresh, tags, eviction, priority, ttl_fn, depends_on, backend, index";
 
 const INDEX_HELP: &str = "`index` names functions from a cached value to its terms, such as `index(language = language_of)` with `fn language_of(v: &V) -> Vec<String>`";
 
@@ -30,6 +30,15 @@ pub struct CachedArgs {
     pub backend: Option<LitStr>,
     /// Secondary indexes: a name and a function from `&V` to its terms.
     pub indexes: Vec<(syn::Ident, Expr)>,
+    /// The priority of the action's entries: `Low`, `Medium`, `High` or
+    /// `Critical`.
+    pub priority: Option<syn::Ident>,
+    /// A bound in bytes, and the literal that gave it.
+    pub capacity_bytes: Option<u64>,
+    /// A function from `&V` to the entry's TTL.
+    pub ttl_fn: Option<Expr>,
+    /// Key templates of what the entries depend on.
+    pub depends_on: Vec<LitStr>,
     seen: Vec<String>,
 }
 
@@ -39,6 +48,7 @@ pub enum Eviction {
     Engine,
     Lru,
     Lfu,
+    TinyLfu,
 }
 
 impl CachedArgs {
@@ -143,20 +153,100 @@ impl CachedArgs {
                 self.backend = Some(s);
             }
             "eviction" => {
-                let s: LitStr = value(&meta, "eviction", "\"lru\", \"lfu\" or \"engine\"")?;
+                let s: LitStr = value(
+                    &meta,
+                    "eviction",
+                    "\"engine\", \"lru\", \"lfu\" or \"tinylfu\"",
+                )?;
                 self.eviction = Some(match s.value().as_str() {
                     "lru" => Eviction::Lru,
                     "lfu" => Eviction::Lfu,
+                    "tinylfu" | "w-tinylfu" => Eviction::TinyLfu,
                     "engine" => Eviction::Engine,
                     other => {
                         return Err(syn::Error::new(
                             s.span(),
                             format!(
-                                "unknown eviction policy {other:?}; expected \"lru\", \"lfu\" or \"engine\" (the default)"
+                                "unknown eviction policy {other:?}; expected \"lru\", \"lfu\", \"tinylfu\" or \"engine\" (the default)"
                             ),
                         ));
                     }
                 });
+            }
+            "priority" => {
+                let expected = "\"low\", \"medium\", \"high\" or \"critical\"";
+                let s: LitStr = value(&meta, "priority", expected)?;
+                let variant = match s.value().as_str() {
+                    "low" => "Low",
+                    "medium" => "Medium",
+                    "high" => "High",
+                    "critical" => "Critical",
+                    other => {
+                        return Err(syn::Error::new(
+                            s.span(),
+                            format!("unknown priority {other:?}; expected {expected}"),
+                        ));
+                    }
+                };
+                self.priority = Some(syn::Ident::new(variant, s.span()));
+            }
+            "capacity_bytes" => {
+                let expected = "a size such as `capacity_bytes = \"64MiB\"`, or a number of bytes";
+                let lit: Lit = value(&meta, "capacity_bytes", expected)?;
+                let n = match &lit {
+                    Lit::Str(s) => cache_common::parse_bytes(&s.value())
+                        .map_err(|why| syn::Error::new(s.span(), why))?,
+                    Lit::Int(i) => {
+                        let n: u64 = i.base10_parse()?;
+                        if n == 0 {
+                            return Err(syn::Error::new(
+                                i.span(),
+                                "capacity_bytes must be at least 1",
+                            ));
+                        }
+                        n
+                    }
+                    other => {
+                        return Err(syn::Error::new(
+                            other.span(),
+                            format!("`capacity_bytes` takes {expected}"),
+                        ));
+                    }
+                };
+                self.capacity_bytes = Some(n);
+            }
+            "ttl_fn" => {
+                if !meta.input.peek(syn::Token![=]) {
+                    return Err(meta.error(
+                        "`ttl_fn` names a function from the value to its TTL, such as `ttl_fn = ttl_of` with `fn ttl_of(v: &V) -> Duration`",
+                    ));
+                }
+                self.ttl_fn = Some(meta.value()?.parse()?);
+            }
+            "depends_on" => {
+                let arr: ExprArray = value(
+                    &meta,
+                    "depends_on",
+                    "a list of key templates, such as `depends_on = [\"get_user:{id}\"]`",
+                )?;
+                for e in arr.elems {
+                    match e {
+                        Expr::Lit(syn::ExprLit {
+                            lit: Lit::Str(s), ..
+                        }) => self.depends_on.push(s),
+                        other => {
+                            return Err(syn::Error::new_spanned(
+                                other,
+                                "each dependency is a key template, such as \"get_user:{id}\"",
+                            ));
+                        }
+                    }
+                }
+                if self.depends_on.is_empty() {
+                    return Err(meta.error(
+                        "`depends_on` needs at least one key template, such as `depends_on = [\"get_user:{id}\"]`",
+                    ));
+                }
             }
             "index" => {
                 if !meta.input.peek(syn::token::Paren) {

@@ -39,6 +39,7 @@ pub fn expand(plan: &Plan) -> TokenStream {
         key_idx,
         tag_templates,
         stored,
+        dep_templates: _,
     } = plan;
     let (is_method, key_idx, service) = (*is_method, key_idx.as_slice(), service.as_ref());
     let sig = &item.sig;
@@ -156,6 +157,7 @@ pub fn expand(plan: &Plan) -> TokenStream {
             crate::args::Eviction::Engine => quote!(Engine),
             crate::args::Eviction::Lru => quote!(Lru),
             crate::args::Eviction::Lfu => quote!(Lfu),
+            crate::args::Eviction::TinyLfu => quote!(TinyLfu),
         };
         quote!(.eviction(::cache_core::__private::Eviction::#variant))
     });
@@ -188,12 +190,15 @@ pub fn expand(plan: &Plan) -> TokenStream {
             .index(#name, |__v: &#val| -> ::std::vec::Vec<::std::string::String> { (#f)(__v) })
         }
     });
+    let (control_calls, dep_spec) =
+        crate::control::controls(plan, &key_ty, &val, &access, &companion);
     let companion_fn = quote! {
         #[doc = #companion_doc]
         #[allow(dead_code)]
         #vis fn #companion() -> &'static #cache_ty {
             static __CACHE: ::cache_core::__private::OnceLock<#cache_ty> =
                 ::cache_core::__private::OnceLock::new();
+            #dep_spec
             __CACHE.get_or_init(|| {
                 #[allow(unused_imports)]
                 fn __render(__k: &#key_ty, __out: &mut ::std::string::String) {
@@ -218,6 +223,7 @@ pub fn expand(plan: &Plan) -> TokenStream {
                     .enabled(#enabled_flag)
                     #service_setup
                     #capacity #eviction #ttl #tti #refresh_after #backend
+                    #control_calls
                     .store_if(__store_if)
                     #tags_fn
                     #(#index_calls)*

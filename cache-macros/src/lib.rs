@@ -3,6 +3,7 @@
 //! `::cache_core::__private`.
 
 mod args;
+mod control;
 mod device;
 mod expand;
 mod plan;

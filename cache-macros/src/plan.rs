@@ -38,6 +38,8 @@ pub struct Plan {
     pub tag_templates: Vec<Vec<Segment>>,
     /// `(T, E)` when the cache holds `T` of a `Result<T, E>` return.
     pub stored: Option<(Type, Type)>,
+    /// `depends_on`'s templates, parsed.
+    pub dep_templates: Vec<Vec<Segment>>,
 }
 
 impl Plan {
@@ -71,6 +73,28 @@ impl Plan {
         let action = action_name(&args, &sig.ident);
         let names = arg_names(&fn_args);
         let (segments, key_idx) = key_template(&args, &action, &names)?;
+        let in_key = |what: &str, plural: &str, lit: &LitStr| -> syn::Result<Vec<Segment>> {
+            let segs = template::parse(lit, &names, what)?;
+            for s in &segs {
+                if let Segment::Arg(i) | Segment::SepArg(i) = s
+                    && !key_idx.contains(i)
+                {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "{what} names `{{{}}}`, which the key template leaves out; {plural} are built from the key's arguments",
+                            names[*i]
+                        ),
+                    ));
+                }
+            }
+            Ok(segs)
+        };
+        let dep_templates = args
+            .depends_on
+            .iter()
+            .map(|t| in_key("dependency", "dependencies", t))
+            .collect::<syn::Result<Vec<_>>>()?;
         let tag_templates = args
             .tags
             .iter()
@@ -104,6 +128,7 @@ impl Plan {
             segments,
             key_idx,
             tag_templates,
+            dep_templates,
             stored,
         })
     }

@@ -35,6 +35,35 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.put(key, value)
     }
 
+    /// [`Cache::insert`] at `priority`: a full cache evicts lower
+    /// priorities first, and critical entries (within their share) never
+    /// for size. It needs an engine that orders by priority: a cache built
+    /// with a priority, or with `lru`, `lfu` or `tinylfu` eviction; the
+    /// default engine stores the value and ignores its priority (with a
+    /// warning, once).
+    ///
+    /// ```
+    /// use cache_core::{Cache, Priority};
+    ///
+    /// let c: Cache<u32, u32> = Cache::builder().capacity(2).priority(Priority::Medium).build();
+    /// c.insert_with_priority(1, 10, Priority::High);
+    /// c.insert(2, 20);
+    /// c.insert(3, 30);
+    /// assert_eq!(c.get(&1), Some(10), "the high entry stays");
+    /// ```
+    pub fn insert_with_priority(&self, key: K, value: V, priority: Priority) {
+        if !self.inner.map.has_priorities()
+            && !self.inner.warned_priority.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "cache {}: its engine has no priorities (build it with a priority, or lru, \
+                 lfu or tinylfu eviction); {priority:?} is ignored",
+                self.inner.ident()
+            );
+        }
+        self.inner.put_at(key, value, priority)
+    }
+
     /// Stores `value` under `key` with its own TTL.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
         if !self.inner.own_ttls.swap(true, Ordering::Relaxed) {
@@ -71,7 +100,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 .inner
                 .propagate(RemoteOp::Key(text), Some(self.inner.tenant(key)));
         }
-        self.inner.invalidate(key)
+        let removed = self.inner.invalidate(key);
+        self.inner.invalidate_dependants(key);
+        removed
     }
 
     /// The live values of `keys`, in order; each lookup counts as
@@ -183,6 +214,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             eviction: Some(i.policy),
             eviction_batch_size: i.batch.load(Ordering::Relaxed),
             sync_interval: Duration::from_millis(i.sync_interval_ms.load(Ordering::Relaxed)),
+            priority: Some(i.priority()),
+            critical_share: None,
+            capacity_bytes: match i.capacity_bytes.load(Ordering::Relaxed) {
+                0 => None,
+                b => Some(b),
+            },
         }
     }
 

@@ -39,6 +39,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             indexes: Vec::new(),
             register: false,
             eviction: Eviction::Engine,
+            priority: None,
+            critical_share: None,
+            eviction_batch: None,
+            capacity_bytes: None,
+            weigher: None,
+            ttl_fn: None,
+            depends_on: None,
             backend: None,
             remote: None,
         }
@@ -210,6 +217,66 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         self
     }
 
+    /// The priority of the cache's entries (an insert may name its own):
+    /// a full cache evicts lower priorities first, and critical entries,
+    /// within [`CacheBuilder::critical_share`], never for size. A cache with
+    /// a priority runs an engine that orders by it: TinyLFU, unless
+    /// [`CacheBuilder::eviction`] names LRU or LFU.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Entries a full LRU or LFU cache evicts at once (1 % of the capacity,
+    /// between 1 and 100, unless set here or configured).
+    pub fn eviction_batch_size(mut self, n: usize) -> Self {
+        self.eviction_batch = Some(n.max(1));
+        self
+    }
+
+    /// The share of the capacity (0 to 1) critical entries may take before
+    /// further ones rank as high; half by default.
+    pub fn critical_share(mut self, share: f64) -> Self {
+        self.critical_share = Some(share.clamp(0.0, 1.0));
+        self
+    }
+
+    /// Bounds the entries' total weight in bytes instead of their number,
+    /// each weighed by the [`CacheBuilder::weigher`] (the inline sizes of
+    /// key and value, plus [`crate::weigh::ENTRY_OVERHEAD`], without one).
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        self.capacity_bytes = Some(bytes.max(1));
+        self
+    }
+
+    /// How much an entry weighs, for [`CacheBuilder::capacity_bytes`] (and
+    /// for configuration's `capacity_bytes`). [`crate::weigh::weigh_entry`]
+    /// weighs types that implement [`crate::Weigh`].
+    pub fn weigher(mut self, weigher: fn(&K, &V) -> u64) -> Self {
+        self.weigher = Some(weigher);
+        self
+    }
+
+    /// Each value's own time to live, computed from it (an HTTP `max-age`,
+    /// a token's expiry); it replaces the cache's TTL for that entry, and
+    /// travels with the entry to the tiers outside the process. A zero
+    /// duration means the value is not stored.
+    pub fn ttl_fn(mut self, ttl_fn: fn(&V) -> Duration) -> Self {
+        self.ttl_fn = Some(ttl_fn);
+        self
+    }
+
+    /// The keys each entry depends on, as templates over the key's
+    /// arguments (`"get_user:{id}"`), with `args` giving each argument's
+    /// text: invalidating or replacing such a key, in any cache of the
+    /// process, invalidates the entries that depend on it here, in the
+    /// tiers outside the process and on the other nodes, transitively
+    /// (see [`crate::depend`]).
+    pub fn depends_on(mut self, templates: &'static [&'static str], args: DepArgs<K>) -> Self {
+        self.depends_on = Some((templates, args));
+        self
+    }
+
     /// Builds the cache. A registered cache takes its settings from the
     /// configuration in force, layered over the builder's.
     pub fn build(self) -> Cache<K, V> {
@@ -231,10 +298,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             tenant_labels: false,
             max_tenants: crate::tenant_counts::DEFAULT_MAX_TENANTS,
             eviction: None,
-            eviction_batch_size: crate::spec::default_eviction_batch(
-                self.capacity.unwrap_or(DEFAULT_CAPACITY),
-            ),
+            eviction_batch_size: self.eviction_batch.unwrap_or_else(|| {
+                crate::spec::default_eviction_batch(self.capacity.unwrap_or(DEFAULT_CAPACITY))
+            }),
             sync_interval: crate::spec::DEFAULT_SYNC_INTERVAL,
+            priority: None,
+            critical_share: None,
+            capacity_bytes: None,
         };
         let registrar = if self.register {
             inventory::iter::<Registrar>.into_iter().next()
@@ -259,11 +329,34 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
         let config_tti = configured.as_ref().and_then(|s| s.tti);
         // Configuration's policy wins over the code's; it is read here, as
         // the engine depends on it.
-        let policy = configured
+        let priority = configured
             .as_ref()
-            .and_then(|s| s.eviction)
-            .unwrap_or(self.eviction);
-        let meta = self.tags.is_some()
+            .and_then(|s| s.priority)
+            .or(self.priority);
+        let critical_share = configured
+            .as_ref()
+            .and_then(|s| s.critical_share)
+            .or(self.critical_share);
+        let policy = match configured.as_ref().and_then(|s| s.eviction) {
+            Some(p) => p,
+            // Priorities need an engine that orders by them.
+            None if self.eviction == Eviction::Engine
+                && (priority.is_some() || critical_share.is_some()) =>
+            {
+                Eviction::TinyLfu
+            }
+            None => self.eviction,
+        };
+        let capacity_bytes = configured
+            .as_ref()
+            .and_then(|s| s.capacity_bytes)
+            .or(self.capacity_bytes);
+        let weigher = capacity_bytes.map(|_| {
+            self.weigher
+                .unwrap_or(crate::weigh::weigh_inline::<K, V> as fn(&K, &V) -> u64)
+        });
+        let meta = self.depends_on.is_some()
+            || self.tags.is_some()
             || self.refresh.is_some()
             || self.tti.is_some()
             || config_tti.is_some();
@@ -276,13 +369,25 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             service: self.service.map(Into::into),
             // Sized as configured from the start: the LRU and LFU engines
             // shard by the capacity they are built with.
-            map: Engine::new(
-                configured
-                    .as_ref()
-                    .map_or(settings.capacity, |s| s.capacity),
-                policy,
-                meta,
-            ),
+            map: {
+                let map = Engine::new(
+                    capacity_bytes.map_or_else(
+                        || {
+                            configured
+                                .as_ref()
+                                .map_or(settings.capacity, |s| s.capacity)
+                        },
+                        |b| b.min(usize::MAX as u64) as usize,
+                    ),
+                    policy,
+                    meta,
+                    weigher,
+                );
+                if let Some(share) = critical_share {
+                    map.set_critical_share(share);
+                }
+                map
+            },
             flags: std::sync::atomic::AtomicU8::new(0),
             flags_lock: Mutex::new(()),
             enabled: AtomicBool::new(true),
@@ -293,9 +398,21 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             refresh_ms: millis(self.refresh),
             policy,
             batch: AtomicUsize::new(settings.eviction_batch_size),
+            priority: std::sync::atomic::AtomicU8::new(priority.unwrap_or_default().class()),
+            capacity_bytes: AtomicU64::new(capacity_bytes.unwrap_or(0)),
+            ttl_fn: self.ttl_fn,
+            warned_priority: AtomicBool::new(false),
+            deps: self.depends_on.map(|(templates, args)| {
+                crate::depend::note_built();
+                Deps {
+                    templates: crate::depend::closure(templates),
+                    args,
+                }
+            }),
+            cascade: registrar.map(|r| r.dependents),
             sync_interval_ms: AtomicU64::new(millis(Some(crate::spec::DEFAULT_SYNC_INTERVAL))),
             expires: AtomicBool::new(false),
-            own_ttls: AtomicBool::new(false),
+            own_ttls: AtomicBool::new(self.ttl_fn.is_some()),
             defaults,
             key_args: self.key_args,
             tenant_of: self.tenant_of,
@@ -317,7 +434,8 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             tags: self.tags,
             indexes: (!self.indexes.is_empty()).then(|| Box::new(Indexes::new(self.indexes))),
         });
-        if inner.refresh_ms != 0 && matches!(inner.clock, Clock::System) {
+        if (inner.refresh_ms != 0 || inner.ttl_fn.is_some()) && matches!(inner.clock, Clock::System)
+        {
             crate::clock::start_system_clock();
         }
         if let (Some(r), Some(config)) = (registrar, config) {
@@ -352,6 +470,8 @@ pub(crate) struct Registrar {
     pub(crate) quota: fn(&str) -> Arc<Quota>,
     /// Registers a cache by name; false if the name is taken.
     pub(crate) register: fn(&str, Weak<dyn ErasedCache>) -> bool,
+    /// Invalidates what depends on a key text, in every registered cache.
+    pub(crate) dependents: fn(&str),
 }
 inventory::collect!(Registrar);
 

@@ -116,15 +116,34 @@ impl<V> From<&Plain<V>> for Stamp<'_> {
 }
 
 pub(super) type Quick<K, V> = QuickCache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
+pub(super) type QuickWeighed<K, V> =
+    QuickCache<K, Entry<V>, EntryWeigher<K, V>, DefaultHashBuilder, EvictLog>;
+
+/// How much an entry weighs: the cache's weigher over its key and value.
+pub(super) struct EntryWeigher<K, V>(pub(super) fn(&K, &V) -> u64);
+
+impl<K, V> Clone for EntryWeigher<K, V> {
+    fn clone(&self) -> Self {
+        EntryWeigher(self.0)
+    }
+}
+
+impl<K, V> quick_cache::Weighter<K, Entry<V>> for EntryWeigher<K, V> {
+    fn weight(&self, key: &K, val: &Entry<V>) -> u64 {
+        (self.0)(key, &val.value).max(1)
+    }
+}
 pub(super) type QuickPlain<K, V> =
     QuickCache<K, Plain<V>, UnitWeighter, DefaultHashBuilder, EvictLog>;
 
 /// Where entries live: `quick_cache` (without metadata when the cache needs
-/// none, which keeps a hit's copy small), or the sampled LRU/LFU engine.
+/// none, which keeps a hit's copy small; with a weigher when the bound is
+/// in bytes), or the ordered engine (LRU, LFU, TinyLFU, priorities).
 pub(super) enum Engine<K, V> {
     Plain(QuickPlain<K, V>),
     Quick(Quick<K, V>),
-    Sampled(Sampled<K, Entry<V>>),
+    Weighed(QuickWeighed<K, V>),
+    Ordered(Ordered<K, Entry<V>>, Option<fn(&K, &V) -> u64>),
 }
 
 pub(super) fn quick_options(capacity: usize) -> quick_cache::Options {
@@ -136,24 +155,48 @@ pub(super) fn quick_options(capacity: usize) -> quick_cache::Options {
 }
 
 impl<K: CacheKey, V: CacheValue> Engine<K, V> {
-    /// An engine for `capacity` entries; `meta` says whether entries carry
-    /// metadata (TTI, refresh-ahead, tags).
-    pub(super) fn new(capacity: usize, eviction: Eviction, meta: bool) -> Self {
-        match eviction {
-            Eviction::Engine if meta => Engine::Quick(QuickCache::with_options(
+    /// An engine for `capacity` entries (or, with a weigher, that total
+    /// weight); `meta` says whether entries carry metadata (TTI,
+    /// refresh-ahead, tags).
+    pub(super) fn new(
+        capacity: usize,
+        eviction: Eviction,
+        meta: bool,
+        weigher: Option<fn(&K, &V) -> u64>,
+    ) -> Self {
+        match (eviction, weigher) {
+            (Eviction::Engine, Some(w)) => Engine::Weighed(QuickCache::with_options(
+                OptionsBuilder::new()
+                    .estimated_items_capacity((capacity / 64).clamp(16, 1 << 20))
+                    // Shards split the bound: each keeps at least 64 KiB, so
+                    // a small bound still holds what fits in it.
+                    .shards((capacity >> 16).clamp(1, 64).next_power_of_two())
+                    .weight_capacity(capacity as u64)
+                    .build()
+                    .expect("capacity options are valid"),
+                EntryWeigher(w),
+                DefaultHashBuilder::default(),
+                EvictLog,
+            )),
+            (Eviction::Engine, None) if meta => Engine::Quick(QuickCache::with_options(
                 quick_options(capacity),
                 UnitWeighter,
                 DefaultHashBuilder::default(),
                 EvictLog,
             )),
-            Eviction::Engine => Engine::Plain(QuickCache::with_options(
+            (Eviction::Engine, None) => Engine::Plain(QuickCache::with_options(
                 quick_options(capacity),
                 UnitWeighter,
                 DefaultHashBuilder::default(),
                 EvictLog,
             )),
-            policy => Engine::Sampled(Sampled::new(capacity, policy)),
+            (policy, w) => Engine::Ordered(Ordered::new(capacity as u64, policy), w),
         }
+    }
+
+    /// Whether the engine orders entries by priority.
+    pub(super) fn has_priorities(&self) -> bool {
+        matches!(self, Engine::Ordered(..))
     }
 
     /// Whether entries keep their metadata (an engine without it drops it).
@@ -165,7 +208,8 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.get(key).map(Entry::from),
             Engine::Quick(m) => m.get(key),
-            Engine::Sampled(m) => m.get(key),
+            Engine::Weighed(m) => m.get(key),
+            Engine::Ordered(m, _) => m.get(key),
         }
     }
 
@@ -173,11 +217,18 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.peek(key).map(Entry::from),
             Engine::Quick(m) => m.peek(key),
-            Engine::Sampled(m) => m.peek(key),
+            Engine::Weighed(m) => m.peek(key),
+            Engine::Ordered(m, _) => m.peek(key),
         }
     }
 
-    pub(super) fn insert(&self, key: K, entry: Entry<V>, evicted: &mut Evicted<K, V>) {
+    pub(super) fn insert(
+        &self,
+        key: K,
+        entry: Entry<V>,
+        priority: Priority,
+        evicted: &mut Evicted<K, V>,
+    ) {
         match self {
             Engine::Plain(m) => {
                 let plain = Plain {
@@ -187,8 +238,10 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
                 m.insert_with_lifecycle(key, plain, evicted)
             }
             Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
-            Engine::Sampled(m) => {
-                for (k, e) in m.insert(key, entry) {
+            Engine::Weighed(m) => m.insert_with_lifecycle(key, entry, evicted),
+            Engine::Ordered(m, w) => {
+                let weight = w.map_or(1, |w| w(&key, &entry.value).max(1));
+                for (k, e) in m.insert(key, entry, weight, priority) {
                     evicted.push(k, e);
                 }
             }
@@ -205,7 +258,8 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
                 .remove_if(key, |e| f(e.into()))
                 .map(|(k, e)| (k, e.into())),
             Engine::Quick(m) => m.remove_if(key, |e| f(e.into())),
-            Engine::Sampled(m) => m.remove_if(key, |e| f(e.into())),
+            Engine::Weighed(m) => m.remove_if(key, |e| f(e.into())),
+            Engine::Ordered(m, _) => m.remove_if(key, |e| f(e.into())),
         }
     }
 
@@ -217,7 +271,8 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.retain(|k, e| f(k, e.into())),
             Engine::Quick(m) => m.retain(|k, e| f(k, e.into())),
-            Engine::Sampled(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Weighed(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Ordered(m, _) => m.retain(|k, e| f(k, e.into())),
         }
     }
 
@@ -225,7 +280,8 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.iter().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.iter().collect(),
-            Engine::Sampled(m) => m.entries(),
+            Engine::Weighed(m) => m.iter().collect(),
+            Engine::Ordered(m, _) => m.entries(),
         }
     }
 
@@ -233,7 +289,8 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.drain().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.drain().collect(),
-            Engine::Sampled(m) => m.drain(),
+            Engine::Weighed(m) => m.drain().collect(),
+            Engine::Ordered(m, _) => m.drain(),
         }
     }
 
@@ -241,15 +298,23 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.len(),
             Engine::Quick(m) => m.len(),
-            Engine::Sampled(m) => m.len(),
+            Engine::Weighed(m) => m.len(),
+            Engine::Ordered(m, _) => m.len(),
         }
     }
 
     /// Entries a full LRU or LFU cache evicts at once; the engine's own
     /// policy evicts as it sees fit.
     pub(super) fn set_batch(&self, n: usize) {
-        if let Engine::Sampled(m) = self {
+        if let Engine::Ordered(m, _) = self {
             m.set_batch(n);
+        }
+    }
+
+    /// The share of the capacity critical entries may take.
+    pub(super) fn set_critical_share(&self, share: f64) {
+        if let Engine::Ordered(m, _) = self {
+            m.set_critical_share(share);
         }
     }
 
@@ -257,7 +322,10 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.set_capacity(capacity as u64),
             Engine::Quick(m) => m.set_capacity(capacity as u64),
-            Engine::Sampled(m) => m.set_capacity(capacity),
+            Engine::Weighed(m) => m.set_capacity(capacity as u64),
+            Engine::Ordered(m, _) => {
+                m.set_capacity(capacity as u64);
+            }
         }
     }
 }

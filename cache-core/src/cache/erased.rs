@@ -83,6 +83,16 @@ pub trait ErasedCache: Send + Sync {
     }
     /// Applies an invalidation another node published, to this process only.
     fn apply_remote(&self, msg: &Invalidation);
+    /// Whether its entries declare what they depend on.
+    fn has_dependencies(&self) -> bool {
+        false
+    }
+    /// Invalidates, here and everywhere, the entries that depend on the key
+    /// text `key`; returns the key texts of those this process held.
+    fn invalidate_dependants_of(&self, key: &str) -> Vec<String> {
+        let _ = key;
+        Vec::new()
+    }
     /// Checks that `config` fits this cache, changing nothing.
     fn check(&self, config: &Config) -> Result<(), ConfigError>;
     /// Completes once the invalidations this cache sent outside the process
@@ -126,6 +136,12 @@ impl<K: CacheKey, V: CacheValue> ErasedCache for Inner<K, V> {
     }
     fn apply_remote(&self, msg: &Invalidation) {
         Inner::apply_remote(self, msg)
+    }
+    fn has_dependencies(&self) -> bool {
+        self.deps.is_some()
+    }
+    fn invalidate_dependants_of(&self, key: &str) -> Vec<String> {
+        Inner::invalidate_dependants_of(self, key)
     }
     fn keys(&self, query: &KeyQuery<'_>) -> Vec<String> {
         Inner::keys(self, query)

@@ -187,13 +187,31 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Replaces `key`'s value here and in every tier: what was there, and
     /// what loads under way would store, is invalidated first.
     pub(super) fn put(&self, key: K, value: V) {
+        self.put_at(key, value, self.priority());
+    }
+
+    /// [`Inner::put`] at `priority`.
+    pub(super) fn put_at(&self, key: K, value: V, priority: Priority) {
+        let ttl = self.ttl_of(&value);
+        let k = key.clone();
         if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
-            block_on(self.remote_set(&key, &value, None));
+            if ttl.is_some() {
+                block_on(self.remote_set(&key, &value, None));
+            }
         }
-        // Loads under way store nothing after it; primes are not undone.
-        self.store_at(key, value, self.ttl_ms(), Guard::Replace(None));
+        match ttl {
+            // Loads under way store nothing after it; primes are not undone.
+            Some(ttl) => {
+                self.store_entry(key, value, ttl, Guard::Replace(None), priority);
+            }
+            // A value with no time to live replaces the old one by nothing.
+            None => {
+                self.invalidate(&key);
+            }
+        }
+        self.invalidate_dependants(&k);
     }
 
     /// The invalidation count that concerns `key` now.
@@ -212,10 +230,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// since: checked with the insert, and an invalidation waits for the
     /// insert, so it removes what it lets through.
     pub(super) fn store_loaded(&self, key: K, value: V, epoch: Epoch) {
+        if let Some(ttl) = self.ttl_of(&value) {
+            self.store_loaded_for(key, value, epoch, ttl);
+        }
+    }
+
+    /// [`Inner::store_loaded`] for `ttl_ms` (a value read from L2 keeps
+    /// the expiry it was written with there).
+    pub(super) fn store_loaded_for(&self, key: K, value: V, epoch: Epoch, ttl_ms: u64) {
         if self.flights.changed(epoch) {
             return;
         }
-        self.store_at(key, value, self.ttl_ms(), Guard::Current(epoch));
+        self.store_at(key, value, ttl_ms, Guard::Current(epoch));
     }
 
     /// Records a load that failed after `started`.
@@ -418,8 +444,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 RemoteValue::Missing(None)
             };
             let (lock, generation) = match found {
-                RemoteValue::Found(v) => {
-                    inner.store_loaded(key, v.clone(), epoch);
+                RemoteValue::Found(v, ttl) => {
+                    match ttl {
+                        Some(ttl) => inner.store_loaded_for(key, v.clone(), epoch, ttl),
+                        None => inner.store_loaded(key, v.clone(), epoch),
+                    }
                     lead.land(&v);
                     return Ok(v);
                 }

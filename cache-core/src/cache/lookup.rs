@@ -203,8 +203,36 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         );
     }
 
+    /// An entry's tags: those the cache gives, and what it depends on
+    /// (under [`crate::depend::DEP_TAG`]).
+    pub(super) fn tags_of(&self, key: &K) -> Vec<String> {
+        let mut tags = self.tags.map(|f| f(key)).unwrap_or_default();
+        if let Some(d) = &self.deps {
+            let args = (d.args)(key);
+            tags.extend(
+                d.templates
+                    .iter()
+                    .filter_map(|t| crate::depend::render(t, &args))
+                    .map(|text| format!("{}{text}", crate::depend::DEP_TAG)),
+            );
+        }
+        tags
+    }
+
+    /// Invalidates what depends on `key`'s entry, everywhere, after the
+    /// entry was invalidated or replaced.
+    pub(super) fn invalidate_dependants(&self, key: &K) {
+        if let Some(f) = self.cascade
+            && crate::depend::declared()
+        {
+            f(&render_with(key, self.render));
+        }
+    }
+
+    /// Whether `v` may be cached: `store_if` allows it, and `ttl_fn` gives
+    /// it a time to live.
     pub(super) fn should_store(&self, v: &V) -> bool {
-        self.store_if.is_none_or(|p| p(v))
+        self.store_if.is_none_or(|p| p(v)) && (self.ttl_fn.is_none() || self.ttl_of(v).is_some())
     }
 
     pub(super) fn store(&self, key: K, value: V, ttl_ms: u64) {
@@ -215,6 +243,29 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// inserted only if no invalidation concerning its key came since,
     /// checked atomically with the insert; false if it was not stored.
     pub(super) fn store_at(&self, key: K, value: V, ttl_ms: u64, guard: Guard) -> bool {
+        let priority = self.priority();
+        self.store_entry(key, value, ttl_ms, guard, priority)
+    }
+
+    /// The priority entries get unless their insert names one.
+    pub(super) fn priority(&self) -> Priority {
+        match self.priority.load(Ordering::Relaxed) {
+            0 => Priority::Low,
+            2 => Priority::High,
+            3 => Priority::Critical,
+            _ => Priority::Medium,
+        }
+    }
+
+    /// [`Inner::store_at`] at `priority`.
+    pub(super) fn store_entry(
+        &self,
+        key: K,
+        value: V,
+        ttl_ms: u64,
+        guard: Guard,
+        priority: Priority,
+    ) -> bool {
         if !self.enabled.load(Ordering::Relaxed) {
             return false;
         }
@@ -235,10 +286,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let tti_ms = self.tti_ms();
         let needs_now = ttl_ms != 0 || tti_ms != 0 || self.refresh_ms != 0;
         let now = if needs_now { self.clock.now_ms() } else { 0 };
-        let tags: Box<[String]> = match self.tags {
-            Some(f) => f(&key).into(),
-            None => Box::default(),
-        };
+        let tags: Box<[String]> = self.tags_of(&key).into();
         let meta = (tti_ms != 0 || self.refresh_ms != 0 || !tags.is_empty()).then(|| {
             Arc::new(Meta {
                 accessed: AtomicU64::new(now),
@@ -275,16 +323,17 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let mut evicted = Evicted::default();
         let done = match guard {
             Guard::None => {
-                self.map.insert(key, entry, &mut evicted);
+                self.map.insert(key, entry, priority, &mut evicted);
                 true
             }
             Guard::Current(e) => self
                 .flights
-                .insert_if_current(e, || self.map.insert(key, entry, &mut evicted)),
+                .insert_if_current(e, || self.map.insert(key, entry, priority, &mut evicted)),
             Guard::Replace(e) => {
                 let k = key.clone();
-                self.flights
-                    .replace_if_current(&k, e, || self.map.insert(key, entry, &mut evicted))
+                self.flights.replace_if_current(&k, e, || {
+                    self.map.insert(key, entry, priority, &mut evicted)
+                })
             }
         };
         if !done {
@@ -305,14 +354,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             self.listeners
                 .fire(EventKind::Insert, &self.name, &k, self.render);
         }
+        let mut refused = false;
         for (k, e) in evicted.drain() {
-            // The engine reports the entry a new value replaced as evicted;
-            // it is not: its key has the new value, with the same tags and
-            // quota slot (or, if an invalidation removed that meanwhile,
-            // the invalidation did the bookkeeping). With unit weights an
-            // insert never evicts its own new entry, so an evicted entry
-            // of the inserted key is always the replaced one.
+            // `quick_cache` reports the entry a new value replaced as
+            // evicted; it is not: its key has the new value, with the same
+            // tags and quota slot (or, if an invalidation removed that
+            // meanwhile, the invalidation did the bookkeeping). But an
+            // engine may also refuse the new entry (too heavy, or TinyLFU's
+            // admission test): then the key is gone, and is counted once.
             if k == inserted {
+                if !refused && self.map.peek(&k).is_none() {
+                    refused = true;
+                    self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
+                }
                 continue;
             }
             self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);

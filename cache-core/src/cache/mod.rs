@@ -22,7 +22,7 @@ use crate::clock::{Clock, Ticks};
 use crate::codec::RemoteCodec;
 use crate::error::CacheError;
 use crate::events::{CacheEvent, EventKind, ListenerId, Listeners};
-use crate::eviction::{Eviction, Sampled};
+use crate::eviction::{Eviction, Ordered, Priority};
 use crate::flight::{Epoch, EpochSnapshot, Flight, Flights, Join, SharedErr, Waited, block_on};
 use crate::index::{IndexFn, IndexSizes, Indexes, Query, QueryError};
 use crate::key::{DisplayKey, KeyPart, render_with};
@@ -118,6 +118,19 @@ pub(crate) struct Inner<K, V> {
     policy: Eviction,
     /// Entries a full LRU or LFU engine evicts at once.
     batch: AtomicUsize,
+    /// The [`Priority`] entries get by default, as its rank.
+    priority: std::sync::atomic::AtomicU8,
+    /// The bound in bytes, when the engine weighs entries (0: none).
+    capacity_bytes: AtomicU64,
+    /// Each value's own TTL, when the cache has one.
+    ttl_fn: Option<fn(&V) -> Duration>,
+    /// Whether a priority the engine cannot honour was reported.
+    warned_priority: AtomicBool,
+    /// The keys each entry depends on, when the cache declares any.
+    deps: Option<Deps<K>>,
+    /// Invalidates, in every cache of the process with dependencies, the
+    /// entries that depend on a key text (set when the cache is registered).
+    cascade: Option<fn(&str)>,
     /// Time between a synchronised cache's syncs.
     sync_interval_ms: AtomicU64,
     /// Whether entries can expire (a TTL, a TTI, or an entry stored with its
@@ -152,6 +165,16 @@ pub(crate) struct Inner<K, V> {
     tags: Option<fn(&K) -> Vec<String>>,
     /// Secondary indexes over values, when the cache declares any.
     indexes: Option<Box<Indexes<K, V>>>,
+}
+
+/// A key's arguments as text, by name, for rendering dependency templates.
+pub type DepArgs<K> = fn(&K) -> Vec<(&'static str, String)>;
+
+/// What an entry depends on: the closure of the declared templates
+/// ([`crate::depend`]), rendered with each key's arguments.
+struct Deps<K> {
+    templates: Vec<Vec<cache_common::template::Piece>>,
+    args: DepArgs<K>,
 }
 
 /// Every key argument is part of the key.
@@ -261,6 +284,13 @@ pub struct CacheBuilder<K, V> {
     indexes: Vec<(String, IndexFn<V>)>,
     register: bool,
     eviction: Eviction,
+    priority: Option<Priority>,
+    critical_share: Option<f64>,
+    eviction_batch: Option<usize>,
+    capacity_bytes: Option<u64>,
+    weigher: Option<fn(&K, &V) -> u64>,
+    ttl_fn: Option<fn(&V) -> Duration>,
+    depends_on: Option<(&'static [&'static str], DepArgs<K>)>,
     backend: Option<Backend>,
     remote: Option<(Arc<dyn crate::store::Remote>, Backend)>,
 }

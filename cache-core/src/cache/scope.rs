@@ -47,12 +47,17 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     pub(super) fn invalidate_tag(&self, tag: &str, scope: Option<TenantId>) -> usize {
+        self.invalidate_tag_keys(tag, scope).len()
+    }
+
+    /// [`Inner::invalidate_tag`], returning the keys it removed.
+    pub(super) fn invalidate_tag_keys(&self, tag: &str, scope: Option<TenantId>) -> Vec<K> {
         // Even with no entry tagged yet: a load under way must not store.
         self.bump();
         let keys: Vec<K> = {
             let mut idx = self.tag_index.lock();
             let Some(set) = idx.get_mut(tag) else {
-                return 0;
+                return Vec::new();
             };
             let keys: Vec<K> = set
                 .iter()
@@ -67,7 +72,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             }
             keys
         };
-        keys.iter().filter(|k| self.invalidate(k)).count()
+        keys.into_iter().filter(|k| self.invalidate(k)).collect()
     }
 
     pub(super) fn clear(&self, scope: Option<TenantId>) -> usize {
@@ -134,7 +139,35 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// Removes an entry by its key text here and everywhere.
     pub(super) fn invalidate_key_everywhere(&self, key: &str, scope: Option<TenantId>) -> usize {
         let _ = self.propagate(RemoteOp::Key(key.to_owned()), scope);
-        self.invalidate_key_str(key, scope)
+        let n = self.invalidate_key_str(key, scope);
+        if let Some(f) = self.cascade
+            && crate::depend::declared()
+        {
+            f(key);
+        }
+        n
+    }
+
+    /// Invalidates, here and everywhere, the entries that depend on the key
+    /// text `key`; returns the key texts of those this process held.
+    pub(super) fn invalidate_dependants_of(&self, key: &str) -> Vec<String> {
+        // Only a cache whose templates can name the key: the others keep
+        // their loads under way (a tag invalidation stops them all).
+        let Some(deps) = &self.deps else {
+            return Vec::new();
+        };
+        if !deps.templates.iter().any(|t| match t.first() {
+            Some(cache_common::template::Piece::Text(lead)) => key.starts_with(lead.as_str()),
+            _ => true,
+        }) {
+            return Vec::new();
+        }
+        let tag = format!("{}{key}", crate::depend::DEP_TAG);
+        let _ = self.propagate(RemoteOp::Tag(tag.clone()), None);
+        self.invalidate_tag_keys(&tag, None)
+            .iter()
+            .map(|k| render_with(k, self.render))
+            .collect()
     }
 
     /// Clears here and everywhere.

@@ -66,8 +66,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         let cap = s.capacity.max(1);
         let old_cap = self.capacity.swap(cap, Ordering::Relaxed);
-        if old_cap != cap {
-            self.map.set_capacity(cap);
+        let bytes = self.capacity_bytes.load(Ordering::Relaxed);
+        if bytes == 0 {
+            if old_cap != cap {
+                self.map.set_capacity(cap);
+            }
+        } else if let Some(b) = s.capacity_bytes
+            && b != bytes
+        {
+            self.capacity_bytes.store(b, Ordering::Relaxed);
+            self.map.set_capacity(b.min(usize::MAX as u64) as usize);
+        }
+        if bytes == 0 && s.capacity_bytes.is_some() {
+            tracing::warn!(
+                "cache {}: capacity_bytes takes effect when the cache is built again",
+                self.ident()
+            );
+        }
+        if let Some(share) = s.critical_share {
+            self.map.set_critical_share(share);
+        }
+        if let Some(p) = s.priority {
+            self.priority.store(p.class(), Ordering::Relaxed);
         }
         if cap < old_cap
             && let Some(ix) = &self.indexes
@@ -138,6 +158,31 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     #[inline]
     pub(super) fn ttl_ms(&self) -> u64 {
         self.ttl_ms.load(Ordering::Relaxed)
+    }
+
+    /// The TTL of `v`'s entry in milliseconds (0: none): its own, from
+    /// `ttl_fn`, or else the cache's. `None` when `ttl_fn` gives it zero:
+    /// it is not stored.
+    #[inline]
+    pub(super) fn ttl_of(&self, v: &V) -> Option<u64> {
+        match self.ttl_fn {
+            None => Some(self.ttl_ms()),
+            Some(f) => {
+                let d = f(v);
+                (!d.is_zero()).then(|| (d.as_millis().min(u64::MAX as u128) as u64).max(1))
+            }
+        }
+    }
+
+    /// Milliseconds on the clock that entries' expiry times outside the
+    /// process are written in: the wall clock, or a manual clock's reading.
+    pub(super) fn wall_ms(&self) -> u64 {
+        match &self.clock {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            c => c.now_ms(),
+        }
     }
 
     #[inline]

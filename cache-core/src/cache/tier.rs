@@ -29,8 +29,9 @@ pub(crate) struct Tier {
 
 /// What an L2 lookup means for the caller.
 pub(crate) enum RemoteValue<V> {
-    /// The value, from another node or an earlier load.
-    Found(V),
+    /// The value, from another node or an earlier load, with what is left
+    /// of its own TTL (in milliseconds) when the cache has a `ttl_fn`.
+    Found(V, Option<u64>),
     /// Not there, and this node holds the load lock: compute, then unlock.
     Locked(String, Gen),
     /// Not there: compute.
@@ -113,10 +114,36 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         (self.remote_ns_of(key), self.remote_part_of(&text))
     }
 
-    fn decode(&self, remote: &dyn Remote, ns: &str, key: &str, bytes: &[u8]) -> Option<V> {
+    /// The value in `bytes`, and, with a `ttl_fn`, what is left of its
+    /// TTL: such values carry their expiry time (8 bytes, little-endian
+    /// milliseconds on [`Inner::wall_ms`]'s clock; 0 for none) before the
+    /// encoded value, so every tier and node expires them when their first
+    /// store does. `None` for an expired value, or one that does not
+    /// decode.
+    fn decode(
+        &self,
+        remote: &dyn Remote,
+        ns: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(V, Option<u64>)> {
         let codec = self.codec?;
-        match (codec.decode)(bytes) {
-            Ok(v) => Some(v),
+        let (left, body) = if self.ttl_fn.is_some() {
+            let Some((head, body)) = bytes.split_first_chunk::<8>() else {
+                remote.undecodable(ns, key, &crate::codec::CodecError::Truncated(bytes.len()));
+                return None;
+            };
+            let at = u64::from_le_bytes(*head);
+            let left = match at {
+                0 => 0,
+                at => at.checked_sub(self.wall_ms()).filter(|&l| l > 0)?,
+            };
+            (Some(left), body)
+        } else {
+            (None, bytes)
+        };
+        match (codec.decode)(body) {
+            Ok(v) => Some((v, left)),
             Err(e) => {
                 remote.undecodable(ns, key, &e);
                 None
@@ -145,7 +172,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let wait = tier.remote.deadline() + tier.remote.lock_wait().unwrap_or_default() * 2;
         match on_bridge(wait, lookup).await {
             Some(Lookup::Found(bytes)) => match self.decode(&*tier.remote, &ns, &k, &bytes) {
-                Some(v) => RemoteValue::Found(v),
+                Some((v, left)) => RemoteValue::Found(v, left),
                 None => RemoteValue::Missing(None),
             },
             Some(Lookup::Locked(token, generation)) => RemoteValue::Locked(token, generation),
@@ -182,7 +209,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     ) -> Option<(Duration, impl Future<Output = ()> + Send + 'static)> {
         let tier = self.tier()?;
         let codec = self.codec?;
+        let ttl_ms = self.ttl_of(value)?;
         let bytes = match (codec.encode)(value) {
+            Ok(b) if self.ttl_fn.is_some() => {
+                let at = match ttl_ms {
+                    0 => 0,
+                    t => self.wall_ms().saturating_add(t),
+                };
+                let mut out = Vec::with_capacity(8 + b.len());
+                out.extend_from_slice(&at.to_le_bytes());
+                out.extend_from_slice(&b);
+                out
+            }
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(
@@ -193,8 +231,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             }
         };
         let (ns, k) = self.ns(key);
-        let ttl = (self.ttl_ms() != 0).then(|| Duration::from_millis(self.ttl_ms()));
-        let tags = self.tags.map(|f| f(key)).unwrap_or_default();
+        let ttl = (ttl_ms != 0).then(|| Duration::from_millis(ttl_ms));
+        let tags = self.tags_of(key);
         let fut = tier
             .remote
             .clone()

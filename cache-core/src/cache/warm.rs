@@ -48,7 +48,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             return Primed::Stored;
         }
         let k = key.clone();
-        if self.store_at(key, value, self.ttl_ms(), Guard::Replace(Some(epoch))) {
+        let ttl = self.ttl_of(&value).unwrap_or(1);
+        if self.store_at(key, value, ttl, Guard::Replace(Some(epoch))) {
             Primed::Stored
         } else {
             self.remove_quietly(&k);

@@ -36,9 +36,11 @@ use crate::spec::check_event_template;
 use crate::spec::{Config, ConfigError, EventMapping};
 use crate::stats::Stats;
 
+mod depends;
 mod events;
 mod handlers;
 
+pub(crate) use depends::invalidate_dependents;
 pub(crate) use events::init_services;
 pub use events::{EvictPlan, ServiceInit};
 

@@ -14,6 +14,8 @@ pub(super) struct Level<'a> {
     eviction: Option<&'a str>,
     eviction_batch_size: Option<usize>,
     sync_interval: Option<Duration>,
+    priority: Option<&'a str>,
+    critical_share: Option<f64>,
 }
 
 impl Config {
@@ -24,6 +26,8 @@ impl Config {
             eviction: self.eviction.as_deref(),
             eviction_batch_size: self.eviction_batch_size,
             sync_interval: self.sync_interval.map(|d| d.0),
+            priority: self.priority.as_deref(),
+            critical_share: self.critical_share,
         }
     }
 }
@@ -36,6 +40,8 @@ impl ServiceConfig {
             eviction: self.eviction.as_deref(),
             eviction_batch_size: self.eviction_batch_size,
             sync_interval: self.sync_interval.map(|d| d.0),
+            priority: self.priority.as_deref(),
+            critical_share: self.critical_share,
         }
     }
 }
@@ -48,6 +54,8 @@ impl ActionConfig {
             eviction: self.eviction.as_deref(),
             eviction_batch_size: self.eviction_batch_size,
             sync_interval: self.sync_interval.map(|d| d.0),
+            priority: self.priority.as_deref(),
+            critical_share: self.critical_share,
         }
     }
 }
@@ -89,6 +97,18 @@ impl Config {
             && let Err(why) = e.parse::<crate::eviction::Eviction>()
         {
             bad(format!("{field}eviction: {why}"));
+        }
+        if let Some(p) = l.priority
+            && let Err(why) = p.parse::<crate::eviction::Priority>()
+        {
+            bad(format!("{field}priority: {why}"));
+        }
+        if let Some(c) = l.critical_share
+            && !(0.0..=1.0).contains(&c)
+        {
+            bad(format!(
+                "{field}critical_share = {c}: give a share between 0 and 1, such as 0.25"
+            ));
         }
         if let Some(n) = l.eviction_batch_size
             && !EVICTION_BATCH.contains(&n)

@@ -1,0 +1,548 @@
+//! One shard of the ordered engine: entries in a slab, ordered for
+//! eviction by priority first, then by the policy (recency, frequency, or
+//! TinyLFU's segments), with weights and pinned critical entries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+use quick_cache::DefaultHashBuilder;
+
+use super::sketch::{Climber, Sketch};
+use super::{Eviction, Priority};
+
+/// LFU counts halve after this many turnovers of a shard's capacity...
+const AGING_TURNOVERS: u64 = 8;
+/// ...and never more often than every this many inserts.
+const MIN_AGING_INSERTS: u64 = 64;
+/// TinyLFU's protected segment's share of the main space.
+const PROTECTED_SHARE: f64 = 0.8;
+/// A candidate at least this frequent is admitted at random, 1 time in
+/// 128, against a victim as frequent, so that colliding hashes cannot keep
+/// a popular key out for good (Caffeine does the same).
+const WARM_CANDIDATE: u8 = 6;
+
+/// Where an entry sits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Place {
+    /// TinyLFU's admission window (LRU).
+    Window,
+    /// TinyLFU's main space, seen once there.
+    Probation,
+    /// TinyLFU's main space, seen again there.
+    Protected,
+    /// LRU's or LFU's only space.
+    Main,
+    /// A critical entry within its share: never evicted for size.
+    Pinned,
+}
+
+struct Slot<K, V> {
+    key: K,
+    val: V,
+    hash: u64,
+    weight: u64,
+    tick: u64,
+    hits: u64,
+    /// Its priority's rank, lowest evicted first (a critical entry beyond
+    /// its share ranks as high).
+    class: u8,
+    place: Place,
+}
+
+/// The eviction order's key: class, segment, then the policy's score; the
+/// slab index makes it unique.
+type Rank = (u8, u8, u64, u64, u32);
+
+/// A shard: its entries and their eviction order.
+pub(super) struct Shard<K, V> {
+    index: HashMap<K, u32, DefaultHashBuilder>,
+    slots: Vec<Option<Slot<K, V>>>,
+    free: Vec<u32>,
+    /// Evictable entries of the main space (all of them, for LRU and LFU).
+    order: BTreeSet<Rank>,
+    window: BTreeSet<(u64, u32)>,
+    /// How many window entries each class has.
+    window_classes: [u32; 4],
+    protected: BTreeSet<(u64, u32)>,
+    pinned: BTreeSet<(u64, u32)>,
+    tick: u64,
+    weight: u64,
+    window_weight: u64,
+    protected_weight: u64,
+    pinned_weight: u64,
+    window_max: u64,
+    /// The bound the last insert was given.
+    capacity: u64,
+    sketch: Option<Sketch>,
+    climber: Option<Climber>,
+    /// Inserts since LFU counts last halved.
+    turnover: u64,
+    rng: u64,
+    policy: Eviction,
+}
+
+/// What a shard's insert is told: its bound, how many to evict at once,
+/// and the critical share.
+#[derive(Clone, Copy)]
+pub(super) struct Bounds {
+    pub(super) capacity: u64,
+    pub(super) batch: usize,
+    /// Thousandths of the capacity that pinned entries may take.
+    pub(super) critical_permille: u64,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
+    pub(super) fn new(policy: Eviction, capacity: u64, seed: u64) -> Self {
+        let tiny = policy == Eviction::TinyLfu;
+        Shard {
+            index: HashMap::with_hasher(DefaultHashBuilder::default()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: BTreeSet::new(),
+            window: BTreeSet::new(),
+            window_classes: [0; 4],
+            protected: BTreeSet::new(),
+            pinned: BTreeSet::new(),
+            tick: 0,
+            weight: 0,
+            window_weight: 0,
+            protected_weight: 0,
+            pinned_weight: 0,
+            window_max: (capacity / 100).max(1),
+            capacity,
+            sketch: tiny.then(|| Sketch::new(capacity.min(1 << 20) as usize)),
+            climber: tiny.then(|| Climber::new(capacity)),
+            turnover: 0,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ seed,
+            policy,
+        }
+    }
+
+    fn slot(&self, i: u32) -> &Slot<K, V> {
+        self.slots[i as usize].as_ref().expect("indexed slot")
+    }
+
+    fn slot_mut(&mut self, i: u32) -> &mut Slot<K, V> {
+        self.slots[i as usize].as_mut().expect("indexed slot")
+    }
+
+    fn rank(&self, i: u32) -> Rank {
+        let s = self.slot(i);
+        match (self.policy, s.place) {
+            (Eviction::Lfu, _) => (s.class, 0, s.hits, s.tick, i),
+            (_, Place::Protected) => (s.class, 1, s.tick, 0, i),
+            _ => (s.class, 0, s.tick, 0, i),
+        }
+    }
+
+    /// Takes entry `i` out of its place's order.
+    fn detach(&mut self, i: u32) {
+        let (place, tick, w) = {
+            let s = self.slot(i);
+            (s.place, s.tick, s.weight)
+        };
+        match place {
+            Place::Window => {
+                self.window.remove(&(tick, i));
+                self.window_weight -= w;
+                self.window_classes[self.slot(i).class as usize] -= 1;
+            }
+            Place::Pinned => {
+                self.pinned.remove(&(tick, i));
+                self.pinned_weight -= w;
+            }
+            Place::Protected => {
+                self.order.remove(&self.rank(i));
+                self.protected.remove(&(tick, i));
+                self.protected_weight -= w;
+            }
+            Place::Probation | Place::Main => {
+                self.order.remove(&self.rank(i));
+            }
+        }
+    }
+
+    /// Puts entry `i` at `place`, as its most recent entry.
+    fn attach(&mut self, i: u32, place: Place) {
+        self.tick += 1;
+        let tick = self.tick;
+        let w = {
+            let s = self.slot_mut(i);
+            s.place = place;
+            s.tick = tick;
+            s.weight
+        };
+        match place {
+            Place::Window => {
+                self.window.insert((tick, i));
+                self.window_weight += w;
+                self.window_classes[self.slot(i).class as usize] += 1;
+            }
+            Place::Pinned => {
+                self.pinned.insert((tick, i));
+                self.pinned_weight += w;
+            }
+            Place::Protected => {
+                self.protected.insert((tick, i));
+                self.protected_weight += w;
+                self.order.insert(self.rank(i));
+            }
+            Place::Probation | Place::Main => {
+                self.order.insert(self.rank(i));
+            }
+        }
+    }
+
+    /// The place a new or re-prioritised entry takes.
+    fn place_for(&mut self, i: u32, priority: Priority, b: Bounds) -> Place {
+        let w = self.slot(i).weight;
+        let share = b.capacity.saturating_mul(b.critical_permille) / 1000;
+        let pinned = priority == Priority::Critical && self.pinned_weight + w <= share;
+        self.slot_mut(i).class = match priority {
+            Priority::Critical => Priority::High.class(),
+            p => p.class(),
+        };
+        if pinned {
+            Place::Pinned
+        } else if self.policy == Eviction::TinyLfu {
+            Place::Window
+        } else {
+            Place::Main
+        }
+    }
+
+    fn touch(&mut self, i: u32) {
+        // Out of the order before its rank changes.
+        self.detach(i);
+        let (place, hash) = {
+            let s = self.slot_mut(i);
+            s.hits += 1;
+            (s.place, s.hash)
+        };
+        if let Some(sk) = &mut self.sketch {
+            sk.increment(hash);
+        }
+        match place {
+            Place::Probation | Place::Protected => {
+                self.attach(i, Place::Protected);
+                self.rebalance_protected();
+            }
+            p => self.attach(i, p),
+        }
+    }
+
+    /// Demotes the protected segment's oldest entries to probation while it
+    /// holds more than its share of the main space.
+    fn rebalance_protected(&mut self) {
+        let cap = self.capacity;
+        let max = ((cap.saturating_sub(self.window_max)) as f64 * PROTECTED_SHARE) as u64;
+        while self.protected_weight > max {
+            let Some(&(_, i)) = self.protected.first() else {
+                break;
+            };
+            self.detach(i);
+            self.attach(i, Place::Probation);
+        }
+    }
+
+    /// A hit: the entry's value, and its place updated.
+    pub(super) fn get(&mut self, key: &K) -> Option<V> {
+        let i = *self.index.get(key)?;
+        self.touch(i);
+        if let Some(c) = &mut self.climber {
+            c.record(true);
+        }
+        Some(self.slot(i).val.clone())
+    }
+
+    pub(super) fn peek(&self, key: &K) -> Option<V> {
+        self.index.get(key).map(|&i| self.slot(i).val.clone())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Stores `val` (replacing the key's value, which is not reported) and
+    /// returns what left to make room: possibly the new entry itself, when
+    /// it weighs more than the shard holds or, under TinyLFU, loses to the
+    /// entry it would displace.
+    pub(super) fn insert(
+        &mut self,
+        key: K,
+        val: V,
+        hash: u64,
+        weight: u64,
+        priority: Priority,
+        b: Bounds,
+    ) -> Vec<(K, V)> {
+        self.capacity = b.capacity;
+        if weight > b.capacity {
+            let mut out = Vec::new();
+            if let Some(old) = self.remove(&key) {
+                drop(old);
+            }
+            out.push((key, val));
+            return out;
+        }
+        let (i, kept) = if let Some(&i) = self.index.get(&key) {
+            self.detach(i);
+            let s = self.slot_mut(i);
+            let (old, place) = (s.weight, s.place);
+            s.val = val;
+            s.weight = weight;
+            s.hits += 1;
+            self.weight = self.weight - old + weight;
+            (i, (place != Place::Pinned).then_some(place))
+        } else {
+            if let Some(sk) = &mut self.sketch {
+                sk.increment(hash);
+            }
+            if let Some(c) = &mut self.climber {
+                c.record(false);
+            }
+            let slot = Slot {
+                key: key.clone(),
+                val,
+                hash,
+                weight,
+                tick: 0,
+                hits: 1,
+                class: 0,
+                place: Place::Main,
+            };
+            let i = match self.free.pop() {
+                Some(i) => {
+                    self.slots[i as usize] = Some(slot);
+                    i
+                }
+                None => {
+                    self.slots.push(Some(slot));
+                    (self.slots.len() - 1) as u32
+                }
+            };
+            self.index.insert(key, i);
+            self.weight += weight;
+            self.age_counts();
+            (i, None)
+        };
+        let fresh = self.place_for(i, priority, b);
+        let place = match (fresh, kept) {
+            // A replaced value keeps its entry's place, unless it is pinned now.
+            (Place::Pinned, _) | (_, None) => fresh,
+            (_, Some(p)) => p,
+        };
+        self.attach(i, place);
+        self.adapt_window();
+        self.evict(i, b)
+    }
+
+    /// Lets the climber move the window's bound, under TinyLFU.
+    fn adapt_window(&mut self) {
+        let cap = self.capacity;
+        if let Some(amount) = self.climber.as_mut().and_then(|c| c.adjustment(cap)) {
+            let next = (self.window_max as f64 + amount).clamp(1.0, cap as f64);
+            self.window_max = next as u64;
+        }
+    }
+
+    /// Halves LFU counts once the shard has turned over often enough.
+    fn age_counts(&mut self) {
+        if self.policy != Eviction::Lfu {
+            return;
+        }
+        self.turnover += 1;
+        let every = (self.capacity.min(self.index.len() as u64 + 1) * AGING_TURNOVERS)
+            .max(MIN_AGING_INSERTS);
+        if self.turnover < every {
+            return;
+        }
+        self.turnover = 0;
+        let evictable: Vec<u32> = self.order.iter().map(|r| r.4).collect();
+        self.order.clear();
+        for i in evictable {
+            let s = self.slot_mut(i);
+            s.hits /= 2;
+            self.order.insert(self.rank(i));
+        }
+        for s in self.slots.iter_mut().flatten() {
+            if s.place == Place::Pinned {
+                s.hits /= 2;
+            }
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Evicts until the shard is within its bound (LRU and LFU: at least a
+    /// batch once over it). The entry just stored, `new`, goes only if its
+    /// priority is below the rest's (LFU would otherwise pick it at once);
+    /// under TinyLFU, the entries the window lets go compete with the main
+    /// space's victim.
+    fn evict(&mut self, new: u32, b: Bounds) -> Vec<(K, V)> {
+        let mut out = Vec::new();
+        let mut candidates = Vec::new();
+        if self.policy == Eviction::TinyLfu {
+            while self.window_weight > self.window_max {
+                let Some(&(_, i)) = self.window.first() else {
+                    break;
+                };
+                self.detach(i);
+                self.attach(i, Place::Probation);
+                candidates.push(i);
+            }
+        }
+        if self.weight <= b.capacity {
+            return out;
+        }
+        let batch = if self.policy == Eviction::TinyLfu {
+            1
+        } else {
+            b.batch.max(1)
+        };
+        let mut n = 0;
+        while self.weight > b.capacity || n < batch {
+            let Some(victim) = self.victim(&mut candidates, Some(new)) else {
+                break;
+            };
+            if victim == new && self.weight <= b.capacity {
+                // A batch never takes the entry just stored.
+                break;
+            }
+            out.push(self.remove_at(victim));
+            n += 1;
+            if self.index.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The entry to evict next: the lowest class's oldest (or least used)
+    /// evictable entry, unless, under TinyLFU, it is seen more often than
+    /// the window's candidate, which then goes instead.
+    fn victim(&mut self, candidates: &mut Vec<u32>, new: Option<u32>) -> Option<u32> {
+        let mut it = self.order.iter();
+        let first = match (it.next(), it.next()) {
+            (Some(a), Some(b)) if Some(a.4) == new && a.0 == b.0 => Some(*b),
+            (a, _) => a.copied(),
+        };
+        // A window entry of a lower class than the main space's lowest
+        // goes first (the window is small: a scan finds its oldest).
+        let main_class = first.map_or(u8::MAX, |r| r.0);
+        if let Some(c) = (0..main_class.min(4)).find(|&c| self.window_classes[c as usize] > 0) {
+            return self
+                .window
+                .iter()
+                .map(|&(_, i)| i)
+                .find(|&i| self.slot(i).class == c)
+                .or(first.map(|r| r.4));
+        }
+        let Some(first) = first else {
+            // Nothing evictable in the main space: the window's oldest,
+            // then, as a last resort, the oldest pinned entry.
+            return self
+                .window
+                .first()
+                .or_else(|| self.pinned.first())
+                .map(|&(_, i)| i);
+        };
+        let victim = first.4;
+        while let Some(&cand) = candidates.last() {
+            if self.slots[cand as usize].is_none() || cand == victim {
+                candidates.pop();
+                continue;
+            }
+            let (c, v) = (self.slot(cand), self.slot(victim));
+            if c.class > v.class {
+                return Some(victim);
+            }
+            let (cf, vf) = match &self.sketch {
+                Some(sk) => (sk.frequency(c.hash), sk.frequency(v.hash)),
+                None => return Some(victim),
+            };
+            candidates.pop();
+            if cf > vf || (cf >= WARM_CANDIDATE && self.next_rand() & 127 == 0) {
+                return Some(victim);
+            }
+            return Some(cand);
+        }
+        Some(victim)
+    }
+
+    fn remove_at(&mut self, i: u32) -> (K, V) {
+        self.detach(i);
+        let s = self.slots[i as usize].take().expect("indexed slot");
+        self.free.push(i);
+        self.index.remove(&s.key);
+        self.weight -= s.weight;
+        (s.key, s.val)
+    }
+
+    pub(super) fn remove(&mut self, key: &K) -> Option<(K, V)> {
+        let i = *self.index.get(key)?;
+        Some(self.remove_at(i))
+    }
+
+    pub(super) fn remove_if(&mut self, key: &K, f: impl FnOnce(&V) -> bool) -> Option<(K, V)> {
+        let i = *self.index.get(key)?;
+        if !f(&self.slot(i).val) {
+            return None;
+        }
+        Some(self.remove_at(i))
+    }
+
+    pub(super) fn retain(&mut self, mut f: impl FnMut(&K, &V) -> bool) {
+        let gone: Vec<u32> = self
+            .index
+            .values()
+            .copied()
+            .filter(|&i| {
+                let s = self.slot(i);
+                !f(&s.key, &s.val)
+            })
+            .collect();
+        for i in gone {
+            self.remove_at(i);
+        }
+    }
+
+    pub(super) fn entries(&self, out: &mut Vec<(K, V)>) {
+        out.extend(
+            self.slots
+                .iter()
+                .flatten()
+                .map(|s| (s.key.clone(), s.val.clone())),
+        );
+    }
+
+    pub(super) fn drain(&mut self, out: &mut Vec<(K, V)>) {
+        let cap = self.capacity;
+        let policy = self.policy;
+        let seed = self.rng;
+        let old = std::mem::replace(self, Shard::new(policy, cap, seed));
+        out.extend(old.slots.into_iter().flatten().map(|s| (s.key, s.val)));
+    }
+
+    /// A new bound; a smaller one evicts the excess now.
+    pub(super) fn set_capacity(&mut self, b: Bounds) -> Vec<(K, V)> {
+        self.capacity = b.capacity;
+        self.window_max = self.window_max.min(b.capacity).max(1);
+        let mut out = Vec::new();
+        let mut none = Vec::new();
+        while self.weight > b.capacity {
+            let Some(v) = self.victim(&mut none, None) else {
+                break;
+            };
+            out.push(self.remove_at(v));
+        }
+        out
+    }
+}
