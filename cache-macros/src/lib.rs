@@ -34,7 +34,11 @@ use proc_macro::TokenStream;
 /// | `unless = <expr>` | | not stored when true; `result` is a reference to the return value |
 /// | `refresh = <duration>` | | refresh-ahead: past this age a hit returns the value and recomputes it once in the background |
 /// | `tags = ["user:{id}"]` | | tags over key arguments, for `invalidate_tag` |
-/// | `eviction = "lru" \| "lfu"` | the engine's own | sampled LRU or LFU instead of the engine's policy |
+/// | `eviction = "lru" \| "lfu" \| "tinylfu"` | the engine's own | exact LRU or LFU per shard, or W-TinyLFU, instead of the engine's policy |
+/// | `priority = "low" \| "medium" \| "high" \| "critical"` | `"medium"` | lower priorities are evicted first; `critical` entries, within their share, never for size |
+/// | `capacity_bytes = "64MiB"` | | bound on the entries' total weight (by `cache_core::Weigh`, or inline sizes) |
+/// | `ttl_fn = path::to_fn` | | each value's own TTL, `fn(&V) -> Duration`; zero means not cached |
+/// | `depends_on = ["get_user:{id}"]` | | keys the entries depend on: invalidating one invalidates them, transitively |
 /// | `backend = "<store>"` | `"memory"` | where values live: `"memory"`, `"tiered"`, `"redis"`, `"disk"` or a registered store; configuration wins over it |
 ///
 /// Every misuse (an unknown option, a key template naming no argument, an

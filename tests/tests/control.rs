@@ -198,3 +198,18 @@ fn ttl_fn_under_a_manual_clock_and_on_insert() {
     c.insert(2, 0);
     assert_eq!(c.get(&2), None);
 }
+
+#[test]
+fn a_replacement_too_heavy_to_keep_never_leaves_the_old_value() {
+    for eviction in [Eviction::Engine, Eviction::Lru, Eviction::TinyLfu] {
+        let c: Cache<u64, String> = Cache::builder()
+            .capacity_bytes(200_000)
+            .eviction(eviction)
+            .weigher(|_, v: &String| v.len() as u64)
+            .build();
+        c.insert(1, "old".into());
+        c.insert(1, "x".repeat(300_000));
+        assert_eq!(c.get(&1), None, "{eviction:?}: the old value is gone too");
+        assert_eq!(c.len(), 0, "{eviction:?}");
+    }
+}

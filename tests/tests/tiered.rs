@@ -13,6 +13,9 @@ use cache_core::{Cache, TenantId, cache_put, cached};
 use cache_tests::RedisServer;
 use cache_tests::tiering::{K, cache_on, eventually, node, node_with, store_at};
 
+#[path = "tiered/control.rs"]
+mod control;
+
 #[test]
 fn two_nodes_share_l2_and_invalidations() {
     let server = RedisServer::start();

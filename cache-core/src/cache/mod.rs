@@ -41,6 +41,7 @@ mod erased;
 mod glue;
 mod load;
 mod lookup;
+mod put;
 mod query;
 mod scope;
 mod settings;

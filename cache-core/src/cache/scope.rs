@@ -1,8 +1,35 @@
-//! Removals by scope: pattern, key text, tag, tenant, and listing keys.
+//! Removals by scope: pattern, key text, tag, tenant, dependants; and
+//! listing keys.
 
 use super::*;
 
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// An entry's tags: those the cache gives, and what it depends on
+    /// (under [`crate::depend::DEP_TAG`]).
+    pub(super) fn tags_of(&self, key: &K) -> Vec<String> {
+        let mut tags = self.tags.map(|f| f(key)).unwrap_or_default();
+        if let Some(d) = &self.deps {
+            let args = (d.args)(key);
+            tags.extend(
+                d.templates
+                    .iter()
+                    .filter_map(|t| crate::depend::render(t, &args))
+                    .map(|text| format!("{}{text}", crate::depend::DEP_TAG)),
+            );
+        }
+        tags
+    }
+
+    /// Invalidates what depends on `key`'s entry, everywhere, after the
+    /// entry was invalidated or replaced.
+    pub(super) fn invalidate_dependants(&self, key: &K) {
+        if let Some(f) = self.cascade
+            && crate::depend::declared()
+        {
+            f(&render_with(key, self.render));
+        }
+    }
+
     /// Removes every entry in `scope` whose key text satisfies `pred`.
     pub(super) fn remove_where(
         &self,

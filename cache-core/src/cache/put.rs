@@ -1,0 +1,36 @@
+//! Writes that replace a key's value everywhere: `insert` and
+//! `#[cache_put]`.
+
+use super::*;
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    /// Replaces `key`'s value here and in every tier: what was there, and
+    /// what loads under way would store, is invalidated first.
+    pub(super) fn put(&self, key: K, value: V) {
+        self.put_at(key, value, self.priority());
+    }
+
+    /// [`Inner::put`] at `priority`.
+    pub(super) fn put_at(&self, key: K, value: V, priority: Priority) {
+        let ttl = self.ttl_of(&value);
+        let k = key.clone();
+        if self.tier().is_some() {
+            let text = render_with(&key, self.render);
+            let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
+            if ttl.is_some() {
+                block_on(self.remote_set(&key, &value, None));
+            }
+        }
+        match ttl {
+            // Loads under way store nothing after it; primes are not undone.
+            Some(ttl) => {
+                self.store_entry(key, value, ttl, Guard::Replace(None), priority);
+            }
+            // A value with no time to live replaces the old one by nothing.
+            None => {
+                self.invalidate(&key);
+            }
+        }
+        self.invalidate_dependants(&k);
+    }
+}
