@@ -114,35 +114,88 @@ pub(crate) fn closure_among(deps: &[&str], specs: &[(&str, &[&str])]) -> Vec<Vec
     out
 }
 
-/// When `d` names keys of the template `key` (the same text, a piece of
-/// `d` in place of each field): what each of `key`'s fields is in `d`.
-fn align<'a>(d: &'a [Piece], key: &[Piece]) -> Option<Vec<(&'a Piece, String)>> {
-    if d.len() != key.len() {
-        return None;
-    }
-    let mut binding: Vec<(&Piece, String)> = Vec::new();
-    for (p, k) in d.iter().zip(key) {
-        match (p, k) {
-            (Piece::Text(a), Piece::Text(b)) if a == b => {}
-            (p, Piece::Field(f)) => match binding.iter().find(|(_, g)| g == f) {
-                Some((q, _)) if *q != p => return None,
-                Some(_) => {}
-                None => binding.push((p, f.clone())),
-            },
-            _ => return None,
+/// One character of a dependency template's text, or one of its fields.
+#[derive(Clone, Copy, PartialEq)]
+enum Atom<'a> {
+    Char(char),
+    Field(&'a str),
+}
+
+/// When `d` names keys of the template `key` (its text matches, and each of
+/// `key`'s fields stands for one of `d`'s fields or for literal text):
+/// what each of `key`'s fields is in `d`. `profile:{id}:en` names keys of
+/// `profile:{uid}:{lang}` with `uid` = `{id}` and `lang` = `en`.
+fn align(d: &[Piece], key: &[Piece]) -> Option<Vec<(Piece, String)>> {
+    let atoms: Vec<Atom> = d
+        .iter()
+        .flat_map(|p| match p {
+            Piece::Text(t) => t.chars().map(Atom::Char).collect::<Vec<_>>(),
+            Piece::Field(f) => vec![Atom::Field(f)],
+        })
+        .collect();
+    let mut binding = Vec::new();
+    matches(&atoms, key, &mut binding).then_some(binding)
+}
+
+/// Whether `atoms` match `key` entirely, extending `binding`.
+fn matches(atoms: &[Atom], key: &[Piece], binding: &mut Vec<(Piece, String)>) -> bool {
+    let Some((first, rest)) = key.split_first() else {
+        return atoms.is_empty();
+    };
+    match first {
+        Piece::Text(t) => {
+            let n = t.chars().count();
+            atoms.len() >= n
+                && atoms[..n]
+                    .iter()
+                    .zip(t.chars())
+                    .all(|(a, c)| *a == Atom::Char(c))
+                && matches(&atoms[n..], rest, binding)
+        }
+        Piece::Field(f) => {
+            // A field stands for one field of `d`, or for text (at least one
+            // character): each split is tried in turn.
+            for n in 1..=atoms.len() {
+                let piece = match &atoms[..n] {
+                    [Atom::Field(g)] => Piece::Field(g.to_string()),
+                    run if run.iter().all(|a| matches!(a, Atom::Char(_))) => Piece::Text(
+                        run.iter()
+                            .map(|a| match a {
+                                Atom::Char(c) => *c,
+                                Atom::Field(_) => unreachable!("only characters"),
+                            })
+                            .collect(),
+                    ),
+                    _ => break,
+                };
+                if let Some((bound, _)) = binding.iter().find(|(_, g)| g == f) {
+                    if *bound != piece {
+                        continue;
+                    }
+                    if matches(&atoms[n..], rest, binding) {
+                        return true;
+                    }
+                    continue;
+                }
+                binding.push((piece, f.clone()));
+                if matches(&atoms[n..], rest, binding) {
+                    return true;
+                }
+                binding.pop();
+            }
+            false
         }
     }
-    Some(binding)
 }
 
 /// `e` with each field replaced by what it is bound to; `None` when `e`
 /// names a field the binding lacks.
-fn substitute(e: &[Piece], binding: &[(&Piece, String)]) -> Option<Vec<Piece>> {
+fn substitute(e: &[Piece], binding: &[(Piece, String)]) -> Option<Vec<Piece>> {
     let mut out: Vec<Piece> = Vec::new();
     for p in e {
         let q = match p {
             Piece::Text(t) => Piece::Text(t.clone()),
-            Piece::Field(f) => (*binding.iter().find(|(_, g)| g == f)?.0).clone(),
+            Piece::Field(f) => binding.iter().find(|(_, g)| g == f)?.0.clone(),
         };
         // Adjacent texts merge, as the parser would leave them.
         match (out.last_mut(), q) {
@@ -205,16 +258,24 @@ mod tests {
             shown(&["user_profile:{id}"], specs),
             ["avatar:{id}:small", "get_user:{id}", "user_profile:{id}"]
         );
-        // Another shape of key is not the same action's.
-        assert_eq!(
-            shown(&["user_profile:{a}:{b}"], specs),
-            ["user_profile:{a}:{b}"]
-        );
         // A literal where the key has a field binds it.
         assert_eq!(
             shown(&["user_profile:admin"], specs),
-            ["user_profile:admin"],
-            "a literal key is a single text piece, not aligned with a field"
+            ["avatar:admin:small", "get_user:admin", "user_profile:admin"]
+        );
+        assert_eq!(
+            shown(&["user_profile:{a}:{b}"], specs),
+            ["user_profile:{a}:{b}"],
+            "two fields cannot stand for one"
+        );
+        let multi: &[(&str, &[&str])] = &[
+            ("profile:{id}:{lang}", &["account:{id}"]),
+            ("page:{id}", &["profile:{id}:en"]),
+        ];
+        assert_eq!(
+            shown(&["profile:{id}:en"], multi),
+            ["account:{id}", "profile:{id}:en"],
+            "a field of the key given as text"
         );
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use cache_core::clock::{advance_system_clock, freeze_system_clock};
 use cache_core::{Cache, Clock, Eviction, Priority, Weigh, cached};
 
+#[path = "control/attacks.rs"]
+mod attacks;
 #[path = "control/depends.rs"]
 mod depends;
 

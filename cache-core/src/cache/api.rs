@@ -61,7 +61,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 self.inner.ident()
             );
         }
-        self.inner.put_at(key, value, priority)
+        self.inner.put_at(key, value, priority, None)
     }
 
     /// Stores `value` under `key` with its own TTL.
@@ -74,15 +74,20 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             self.inner.expires.store(true, Ordering::Relaxed);
             self.inner.refresh_flags();
         }
-        self.inner
-            .store(key, value, (ttl.as_millis() as u64).max(1))
+        // A replacement like `insert`: in every tier, ahead of loads under
+        // way, and invalidating what depends on the key.
+        let ttl_ms = (ttl.as_millis().min(u64::MAX as u128) as u64).max(1);
+        let priority = self.inner.priority();
+        self.inner.put_at(key, value, priority, Some(ttl_ms))
     }
 
     /// Stores a value computed elsewhere (by `#[cache_put]`), subject to
     /// the cache's `store_if`.
     #[doc(hidden)]
     pub fn __put(&self, key: K, value: V) {
-        if self.inner.should_store(&value) {
+        // A value `store_if` refuses leaves the cache alone; one whose own
+        // TTL is zero replaces the old value by nothing.
+        if self.inner.store_if.is_none_or(|p| p(&value)) {
             self.inner.put(key, value);
         }
     }
@@ -215,7 +220,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             eviction_batch_size: i.batch.load(Ordering::Relaxed),
             sync_interval: Duration::from_millis(i.sync_interval_ms.load(Ordering::Relaxed)),
             priority: Some(i.priority()),
-            critical_share: None,
+            critical_share: i.map.critical_share(),
             capacity_bytes: match i.capacity_bytes.load(Ordering::Relaxed) {
                 0 => None,
                 b => Some(b),

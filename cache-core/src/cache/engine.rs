@@ -142,9 +142,13 @@ pub(super) type QuickPlain<K, V> =
 pub(super) enum Engine<K, V> {
     Plain(QuickPlain<K, V>),
     Quick(Quick<K, V>),
-    Weighed(QuickWeighed<K, V>),
+    Weighed(QuickWeighed<K, V>, fn(&K, &V) -> u64),
     Ordered(Ordered<K, Entry<V>>, Option<fn(&K, &V) -> u64>),
 }
+
+/// `quick_cache`'s share of a shard for hot entries: an entry heavier than
+/// that is never admitted.
+const HOT_ALLOCATION: f64 = 0.97;
 
 pub(super) fn quick_options(capacity: usize) -> quick_cache::Options {
     OptionsBuilder::new()
@@ -165,19 +169,23 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         weigher: Option<fn(&K, &V) -> u64>,
     ) -> Self {
         match (eviction, weigher) {
-            (Eviction::Engine, Some(w)) => Engine::Weighed(QuickCache::with_options(
-                OptionsBuilder::new()
-                    .estimated_items_capacity((capacity / 64).clamp(16, 1 << 20))
-                    // Shards split the bound: each keeps at least 64 KiB, so
-                    // a small bound still holds what fits in it.
-                    .shards((capacity >> 16).clamp(1, 64).next_power_of_two())
-                    .weight_capacity(capacity as u64)
-                    .build()
-                    .expect("capacity options are valid"),
-                EntryWeigher(w),
-                DefaultHashBuilder::default(),
-                EvictLog,
-            )),
+            (Eviction::Engine, Some(w)) => Engine::Weighed(
+                QuickCache::with_options(
+                    OptionsBuilder::new()
+                        .hot_allocation(HOT_ALLOCATION)
+                        .estimated_items_capacity((capacity / 64).clamp(16, 1 << 20))
+                        // Shards split the bound: each keeps at least 64 KiB, so
+                        // a small bound still holds what fits in it.
+                        .shards((capacity >> 16).clamp(1, 64).next_power_of_two())
+                        .weight_capacity(capacity as u64)
+                        .build()
+                        .expect("capacity options are valid"),
+                    EntryWeigher(w),
+                    DefaultHashBuilder::default(),
+                    EvictLog,
+                ),
+                w,
+            ),
             (Eviction::Engine, None) if meta => Engine::Quick(QuickCache::with_options(
                 quick_options(capacity),
                 UnitWeighter,
@@ -190,7 +198,16 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
                 DefaultHashBuilder::default(),
                 EvictLog,
             )),
-            (policy, w) => Engine::Ordered(Ordered::new(capacity as u64, policy), w),
+            (policy, w) => Engine::Ordered(Ordered::new(capacity as u64, policy, w.is_some()), w),
+        }
+    }
+
+    /// The share of the capacity critical entries may take, where the
+    /// engine has priorities.
+    pub(super) fn critical_share(&self) -> Option<f64> {
+        match self {
+            Engine::Ordered(m, _) => Some(m.critical_share()),
+            _ => None,
         }
     }
 
@@ -208,7 +225,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.get(key).map(Entry::from),
             Engine::Quick(m) => m.get(key),
-            Engine::Weighed(m) => m.get(key),
+            Engine::Weighed(m, _) => m.get(key),
             Engine::Ordered(m, _) => m.get(key),
         }
     }
@@ -217,33 +234,56 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.peek(key).map(Entry::from),
             Engine::Quick(m) => m.peek(key),
-            Engine::Weighed(m) => m.peek(key),
+            Engine::Weighed(m, _) => m.peek(key),
             Engine::Ordered(m, _) => m.peek(key),
         }
     }
 
+    /// Stores `entry`, collecting what left to make room; true when the
+    /// engine refused the new entry itself (then any older value of the key
+    /// is gone too, and the entry is among the evicted).
     pub(super) fn insert(
         &self,
         key: K,
         entry: Entry<V>,
         priority: Priority,
         evicted: &mut Evicted<K, V>,
-    ) {
+    ) -> bool {
         match self {
             Engine::Plain(m) => {
                 let plain = Plain {
                     value: entry.value,
                     expires_at: entry.expires_at,
                 };
-                m.insert_with_lifecycle(key, plain, evicted)
+                m.insert_with_lifecycle(key, plain, evicted);
+                false
             }
-            Engine::Quick(m) => m.insert_with_lifecycle(key, entry, evicted),
-            Engine::Weighed(m) => m.insert_with_lifecycle(key, entry, evicted),
+            Engine::Quick(m) => {
+                m.insert_with_lifecycle(key, entry, evicted);
+                false
+            }
+            Engine::Weighed(m, w) => {
+                // What `quick_cache` would refuse (more than a shard's hot
+                // share), refused here, where it is known.
+                let hot = ((m.shard_capacity() as f64 * HOT_ALLOCATION) as u64).max(1);
+                if w(&key, &entry.value).max(1) > hot {
+                    if let Some((k, old)) = m.remove(&key) {
+                        drop((k, old));
+                    }
+                    evicted.push(key, entry);
+                    return true;
+                }
+                m.insert_with_lifecycle(key, entry, evicted);
+                false
+            }
             Engine::Ordered(m, w) => {
                 let weight = w.map_or(1, |w| w(&key, &entry.value).max(1));
-                for (k, e) in m.insert(key, entry, weight, priority) {
+                let mut refused = false;
+                for (k, e) in m.insert(key.clone(), entry, weight, priority) {
+                    refused |= k == key;
                     evicted.push(k, e);
                 }
+                refused
             }
         }
     }
@@ -258,7 +298,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
                 .remove_if(key, |e| f(e.into()))
                 .map(|(k, e)| (k, e.into())),
             Engine::Quick(m) => m.remove_if(key, |e| f(e.into())),
-            Engine::Weighed(m) => m.remove_if(key, |e| f(e.into())),
+            Engine::Weighed(m, _) => m.remove_if(key, |e| f(e.into())),
             Engine::Ordered(m, _) => m.remove_if(key, |e| f(e.into())),
         }
     }
@@ -271,7 +311,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.retain(|k, e| f(k, e.into())),
             Engine::Quick(m) => m.retain(|k, e| f(k, e.into())),
-            Engine::Weighed(m) => m.retain(|k, e| f(k, e.into())),
+            Engine::Weighed(m, _) => m.retain(|k, e| f(k, e.into())),
             Engine::Ordered(m, _) => m.retain(|k, e| f(k, e.into())),
         }
     }
@@ -280,7 +320,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.iter().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.iter().collect(),
-            Engine::Weighed(m) => m.iter().collect(),
+            Engine::Weighed(m, _) => m.iter().collect(),
             Engine::Ordered(m, _) => m.entries(),
         }
     }
@@ -289,7 +329,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.drain().map(|(k, e)| (k, e.into())).collect(),
             Engine::Quick(m) => m.drain().collect(),
-            Engine::Weighed(m) => m.drain().collect(),
+            Engine::Weighed(m, _) => m.drain().collect(),
             Engine::Ordered(m, _) => m.drain(),
         }
     }
@@ -298,7 +338,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.len(),
             Engine::Quick(m) => m.len(),
-            Engine::Weighed(m) => m.len(),
+            Engine::Weighed(m, _) => m.len(),
             Engine::Ordered(m, _) => m.len(),
         }
     }
@@ -322,7 +362,7 @@ impl<K: CacheKey, V: CacheValue> Engine<K, V> {
         match self {
             Engine::Plain(m) => m.set_capacity(capacity as u64),
             Engine::Quick(m) => m.set_capacity(capacity as u64),
-            Engine::Weighed(m) => m.set_capacity(capacity as u64),
+            Engine::Weighed(m, _) => m.set_capacity(capacity as u64),
             Engine::Ordered(m, _) => {
                 m.set_capacity(capacity as u64);
             }

@@ -21,12 +21,23 @@ impl<K: CacheKey, V: CacheValue> RefreshTicket<K, V> {
         &self.key
     }
 
-    /// Stores the recomputed value (subject to the cache's `store_if`).
+    /// Stores the recomputed value (subject to the cache's `store_if`), and
+    /// invalidates what depends on the key.
     pub fn complete(mut self, value: V) {
         let inner = &self.cache.inner;
         inner.counters.incr(Counter::Load);
-        if inner.should_store(&value) {
-            inner.store_loaded(self.key.clone(), value.clone(), self.epoch);
+        // A value `store_if` refuses keeps the old one (refresh-ahead serves
+        // it until it expires); one whose own TTL is zero removes it.
+        if inner.store_if.is_none_or(|p| p(&value)) {
+            match inner.ttl_of(&value) {
+                Some(ttl) => {
+                    inner.store_loaded_for(self.key.clone(), value.clone(), self.epoch, ttl)
+                }
+                None => {
+                    inner.invalidate(&self.key);
+                }
+            }
+            inner.invalidate_dependants(&self.key);
         }
         self.landed = true;
         inner.flights.land(&self.key, &self.flight, Some(&value));
@@ -443,7 +454,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 && inner.enabled.load(Ordering::Relaxed)
                 && !inner.flights.changed(epoch)
             {
-                inner.remote_set(&key, &v, generation).await;
+                inner.remote_set(&key, &v, generation, None).await;
                 inner.recheck_remote(&key, epoch);
             }
             if let Some(token) = lock {

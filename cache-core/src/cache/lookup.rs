@@ -209,11 +209,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.store_if.is_none_or(|p| p(v)) && (self.ttl_fn.is_none() || self.ttl_of(v).is_some())
     }
 
-    pub(super) fn store(&self, key: K, value: V, ttl_ms: u64) {
-        self.store_at(key, value, ttl_ms, Guard::None);
-    }
-
-    /// [`Inner::store`] under `guard`: a value computed since an epoch is
+    /// Stores an entry under `guard`: a value computed since an epoch is
     /// inserted only if no invalidation concerning its key came since,
     /// checked atomically with the insert; false if it was not stored.
     pub(super) fn store_at(&self, key: K, value: V, ttl_ms: u64, guard: Guard) -> bool {
@@ -295,20 +291,22 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         let fire = self.listeners.active().then(|| key.clone());
         let inserted = key.clone();
         let mut evicted = Evicted::default();
+        let mut refused = false;
+        // The tags are indexed in the same step as the insert (under the
+        // key's store lock): a tag invalidation, which waits
+        // for those locks, then finds the entry by its tags.
+        let insert = || {
+            refused = self.map.insert(key, entry, priority, &mut evicted);
+            if let Some((m, key)) = tagged {
+                let mut idx = self.tag_index.lock();
+                for t in m.tags.iter() {
+                    idx.entry(t.clone()).or_default().insert(key.clone());
+                }
+            }
+        };
         let done = match guard {
-            Guard::None => {
-                self.map.insert(key, entry, priority, &mut evicted);
-                true
-            }
-            Guard::Current(e) => self
-                .flights
-                .insert_if_current(e, || self.map.insert(key, entry, priority, &mut evicted)),
-            Guard::Replace(e) => {
-                let k = key.clone();
-                self.flights.replace_if_current(&k, e, || {
-                    self.map.insert(key, entry, priority, &mut evicted)
-                })
-            }
+            Guard::Current(e) => self.flights.insert_if_current(e, insert),
+            Guard::Replace(e) => self.flights.replace_if_current(&inserted, e, insert),
         };
         if !done {
             if let Some((q, t)) = admitted {
@@ -318,27 +316,20 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         self.count(&inserted, self.flags(), Counter::Insert);
         self.reindex(&inserted);
-        if let Some((m, key)) = tagged {
-            let mut idx = self.tag_index.lock();
-            for t in m.tags.iter() {
-                idx.entry(t.clone()).or_default().insert(key.clone());
-            }
-        }
         if let Some(k) = fire {
             self.listeners
                 .fire(EventKind::Insert, &self.name, &k, self.render);
         }
-        let mut refused = false;
         for (k, e) in evicted.drain() {
             // `quick_cache` reports the entry a new value replaced as
             // evicted; it is not: its key has the new value, with the same
             // tags and quota slot (or, if an invalidation removed that
             // meanwhile, the invalidation did the bookkeeping). But an
-            // engine may also refuse the new entry (too heavy, or TinyLFU's
-            // admission test): then the key is gone, and is counted once.
+            // engine may refuse the new entry (too heavy, or TinyLFU's
+            // admission test), and says so: then the key is gone, and its
+            // removal is counted once.
             if k == inserted {
-                if !refused && self.map.peek(&k).is_none() {
-                    refused = true;
+                if std::mem::take(&mut refused) {
                     self.removed(&k, e.meta.as_ref(), EventKind::Evict, Counter::Eviction);
                 }
                 continue;

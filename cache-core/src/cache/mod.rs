@@ -69,8 +69,6 @@ use builder::millis;
 /// What a store checks before it inserts.
 #[derive(Clone, Copy)]
 pub(crate) enum Guard {
-    /// Nothing: a write that happens now.
-    None,
     /// A value computed since this epoch: stored only if no invalidation
     /// concerning its key came since.
     Current(Epoch),

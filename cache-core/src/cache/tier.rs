@@ -206,10 +206,14 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         key: &K,
         value: &V,
         generation: Gen,
+        ttl_ms: Option<u64>,
     ) -> Option<(Duration, impl Future<Output = ()> + Send + 'static)> {
         let tier = self.tier()?;
         let codec = self.codec?;
-        let ttl_ms = self.ttl_of(value)?;
+        let ttl_ms = match ttl_ms {
+            Some(t) => t,
+            None => self.ttl_of(value)?,
+        };
         let bytes = match (codec.encode)(value) {
             Ok(b) if self.ttl_fn.is_some() => {
                 let at = match ttl_ms {
@@ -250,11 +254,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Stores a loaded value in L2.
-    pub(crate) async fn remote_set(&self, key: &K, value: &V, generation: Gen) {
+    /// With `ttl_ms`, for that long instead of the value's own TTL.
+    pub(crate) async fn remote_set(
+        &self,
+        key: &K,
+        value: &V,
+        generation: Gen,
+        ttl_ms: Option<u64>,
+    ) {
         if !self.has_remote() {
             return;
         }
-        if let Some((wait, w)) = self.remote_write(key, value, generation) {
+        if let Some((wait, w)) = self.remote_write(key, value, generation, ttl_ms) {
             on_bridge(wait, w).await;
         }
     }

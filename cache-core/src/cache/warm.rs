@@ -28,12 +28,21 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// replaced, which is no newer, is removed; removing never moves an
     /// invalidation counter, so one failure does not cause others.
     pub(super) fn prime(&self, key: K, value: V, epoch: Epoch) -> Primed {
+        let k = key.clone();
+        let primed = self.prime_only(key, value, epoch);
+        // The value may differ from what dependants were computed from.
+        self.invalidate_dependants(&k);
+        primed
+    }
+
+    /// [`Inner::prime`] without invalidating dependants.
+    fn prime_only(&self, key: K, value: V, epoch: Epoch) -> Primed {
         let store = self.should_store(&value);
         if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
             if store && !self.flights.changed(epoch) {
-                block_on(self.remote_set(&key, &value, None));
+                block_on(self.remote_set(&key, &value, None, None));
                 // An invalidation whose remote delete landed first: delete
                 // again.
                 self.recheck_remote(&key, epoch);

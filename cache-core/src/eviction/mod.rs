@@ -32,8 +32,9 @@ pub enum Eviction {
     Engine,
     /// Least recently used (exact within a shard).
     Lru,
-    /// Least frequently used (exact within a shard); counts halve after
-    /// the shard has turned over eight times, so old popularity fades.
+    /// Least frequently used (exact within a shard), with dynamic ageing
+    /// (LFU-DA): a new entry's count starts at the count of the last entry
+    /// evicted, so old popularity fades without a reset.
     Lfu,
     /// W-TinyLFU: new entries pass an LRU window, then enter the main space
     /// only if a frequency sketch has seen them more often than the entry
@@ -108,44 +109,75 @@ const SHARDS: usize = 16;
 pub(crate) struct Ordered<K, V> {
     shards: Box<[Mutex<Shard<K, V>>]>,
     hasher: DefaultHashBuilder,
-    shard_cap: AtomicU64,
+    /// The whole bound, which the shards split exactly.
+    capacity: AtomicU64,
     /// Entries a full LRU or LFU shard evicts at once.
     batch: AtomicUsize,
     critical_permille: AtomicU64,
+    /// Whether entries weigh more than one (the batch is then 1).
+    weighed: bool,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Ordered<K, V> {
-    /// An engine bounded to `capacity` (entries, or their total weight).
-    pub(crate) fn new(capacity: u64, policy: Eviction) -> Self {
-        let n = if capacity < ONE_SHARD_BELOW {
+    /// An engine bounded to `capacity`: entries, or their total weight when
+    /// `weighed`. A weighed engine keeps at least 64 MiB a shard, as an
+    /// entry heavier than its shard's bound is refused.
+    pub(crate) fn new(capacity: u64, policy: Eviction, weighed: bool) -> Self {
+        let n = if weighed {
+            (capacity >> 26).clamp(1, SHARDS as u64) as usize
+        } else if capacity < ONE_SHARD_BELOW {
             1
         } else {
             SHARDS
         };
-        let cap = capacity.div_ceil(n as u64).max(1);
-        Ordered {
-            shards: (0..n)
-                .map(|i| Mutex::new(Shard::new(policy, cap, i as u64 + 1)))
-                .collect(),
+        let pinned = std::sync::Arc::new(AtomicU64::new(0));
+        let me = Ordered {
+            shards: Box::new([]),
             hasher: DefaultHashBuilder::default(),
-            shard_cap: AtomicU64::new(cap),
+            capacity: AtomicU64::new(capacity.max(1)),
             batch: AtomicUsize::new(1),
             critical_permille: AtomicU64::new((DEFAULT_CRITICAL_SHARE * 1000.0) as u64),
+            weighed,
+        };
+        Ordered {
+            shards: (0..n)
+                .map(|i| {
+                    let cap = me.shard_capacity(i, n);
+                    Mutex::new(Shard::new(policy, cap, i as u64 + 1, pinned.clone()))
+                })
+                .collect(),
+            ..me
         }
     }
 
-    fn bounds(&self) -> Bounds {
+    /// Shard `i`'s bound: the shards split the whole exactly.
+    fn shard_capacity(&self, i: usize, n: usize) -> u64 {
+        let total = self.capacity.load(Ordering::Relaxed);
+        let n = n as u64;
+        (total / n + u64::from((i as u64) < total % n)).max(1)
+    }
+
+    fn bounds(&self, i: usize) -> Bounds {
         Bounds {
-            capacity: self.shard_cap.load(Ordering::Relaxed),
-            batch: self.batch.load(Ordering::Relaxed),
+            capacity: self.shard_capacity(i, self.shards.len()),
+            total: self.capacity.load(Ordering::Relaxed),
+            batch: if self.weighed {
+                1
+            } else {
+                self.batch.load(Ordering::Relaxed)
+            },
             critical_permille: self.critical_permille.load(Ordering::Relaxed),
         }
     }
 
-    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
+    fn index(&self, hash: u64) -> usize {
         let n = self.shards.len();
         // The high bits pick the shard; the sketch uses the low ones.
-        &self.shards[if n == 1 { 0 } else { (hash >> 56) as usize % n }]
+        if n == 1 { 0 } else { (hash >> 56) as usize % n }
+    }
+
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
+        &self.shards[self.index(hash)]
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {
@@ -173,8 +205,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Ordered<K, V> {
     /// evicted to make room (possibly the new one: see [`Shard::insert`]).
     pub(crate) fn insert(&self, key: K, val: V, weight: u64, priority: Priority) -> Vec<(K, V)> {
         let h = self.hasher.hash_one(&key);
-        let b = self.bounds();
-        self.shard(h)
+        let i = self.index(h);
+        let b = self.bounds(i);
+        self.shards[i]
             .lock()
             .insert(key, val, h, weight, priority, b)
     }
@@ -212,14 +245,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Ordered<K, V> {
 
     /// Changes the bound; a smaller one evicts the excess now, and returns it.
     pub(crate) fn set_capacity(&self, capacity: u64) -> Vec<(K, V)> {
-        let cap = capacity.div_ceil(self.shards.len() as u64).max(1);
-        self.shard_cap.store(cap, Ordering::Relaxed);
-        let b = self.bounds();
+        self.capacity.store(capacity.max(1), Ordering::Relaxed);
         let mut out = Vec::new();
-        for s in self.shards.iter() {
-            out.extend(s.lock().set_capacity(b));
+        for (i, s) in self.shards.iter().enumerate() {
+            out.extend(s.lock().set_capacity(self.bounds(i)));
         }
         out
+    }
+
+    /// The share of the capacity critical entries may take.
+    pub(crate) fn critical_share(&self) -> f64 {
+        self.critical_permille.load(Ordering::Relaxed) as f64 / 1000.0
     }
 }
 

@@ -13,7 +13,7 @@ fn put_at(c: &Ordered<u64, u64>, k: u64, p: Priority) -> Vec<u64> {
 
 #[test]
 fn lru_evicts_the_least_recently_used() {
-    let c = Ordered::new(3, Eviction::Lru);
+    let c = Ordered::new(3, Eviction::Lru, false);
     for k in 0..3u64 {
         assert!(put(&c, k, k).is_empty());
     }
@@ -27,7 +27,7 @@ fn lru_evicts_the_least_recently_used() {
 
 #[test]
 fn lfu_evicts_the_least_frequently_used_but_admits_new_keys() {
-    let c = Ordered::new(3, Eviction::Lfu);
+    let c = Ordered::new(3, Eviction::Lfu, false);
     for k in 0..3u64 {
         put(&c, k, k);
     }
@@ -48,7 +48,7 @@ fn lfu_evicts_the_least_frequently_used_but_admits_new_keys() {
 
 #[test]
 fn a_full_shard_evicts_exactly_its_batch() {
-    let c = Ordered::new(10, Eviction::Lru);
+    let c = Ordered::new(10, Eviction::Lru, false);
     c.set_batch(4);
     for k in 0..10u64 {
         assert!(put(&c, k, k).is_empty());
@@ -70,7 +70,7 @@ fn a_full_shard_evicts_exactly_its_batch() {
 #[test]
 fn removal_keeps_the_index_consistent() {
     for policy in [Eviction::Lru, Eviction::Lfu, Eviction::TinyLfu] {
-        let c = Ordered::new(100, policy);
+        let c = Ordered::new(100, policy, false);
         for k in 0..10u64 {
             put(&c, k, k * 10);
         }
@@ -96,7 +96,7 @@ fn removal_keeps_the_index_consistent() {
 #[test]
 fn lower_priorities_go_first_and_critical_entries_stay() {
     for policy in [Eviction::Lru, Eviction::Lfu, Eviction::TinyLfu] {
-        let c = Ordered::new(6, policy);
+        let c = Ordered::new(6, policy, false);
         put_at(&c, 1, Priority::Critical);
         put_at(&c, 2, Priority::High);
         put_at(&c, 3, Priority::Medium);
@@ -126,7 +126,7 @@ fn lower_priorities_go_first_and_critical_entries_stay() {
 
 #[test]
 fn critical_entries_beyond_their_share_rank_as_high() {
-    let c = Ordered::new(10, Eviction::Lru);
+    let c = Ordered::new(10, Eviction::Lru, false);
     c.set_critical_share(0.3);
     for k in 0..5 {
         put_at(&c, k, Priority::Critical);
@@ -150,7 +150,7 @@ fn critical_entries_beyond_their_share_rank_as_high() {
 
 #[test]
 fn weights_bound_the_total_and_an_oversized_entry_is_refused() {
-    let c: Ordered<u64, u64> = Ordered::new(100, Eviction::Lru);
+    let c: Ordered<u64, u64> = Ordered::new(100, Eviction::Lru, true);
     for k in 0..10 {
         c.insert(k, k, 10, Priority::Medium);
     }
@@ -177,7 +177,7 @@ fn weights_bound_the_total_and_an_oversized_entry_is_refused() {
 
 #[test]
 fn tinylfu_keeps_a_frequent_set_through_a_scan() {
-    let c = Ordered::new(100, Eviction::TinyLfu);
+    let c = Ordered::new(100, Eviction::TinyLfu, false);
     for _ in 0..20 {
         for k in 0..50u64 {
             if c.get(&k).is_none() {
@@ -195,7 +195,7 @@ fn tinylfu_keeps_a_frequent_set_through_a_scan() {
         kept >= 45,
         "the frequent set survives a scan of one-time keys: {kept} of 50"
     );
-    let c = Ordered::new(100, Eviction::Lru);
+    let c = Ordered::new(100, Eviction::Lru, false);
     for k in 0..50u64 {
         put(&c, k, k);
     }
@@ -211,7 +211,7 @@ fn tinylfu_keeps_a_frequent_set_through_a_scan() {
 
 #[test]
 fn shrinking_evicts_lowest_first() {
-    let c = Ordered::new(4, Eviction::Lru);
+    let c = Ordered::new(4, Eviction::Lru, false);
     put_at(&c, 1, Priority::Low);
     put_at(&c, 2, Priority::High);
     put_at(&c, 3, Priority::Medium);

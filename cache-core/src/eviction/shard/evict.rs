@@ -34,11 +34,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             s.hits /= 2;
             self.order.insert(self.rank(i));
         }
-        for s in self.slots.iter_mut().flatten() {
-            if s.place == Place::Pinned {
-                s.hits /= 2;
-            }
-        }
     }
 
     fn next_rand(&mut self) -> u64 {
@@ -78,7 +73,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         };
         let mut n = 0;
         while self.weight > b.capacity || n < batch {
-            let Some(victim) = self.victim(&mut candidates, Some(new)) else {
+            let over = self.weight > b.capacity;
+            let Some(victim) = self.victim(&mut candidates, Some(new), over) else {
                 break;
             };
             if victim == new && self.weight <= b.capacity {
@@ -97,7 +93,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     /// The entry to evict next: the lowest class's oldest (or least used)
     /// evictable entry, unless, under TinyLFU, it is seen more often than
     /// the window's candidate, which then goes instead.
-    pub(super) fn victim(&mut self, candidates: &mut Vec<u32>, new: Option<u32>) -> Option<u32> {
+    /// `over` says whether the shard is over its bound: only then may the
+    /// window's or a pinned entry go (a batch takes evictable entries only).
+    pub(super) fn victim(
+        &mut self,
+        candidates: &mut Vec<u32>,
+        new: Option<u32>,
+        over: bool,
+    ) -> Option<u32> {
         let mut it = self.order.iter();
         let first = match (it.next(), it.next()) {
             (Some(a), Some(b)) if Some(a.4) == new && a.0 == b.0 => Some(*b),
@@ -117,6 +120,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         let Some(first) = first else {
             // Nothing evictable in the main space: the window's oldest,
             // then, as a last resort, the oldest pinned entry.
+            if !over {
+                return None;
+            }
             return self
                 .window
                 .first()
