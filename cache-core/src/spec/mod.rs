@@ -59,10 +59,10 @@ pub struct Config {
     /// The seed's name for `capacity` (100 to 1,000,000).
     pub max_items: Option<usize>,
     /// How a full cache picks what to evict: `engine` (the default),
-    /// `lru` or `lfu`; read when a cache is built.
+    /// `lru`, `lfu` or `tinylfu`; read when a cache is built.
     pub eviction: Option<String>,
-    /// Entries a full `lru` or `lfu` cache evicts at once (1 to 1,000;
-    /// default 1).
+    /// Entries a full `lru` or `lfu` cache bounded by count evicts at once
+    /// (1 to 1,000; default 1 % of the bound, at most 100).
     pub eviction_batch_size: Option<usize>,
     /// The priority of its entries: `low`, `medium` (the default), `high`
     /// or `critical`; read when a cache is built.
