@@ -11,7 +11,9 @@
 // - --baud throttles both directions to what a serial line carries
 //   (10 bits a byte); 0 turns throttling off.
 // - Ctrl-D on an empty raw-REPL line is a soft reset, as on a board: a fresh
-//   VM (everything defined is gone), "soft reboot", and the raw REPL again.
+//   VM (everything defined is gone), "MPY: soft reboot" (the banner boards
+//   print since MicroPython 1.20, so both emulated firmwares), and the raw
+//   REPL again.
 // - SIGUSR1 is the reset button: a fresh VM that prints its boot banner and
 //   waits in the friendly REPL, as a board does after a hard reset.
 // - --raw-paste says what a raw-paste request (Ctrl-E "A" Ctrl-A on an empty
@@ -195,7 +197,7 @@ async function feed(b) {
       muted = true;
       await boot();
       muted = false;
-      emit(Buffer.from("soft reboot\r\n"));
+      emit(Buffer.from("MPY: soft reboot\r\n"));
       mp.replProcessChar(0x01);
       lineEmpty = true;
       return;

@@ -234,3 +234,52 @@ async fn a_missing_serial_port_is_a_clear_error() {
     };
     assert!(e.contains("/dev/does-not-exist"), "{e}");
 }
+
+/// A soft reset prints the banner boards print since MicroPython 1.20, on
+/// both emulated firmwares: clients such as mpremote wait for it.
+#[test]
+fn a_soft_reset_prints_the_boards_banner() {
+    use std::io::{Read, Write};
+    let launcher = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cache-device/emulator/launcher.mjs"
+    );
+    for firmware in ["1.27", "1.29"] {
+        let mut child = std::process::Command::new("node")
+            .args([launcher, "--firmware", firmware, "--baud", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs the launcher (scripts/test installs nodejs)");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains("soft reboot\r\n") {
+                    break;
+                }
+            }
+            let _ = tx.send(seen);
+        });
+        // Raw REPL (its banner), then Ctrl-D on an empty line.
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"\x01").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        stdin.write_all(b"\x04").unwrap();
+        stdin.flush().unwrap();
+        let seen = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            text.contains("MPY: soft reboot\r\n"),
+            "firmware {firmware}: {text:?}"
+        );
+    }
+}
