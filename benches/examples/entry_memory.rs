@@ -6,31 +6,9 @@
 //! bytes) and prints bytes per entry beyond the keys and values themselves
 //! (16 bytes for `u64 → u64`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use cache_bench::alloc::{Counting, live};
 
 use cache_core::{Cache, Eviction};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call forwards to the system allocator unchanged; the
-// counter only adds up the sizes it was asked for.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
 
 #[global_allocator]
 static A: Counting = Counting;
@@ -39,12 +17,12 @@ const N: u64 = 1_000_000;
 
 /// Bytes per entry that building and filling a cache with `fill` holds.
 fn per_entry<C>(build: impl FnOnce() -> C, fill: impl Fn(&C, u64)) -> f64 {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let c = build();
     for k in 0..N {
         fill(&c, k);
     }
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = live();
     drop(c);
     (after - before) as f64 / N as f64
 }

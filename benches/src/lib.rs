@@ -45,6 +45,7 @@ pub fn start_redis() -> Server {
     Server(child, port)
 }
 
+pub mod alloc;
 pub mod metadata;
 pub mod policies;
 pub mod traces;

@@ -118,24 +118,12 @@ impl CachedArgs {
                 self.unless = Some(meta.value()?.parse()?);
             }
             "tags" => {
-                let arr: ExprArray = value(
+                self.tags = templates(
                     &meta,
                     "tags",
                     "a list of string templates, such as `tags = [\"user:{id}\"]`",
-                )?;
-                for e in arr.elems {
-                    match e {
-                        Expr::Lit(syn::ExprLit {
-                            lit: Lit::Str(s), ..
-                        }) => self.tags.push(s),
-                        other => {
-                            return Err(syn::Error::new_spanned(
-                                other,
-                                "each tag is a string template, such as \"user:{id}\"",
-                            ));
-                        }
-                    }
-                }
+                    "each tag is a string template, such as \"user:{id}\"",
+                )?
             }
             "backend" => {
                 let s: LitStr = value(
@@ -224,24 +212,12 @@ impl CachedArgs {
                 self.ttl_fn = Some(meta.value()?.parse()?);
             }
             "depends_on" => {
-                let arr: ExprArray = value(
+                self.depends_on = templates(
                     &meta,
                     "depends_on",
                     "a list of key templates, such as `depends_on = [\"get_user:{id}\"]`",
+                    "each dependency is a key template, such as \"get_user:{id}\"",
                 )?;
-                for e in arr.elems {
-                    match e {
-                        Expr::Lit(syn::ExprLit {
-                            lit: Lit::Str(s), ..
-                        }) => self.depends_on.push(s),
-                        other => {
-                            return Err(syn::Error::new_spanned(
-                                other,
-                                "each dependency is a key template, such as \"get_user:{id}\"",
-                            ));
-                        }
-                    }
-                }
                 if self.depends_on.is_empty() {
                     return Err(meta.error(
                         "`depends_on` needs at least one key template, such as `depends_on = [\"get_user:{id}\"]`",
@@ -306,6 +282,25 @@ fn value<T: syn::parse::Parse>(
             ))
         }
     }
+}
+
+/// `= ["...", ...]`: string literals, each an error at its token otherwise.
+fn templates(
+    meta: &ParseNestedMeta,
+    name: &str,
+    expected: &str,
+    each: &str,
+) -> syn::Result<Vec<LitStr>> {
+    let arr: ExprArray = value(meta, name, expected)?;
+    arr.elems
+        .into_iter()
+        .map(|e| match e {
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Ok(s),
+            other => Err(syn::Error::new_spanned(other, each)),
+        })
+        .collect()
 }
 
 /// `flag`, `flag = true` or `flag = false`.

@@ -98,23 +98,7 @@ impl Plan {
         let tag_templates = args
             .tags
             .iter()
-            .map(|t| {
-                let segs = template::parse(t, &names, "tag")?;
-                for s in &segs {
-                    if let Segment::Arg(i) | Segment::SepArg(i) = s
-                        && !key_idx.contains(i)
-                    {
-                        return Err(syn::Error::new(
-                            t.span(),
-                            format!(
-                                "tag names `{{{}}}`, which the key template leaves out; tags are built from the key's arguments",
-                                names[*i]
-                            ),
-                        ));
-                    }
-                }
-                Ok(segs)
-            })
+            .map(|t| in_key("tag", "tags", t))
             .collect::<syn::Result<Vec<_>>>()?;
         let stored = stored_type(&args, &ret);
         Ok(Plan {

@@ -15,7 +15,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// invalidated.
     pub(super) fn put_at(&self, key: K, value: V, priority: Priority, ttl_ms: Option<u64>) {
         let ttl = ttl_ms.or_else(|| self.ttl_of(&value));
-        let k = key.clone();
+        // The key, kept to invalidate its dependants, when any may exist.
+        let k = (self.cascade.is_some() && crate::depend::declared()).then(|| key.clone());
         if self.tier().is_some() {
             let text = render_with(&key, self.render);
             let _ = self.propagate(RemoteOp::Key(text), Some(self.tenant(&key)));
@@ -33,6 +34,8 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 self.invalidate(&key);
             }
         }
-        self.invalidate_dependants(&k);
+        if let Some(k) = k {
+            self.invalidate_dependants(&k);
+        }
     }
 }
