@@ -333,7 +333,10 @@ fn a_full_load_does_not_store_a_key_invalidated_while_it_read() {
     log();
     for mode in ["warm_from", "sync"] {
         let cache: Arc<Cache<u32, u32>> = Arc::new(Cache::new(1000));
-        let src = Arc::new(Rows::with([(1, 100), (2, 200)]));
+        // Keys share 256 invalidation counters, so another key may rarely
+        // count key 1's invalidation too and be left out: seven others
+        // make it unlikely (about 2 in a million) that more than two are.
+        let src = Arc::new(Rows::with((1..=8).map(|k| (k, k * 100))));
         let (read, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
         let synced = (mode == "sync").then(|| {
             let opts = SyncOptions::on_demand().startup(Startup::Blocking);
@@ -359,7 +362,12 @@ fn a_full_load_does_not_store_a_key_invalidated_while_it_read() {
             None,
             "{mode}: 1 was read before its invalidation"
         );
-        assert_eq!(cache.get(&2), Some(200), "{mode}");
+        let others: Vec<Option<u32>> = (2..=8).map(|k| cache.get(&k)).collect();
+        for (k, v) in (2..=8).zip(&others) {
+            assert!(v.is_none() || *v == Some(k * 100), "{mode}: {k} → {v:?}");
+        }
+        let kept = others.iter().filter(|v| v.is_some()).count();
+        assert!(kept >= 5, "{mode}: only {kept} of 7 other keys stored");
     }
 }
 
