@@ -1,267 +1,272 @@
 // A MicroPython device on stdin/stdout: the real VM (WebAssembly build)
-// behind its REPL, for cache-device's tests and benchmarks.
+// behind a board's REPL, for cache-device's tests and benchmarks, and for
+// any client of a board (mpremote is one in the tests).
 //
 //   node launcher.mjs [--firmware 1.27|1.29] [--baud 115200|0]
-//                     [--raw-paste native|emulate|refuse|old] [--listen]
+//                     [--raw-paste emulate|refuse|old|native] [--listen]
 //
-// - Bytes on stdin go to the REPL one by one; the REPL's bytes go to stdout.
-//   With --listen, the device is on TCP instead: the launcher listens on a
-//   free loopback port, prints "listening PORT" on stdout, and serves one
-//   connection at a time.
-// - --baud throttles both directions to what a serial line carries
-//   (10 bits a byte); 0 turns throttling off.
-// - Ctrl-D on an empty raw-REPL line is a soft reset, as on a board: a fresh
-//   VM (everything defined is gone), "MPY: soft reboot" (the banner boards
-//   print since MicroPython 1.20, so both emulated firmwares), and the raw
-//   REPL again.
-// - SIGUSR1 is the reset button: a fresh VM that prints its boot banner and
-//   waits in the friendly REPL, as a board does after a hard reset.
+// - Bytes on stdin go to the device; the device's bytes go to stdout. With
+//   --listen, the device is on TCP instead: the launcher listens on a free
+//   loopback port, prints "listening PORT" on stdout, and serves one
+//   connection at a time (a new one replaces the old, as a serial bridge
+//   does; output with no one connected is lost). Either way, the launcher
+//   exits when its stdin ends, whatever the device is doing.
+// - --baud paces both directions at what a serial line carries (10 bits a
+//   byte); 0 turns pacing off. Output waits for its reader. Input the device
+//   has no room for (1 MiB unread) is lost, as in a board's UART overrun,
+//   but a Ctrl-C always gets through.
+// - The device (device.mjs) runs in a worker thread, so the line stays
+//   served while code runs. Ctrl-C interrupts running code with
+//   KeyboardInterrupt, as on a board. Code the VM cannot be reached in (a
+//   busy loop that neither reads the clock nor prints) is ended by a restart
+//   when a Ctrl-C stays unanswered for 2 s while the device reads nothing:
+//   the boot banner and the friendly REPL, as after a hard reset, and the
+//   bytes sent after the last Ctrl-C still arrive.
+// - Ctrl-D on an empty raw-REPL line (or sys.exit()) is a soft reset, as on
+//   a board: a fresh VM (everything defined is gone, files stay), "OK",
+//   "MPY: soft reboot" (the banner boards print since MicroPython 1.20, so
+//   both emulated firmwares), and the raw REPL's banner.
+// - SIGUSR1 is the reset button: a fresh VM (files stay) that prints its boot
+//   banner and waits in the friendly REPL, as a board does after a hard reset.
 // - --raw-paste says what a raw-paste request (Ctrl-E "A" Ctrl-A on an empty
-//   raw-REPL line) meets. native (default): the VM itself, which answers
-//   R\x01 and its window and then stalls. emulate: the launcher speaks the
-//   protocol as a board does (R\x01, a 64-byte window, \x01 for each window
-//   taken, \x04 at the end) and runs the code on the VM. refuse: R\x00, as
-//   firmware that knows raw-paste but has it off. old: as firmware before
-//   raw-paste, which only sees the Ctrl-A and prints the raw REPL banner.
+//   raw-REPL line) meets:
+//   - emulate (default): the protocol as a board speaks it (R\x01, a 128-byte
+//     window and a first \x01, \x01 for each window taken, \x04 at the end),
+//     with the code run on the VM's raw REPL;
+//   - refuse: R\x00, as firmware that knows raw-paste but has it off;
+//   - old: as firmware before raw-paste, which only sees the Ctrl-A and
+//     prints the raw REPL banner;
+//   - native: the VM's own raw-paste, which gets stuck; the launcher stops
+//     it, and the device answers nothing until a Ctrl-C restarts it. Only for
+//     showing what the VM does.
 import net from "node:net";
-import { loadMicroPython as load127 } from "mp127/micropython.mjs";
-import { loadMicroPython as load129 } from "mp129/micropython.mjs";
+import { Worker } from "node:worker_threads";
+import { Ring, pace, READ, SENT, ACCOUNTED, SEEN, IDLE } from "./line.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
+const USAGE =
+  "usage: node launcher.mjs [--firmware 1.27|1.29] [--baud RATE|0] [--raw-paste emulate|refuse|old|native] [--listen]";
+const fail = (message) => {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
 };
-const firmware = opt("--firmware", "1.27");
-const baud = Number(opt("--baud", "115200"));
-const loaders = { "1.27": load127, "1.29": load129 };
-const load = loaders[firmware];
-if (!load) {
-  process.stderr.write(`unknown --firmware ${firmware}; use 1.27 or 1.29\n`);
-  process.exit(2);
+const options = { "--firmware": "1.27", "--baud": "115200", "--raw-paste": "emulate", "--listen": false };
+for (let i = 2; i < process.argv.length; i++) {
+  const arg = process.argv[i];
+  if (arg === "--listen") options[arg] = true;
+  else if (arg in options && i + 1 < process.argv.length) options[arg] = process.argv[++i];
+  else fail(`unknown or incomplete option ${JSON.stringify(arg)}`);
 }
+const firmware = options["--firmware"];
+if (!["1.27", "1.29"].includes(firmware)) fail(`unknown --firmware ${firmware}; use 1.27 or 1.29`);
+if (!/^\d{1,8}$/.test(options["--baud"])) fail(`bad --baud ${JSON.stringify(options["--baud"])}; use a whole rate such as 115200, or 0`);
+const baud = Number(options["--baud"]);
 const byteMs = baud > 0 ? 10000 / baud : 0;
-const rawPaste = opt("--raw-paste", "native");
-if (!["native", "emulate", "refuse", "old"].includes(rawPaste)) {
-  process.stderr.write(`unknown --raw-paste ${rawPaste}; use native, emulate, refuse or old\n`);
-  process.exit(2);
+const rawPaste = options["--raw-paste"];
+if (!["emulate", "refuse", "old", "native"].includes(rawPaste)) {
+  fail(`unknown --raw-paste ${rawPaste}; use emulate, refuse, old or native`);
 }
-const PASTE_WINDOW = 64;
-const listen = args.includes("--listen");
+const listen = options["--listen"];
+// How long a Ctrl-C may go unanswered before the device is restarted.
+const INTERRUPT_MS = 2000;
+// How long the VM's own raw-paste may take before it counts as stuck.
+const STUCK_MS = 250;
+// The device's input buffer, and its output buffer: small, as a board's UART
+// transmit buffer, so output waiting for the line is at most 0.35 s of it at
+// 115200 baud.
+const RING = 1 << 20;
+const OUT_RING = 1 << 12;
 // LAUNCHER_DEBUG=1 logs both directions on stderr.
 const debug = process.env.LAUNCHER_DEBUG
   ? (dir, buf) => process.stderr.write(`${dir} ${JSON.stringify(Buffer.from(buf).toString("latin1"))}\n`)
   : () => {};
-// Where the device's bytes go: stdout, or the TCP connection (and nowhere
-// while no one is connected).
-let out = listen ? () => {} : (buf) => process.stdout.write(buf);
-const sink = (buf) => {
-  debug("OUT", buf);
-  out(buf);
-};
-
-// Output, paced at the line rate.
-const outQueue = [];
-let draining = false;
-let muted = false;
-// After an emulated raw paste, the VM's "OK" (standard raw REPL) is not sent.
-let dropOk = 0;
-function emit(bytes) {
-  if (muted) return;
-  for (const b of bytes) {
-    if (dropOk > 0 && b === "OK".charCodeAt(2 - dropOk)) {
-      dropOk -= 1;
-      continue;
-    }
-    dropOk = 0;
-    outQueue.push(b);
-  }
-  if (!draining) drain();
-}
-// A line carries one byte every byteMs: a byte is delivered once the line
-// has carried it. `line()` keeps that account for one direction, on the
-// wall clock, so late timers do not slow the line down.
-function line() {
-  let since = 0;
-  let carried = 0;
-  return {
-    // Starts the clock when the line was idle.
-    start() {
-      since = performance.now();
-      carried = 0;
-    },
-    // How many more bytes the line has carried by now.
-    due() {
-      const n = Math.floor((performance.now() - since) / byteMs) - carried;
-      return Math.max(0, n);
-    },
-    took(n) {
-      carried += n;
-    },
-  };
-}
 const tick = () => new Promise((r) => setTimeout(r, 1));
 
-const outLine = line();
+// Where the device's bytes go: stdout, or the TCP connection (nowhere while
+// no one is connected). A writer that is full holds the line until it drains.
+// stdout, when it is a pipe or socket, is written asynchronously, so a
+// reader that stops reading holds up the device, not the launcher.
+function stdoutWriter() {
+  let w;
+  try {
+    w = new net.Socket({ fd: 1, readable: false });
+  } catch {
+    w = process.stdout;
+  }
+  // A reader that went away ends the line.
+  w.on("error", () => process.exit(0));
+  return w;
+}
+let writer = listen ? null : stdoutWriter();
+
+// The device: a worker, replaced on a hard reset. Its files outlive it.
+let device = null;
+let kept = [];
+function start(carry = []) {
+  if (device) {
+    device.stopped = true;
+    device.worker.terminate();
+  }
+  const input = new Ring(RING);
+  const output = new Ring(OUT_RING);
+  // Not drained until the device wakes the launcher.
+  Atomics.store(output.header, IDLE, 1);
+  const worker = new Worker(new URL("./device.mjs", import.meta.url), {
+    workerData: { firmware, rawPaste, input: input.shared(), output: output.shared(), kept },
+    stdout: true,
+    stderr: true,
+  });
+  const me = { worker, input, output, stopped: false };
+  device = me;
+  // Nothing the worker prints may reach the device's output.
+  worker.stdout.on("data", (d) => process.stderr.write(d));
+  worker.stderr.on("data", (d) => process.stderr.write(d));
+  worker.on("message", (message) => {
+    if (device !== me) return;
+    if (message === "wake") drain();
+    else if (message === "paste") {
+      // A VM that has not come back from its own raw-paste soon is spinning
+      // where no input reaches it: it is stopped, and the device answers
+      // nothing until a Ctrl-C goes unanswered and restarts it.
+      me.stuck = setTimeout(() => {
+        process.stderr.write("the VM's own raw-paste is stuck: the device stops until a Ctrl-C restarts it\n");
+        me.stopped = true;
+        worker.terminate();
+      }, STUCK_MS);
+    } else if (message === "idle") clearTimeout(me.stuck);
+    else if (message.files) kept = message.files;
+  });
+  // A device that fails or stops on its own (code on it can end its thread)
+  // starts again, as a board whose firmware crashed.
+  const restart = (why) => {
+    if (device !== me || me.stopped) return;
+    me.stopped = true;
+    process.stderr.write(`the device ${why}; restarting it\n`);
+    start();
+  };
+  worker.on("error", (e) => restart(`failed (${e?.stack ?? e})`));
+  worker.on("exit", (code) => restart(`stopped (exit ${code})`));
+  for (const b of carry) input.tryPush(b);
+}
+
+// Output, paced at the line rate.
+let draining = false;
+const outLine = pace(byteMs);
 function drain() {
-  if (outQueue.length === 0) {
-    draining = false;
-    return;
-  }
-  if (byteMs === 0) {
-    sink(Buffer.from(outQueue.splice(0)));
-    return;
-  }
-  if (!draining) outLine.start();
+  if (draining) return;
   draining = true;
-  const n = Math.min(outLine.due(), outQueue.length);
+  outLine.start();
+  step();
+}
+function step() {
+  const ring = device.output;
+  const n = Math.min(outLine.due(), ring.used(), 65536);
   if (n > 0) {
     outLine.took(n);
-    sink(Buffer.from(outQueue.splice(0, n)));
+    const buf = ring.take(n);
+    debug("OUT", buf);
+    if (writer && !writer.write(buf)) {
+      writer.once("drain", step);
+      return;
+    }
   }
-  if (outQueue.length === 0) {
+  if (ring.used() === 0 && !ring.rest()) {
     draining = false;
     return;
   }
-  setTimeout(drain, 1);
+  setTimeout(step, 1);
 }
 
-let mp;
-async function boot() {
-  mp = await load({ heapsize: 1024 * 1024, stdout: (b) => emit(b), linebuffer: false });
-  mp.replInit();
-}
-
-// Raw REPL tracking, to emulate a soft reset.
-let raw = false;
-let lineEmpty = true;
-
-// Raw-paste: the request's bytes seen so far, and the code of a paste.
-let request = [];
-let paste = null;
-
-function emulatedPaste(b) {
-  if (b === 0x04) {
-    // End of data: acknowledge, then run the code on the VM's raw REPL.
-    emit([0x04]);
-    if (paste.code.length === 0) {
-      // Nothing to run (Ctrl-D on an empty line would be a soft reset).
-      paste = null;
-      emit([0x04, 0x04, 0x3e]);
-      return;
-    }
-    for (const c of paste.code) mp.replProcessChar(c);
-    paste = null;
-    dropOk = 2;
-    mp.replProcessChar(0x04);
-    lineEmpty = true;
+// Delivers one byte to the device: lost if it has no room (a Ctrl-C always
+// has room).
+let overrun = false;
+function deliver(b) {
+  const me = device;
+  if (!me.input.tryPush(b)) {
+    if (!overrun) process.stderr.write("the device's input is full: bytes are lost\n");
+    overrun = true;
     return;
   }
-  paste.code.push(b);
-  paste.taken += 1;
-  if (paste.taken % PASTE_WINDOW === 0) emit([0x01]);
+  overrun = false;
+  if (b === 0x03) watch(me, me.input.header, Atomics.load(me.input.header, SENT));
+}
+// Restarts a device that has not answered Ctrl-C number `sent` within 2 s
+// and read nothing meanwhile.
+function watch(me, header, sent) {
+  const read = Atomics.load(header, READ);
+  setTimeout(() => {
+    if (device !== me) return;
+    const answered = (n) => ((Atomics.load(header, n) - sent) | 0) >= 0;
+    if (answered(ACCOUNTED) || answered(SEEN)) return;
+    if (!me.stopped && Atomics.load(header, READ) !== read) return watch(me, header, sent);
+    process.stderr.write(`the device did not answer Ctrl-C in ${INTERRUPT_MS} ms; restarting it\n`);
+    // A hard reset loses what was waiting, but for what followed the last
+    // Ctrl-C: a client taking over (mpremote sends Ctrl-C, then Ctrl-A)
+    // still gets what it asked for.
+    const unread = me.input.unread();
+    start(unread.slice(unread.lastIndexOf(0x03) + 1));
+  }, INTERRUPT_MS);
 }
 
-async function feed(b) {
-  if (paste) return emulatedPaste(b);
-  if (rawPaste !== "native" && raw && lineEmpty && (request.length > 0 || b === 0x05)) {
-    request.push(b);
-    const expect = [0x05, 0x41, 0x01];
-    if (request.every((x, i) => x === expect[i])) {
-      if (request.length < 3) return;
-      request = [];
-      if (rawPaste === "emulate") {
-        emit([0x52, 0x01, PASTE_WINDOW & 0xff, PASTE_WINDOW >> 8]);
-        paste = { code: [], taken: 0 };
-      } else if (rawPaste === "refuse") {
-        emit([0x52, 0x00]);
-      } else {
-        mp.replProcessChar(0x01);
-      }
-      return;
-    }
-    // Not a raw-paste request after all: hand the bytes on.
-    const held = request;
-    request = [];
-    for (const x of held) await feed(x);
-    return;
-  }
-  if (b === 0x01) {
-    raw = true;
-    lineEmpty = true;
-  } else if (b === 0x02) {
-    raw = false;
-  } else if (raw && b === 0x04) {
-    if (lineEmpty) {
-      // Soft reset: a fresh VM, the banner boards print, the raw REPL again.
-      muted = true;
-      await boot();
-      muted = false;
-      emit(Buffer.from("MPY: soft reboot\r\n"));
-      mp.replProcessChar(0x01);
-      lineEmpty = true;
-      return;
-    }
-    lineEmpty = true;
-  } else if (raw && b !== 0x03) {
-    lineEmpty = false;
-  }
-  mp.replProcessChar(b);
-}
-
-// Input, paced at the line rate, processed strictly in order.
+// Input, paced at the line rate, delivered strictly in order.
 const inQueue = [];
+let inOffset = 0;
 let feeding = false;
-const inLine = line();
+const inLine = pace(byteMs);
 async function pump() {
   if (feeding) return;
   feeding = true;
   inLine.start();
   while (inQueue.length > 0) {
-    if (byteMs === 0) {
-      await feed(inQueue.shift());
-      continue;
-    }
-    let n = Math.min(inLine.due(), inQueue.length);
+    let n = inLine.due();
     if (n === 0) {
       await tick();
       continue;
     }
-    inLine.took(n);
-    while (n-- > 0) await feed(inQueue.shift());
+    while (n > 0 && inQueue.length > 0) {
+      const chunk = inQueue[0];
+      const end = Math.min(chunk.length, inOffset + n);
+      for (let i = inOffset; i < end; i++) deliver(chunk[i]);
+      inLine.took(end - inOffset);
+      n -= end - inOffset;
+      inOffset = end;
+      if (inOffset === chunk.length) {
+        inQueue.shift();
+        inOffset = 0;
+      }
+    }
   }
   feeding = false;
 }
+function received(data) {
+  debug("IN", data);
+  inQueue.push(data);
+  pump();
+}
 
-await boot();
-process.on("SIGUSR1", async () => {
-  raw = false;
-  lineEmpty = true;
-  request = [];
-  paste = null;
-  await boot();
-});
+start();
+process.on("SIGUSR1", () => start());
+process.stdin.on("end", () => process.exit(0));
 if (listen) {
+  let current = null;
   const server = net.createServer((socket) => {
     socket.setNoDelay(true);
-    out = (buf) => socket.write(buf);
-    socket.on("data", (data) => {
-      debug("IN", data);
-    for (const b of data) inQueue.push(b);
-      pump();
-    });
+    // The newest connection has the line: the old one is closed, and what
+    // the device said to it and was not carried yet is gone.
+    current?.destroy();
+    current = socket;
+    device.output.take(OUT_RING);
+    writer = socket;
+    socket.on("data", (d) => current === socket && received(d));
     socket.on("error", () => {});
+    socket.on("close", () => {
+      if (current === socket) writer = null;
+      if (draining) step();
+    });
   });
   server.listen(0, "127.0.0.1", () => {
     process.stdout.write(`listening ${server.address().port}\n`);
   });
-  process.stdin.on("end", () => process.exit(0));
   process.stdin.resume();
 } else {
-  process.stdin.on("data", (data) => {
-    debug("IN", data);
-    for (const b of data) inQueue.push(b);
-    pump();
-  });
-  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("data", received);
 }

@@ -1,5 +1,10 @@
 //! The test device: the real MicroPython VM (the WebAssembly build from npm)
-//! behind `cache-device/emulator/launcher.mjs`, on a child process's stdio.
+//! behind `cache-device/emulator/launcher.mjs`, on a child process's stdio
+//! or a loopback TCP port. The launcher runs the VM in a worker thread and
+//! speaks to its line as a board does: raw-paste with a board's window,
+//! Ctrl-C as `KeyboardInterrupt` (a restart with the boot banner when code
+//! cannot be reached for 2 s), `MPY: soft reboot`, a reset button; it exits
+//! when its input ends. Its header comment has the details.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,17 +40,20 @@ impl Firmware {
 /// What a raw-paste request meets on the emulated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PasteSupport {
-    /// The VM itself, which answers `R\x01` and a window, then stalls: the
-    /// transport must not use raw-paste, so the REPL has it off.
+    /// The launcher speaks raw-paste as a board does (`R\x01`, a 128-byte
+    /// window, `\x01` for each window taken) and runs the code on the VM.
     #[default]
-    Native,
-    /// The launcher speaks raw-paste as a board does (64-byte windows) and
-    /// runs the code on the VM.
     Emulated,
     /// `R\x00`: firmware that knows raw-paste but has it off.
     Refused,
     /// Firmware from before raw-paste, which re-prints the raw REPL banner.
     Unknown,
+    /// The VM's own raw-paste, only to show what it does: its stdin has no
+    /// source, so it answers `R\x01` and a window, ends the paste at once and
+    /// gets stuck. The launcher stops it; the device then answers nothing
+    /// until a Ctrl-C goes unanswered for 2 s and restarts it (the boot
+    /// banner, as after a hard reset). The REPL has raw-paste off on it.
+    Native,
 }
 
 impl PasteSupport {
@@ -75,7 +83,7 @@ impl Default for EmulatorOptions {
         EmulatorOptions {
             firmware: Firmware::V1_27,
             baud: 115_200,
-            raw_paste: PasteSupport::Native,
+            raw_paste: PasteSupport::Emulated,
         }
     }
 }
@@ -91,8 +99,8 @@ pub fn emulator_dir() -> PathBuf {
 }
 
 impl Emulator {
-    /// Starts a device with `firmware` at `baud` (0: unthrottled) and enters
-    /// its raw REPL, with raw-paste off (the VM stalls in it).
+    /// Starts a device with `firmware` at `baud` (0: unthrottled), speaking
+    /// raw-paste as a board does, and enters its raw REPL.
     pub async fn start(
         firmware: Firmware,
         baud: u32,
@@ -100,13 +108,13 @@ impl Emulator {
         Emulator::start_with(EmulatorOptions {
             firmware,
             baud,
-            raw_paste: PasteSupport::Native,
+            raw_paste: PasteSupport::Emulated,
         })
         .await
     }
 
     /// Starts a device on this process's pipes and enters its raw REPL;
-    /// raw-paste is negotiated unless the VM's own (stalling) one is there.
+    /// raw-paste is negotiated unless the VM's own (stuck) one is there.
     pub async fn start_with(
         options: EmulatorOptions,
     ) -> Result<(Emulator, RawRepl<ChildStdout, ChildStdin>), ReplError> {
@@ -168,6 +176,26 @@ impl Emulator {
     /// Ends the device, as unplugging a board would.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// The launcher's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Closes the launcher's input, if this handle still holds it (a
+    /// [`listen`](Emulator::listen)ing device; a piped one's input is the
+    /// REPL's writer, closed by dropping the REPL), and waits up to `within`
+    /// for the launcher to exit: its status, or `None` if it still runs.
+    pub async fn exited(
+        &mut self,
+        within: Duration,
+    ) -> Result<Option<std::process::ExitStatus>, std::io::Error> {
+        drop(self.child.stdin.take());
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.map(Some),
+            Err(_) => Ok(None),
+        }
     }
 }
 

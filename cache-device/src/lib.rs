@@ -3,17 +3,20 @@
 //! firmware and code hash, keeps that knowledge across restarts, and
 //! afterwards only invokes it.
 //!
-//! - [`repl`]: the raw REPL protocol (raw-paste negotiated, with a
-//!   fallback) over any async byte stream: a child process's stdio, TCP
-//!   ([`TcpRepl`]), or a serial port (`SerialRepl`, feature `serial`);
+//! - [`repl`]: the raw REPL protocol (raw-paste negotiated for code longer
+//!   than a board's input buffer, with a fallback) over any async byte
+//!   stream: a child process's stdio, TCP ([`TcpRepl`]), or a serial port
+//!   (`SerialRepl`, feature `serial`);
 //!   a device that resets on its own is noticed and entered again;
 //! - [`device`]: what a device is (type, firmware), read over the REPL;
 //! - [`deploy_cache`]: deployed code by device type, firmware, signature and
 //!   code hash: checksummed files, an LRU bound, expiry, compaction, stats;
 //! - [`session`]: one device; deploys a method once, then only invokes it,
 //!   and redeploys from the cache after a reset or reconnect;
-//! - `emulator` (feature `test-util`): the test device, the real MicroPython VM (WebAssembly)
-//!   behind a small Node launcher in `cache-device/emulator`.
+//! - `emulator` (feature `test-util`): the test device, the real MicroPython
+//!   VM (WebAssembly) behind a Node launcher in `cache-device/emulator` that
+//!   behaves as a board does for a board's clients (raw-paste, Ctrl-C,
+//!   soft and hard resets, banners), mpremote among them.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

@@ -5,11 +5,14 @@
 //! and Ctrl-D; expect `OK`, stdout up to `\x04`, stderr (the traceback) up to
 //! `\x04`, and the prompt `>`. Ctrl-D on an empty line is a soft reset.
 //!
-//! Raw-paste mode (`\x05A\x01`) is negotiated on the first execution: a
-//! device answering `R\x01` and a window size takes the code in windows, and
-//! announces each free window with `\x01`; `R\x00` (understood, not
-//! supported) and anything else (older firmware, which re-prints the raw
-//! REPL banner) fall back to the standard raw REPL for the connection.
+//! Raw-paste mode (`\x05A\x01`) is negotiated on the first execution of
+//! code longer than [`PLAIN_MAX`] bytes: a device answering `R\x01` and a
+//! window size takes the code in windows, and announces each free window
+//! with `\x01`; `R\x00` (understood, not supported) and anything else (older
+//! firmware, which re-prints the raw REPL banner) fall back to the standard
+//! raw REPL for the connection. Shorter code (an invocation) goes in the
+//! standard raw REPL at once: it fits any board's input buffer, and the
+//! raw-paste handshake would cost it a round trip.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -19,6 +22,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 const RAW_BANNER: &[u8] = b"raw REPL; CTRL-B to exit\r\n>";
+
+/// The longest code sent in the standard raw REPL where raw-paste may be
+/// used: MicroPython's default input buffer (`MICROPY_REPL_STDIN_BUFFER_MAX`),
+/// less the Ctrl-D that ends the code, so no board can overflow.
+pub const PLAIN_MAX: usize = 255;
 
 /// Why a REPL exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +80,13 @@ pub struct Output {
 /// Whether code goes to the device in raw-paste mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawPaste {
-    /// Negotiate on the first execution, and fall back to the standard raw
-    /// REPL where the device refuses or does not know raw-paste.
+    /// Negotiate on the first execution of code longer than [`PLAIN_MAX`],
+    /// and fall back to the standard raw REPL where the device refuses or
+    /// does not know raw-paste.
     Auto,
     /// Standard raw REPL only: for devices that claim raw-paste but cannot
-    /// do it (the WebAssembly port answers `R\x01` and then stalls).
+    /// do it (the WebAssembly port's own raw-paste answers `R\x01` and then
+    /// gets stuck).
     Off,
 }
 
@@ -283,6 +293,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> RawRepl<R, W> {
         // Ctrl-D on an empty line would be a soft reset, not an empty program.
         let code = if code.is_empty() { "pass" } else { code };
         if self.paste == RawPaste::Auto
+            && code.len() > PLAIN_MAX
             && self.paste_state != PasteState::Unsupported
             && let Some(window) = self.request_paste().await?
         {
