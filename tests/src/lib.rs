@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub mod dht;
 pub mod http;
+pub mod launcher;
+pub mod mpremote;
 pub mod prometheus;
 mod recording;
 pub mod tiering;

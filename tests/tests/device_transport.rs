@@ -1,5 +1,14 @@
 //! Raw-paste negotiation, resets, TCP and serial transports, against the
-//! real MicroPython VM run by cache-device's Node launcher.
+//! real MicroPython VM run by cache-device's Node launcher; what the
+//! launcher says on its line (`line`, and the breaks an outside attack
+//! found, `attacks`); mpremote as a second client (`mpremote_client`).
+
+#[path = "device_transport/attacks.rs"]
+mod attacks;
+#[path = "device_transport/line.rs"]
+mod line;
+#[path = "device_transport/mpremote_client.rs"]
+mod mpremote_client;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +26,7 @@ fn options(raw_paste: PasteSupport) -> EmulatorOptions {
     }
 }
 
-/// About 2 KB, so a raw paste takes many 64-byte windows.
+/// About 2 KB, so a raw paste takes many 128-byte windows.
 fn long_program() -> String {
     let mut code = String::from("total = 0\n");
     for i in 0..150 {
@@ -39,12 +48,15 @@ async fn raw_paste_is_used_where_the_device_has_it() {
         .await
         .unwrap();
     assert_eq!(repl.raw_paste_window(), None, "not negotiated yet");
+    // Code that fits a board's input buffer goes in the raw REPL at once.
+    assert_eq!(repl.exec("print(1)").await.unwrap(), "1\n");
+    assert_eq!(repl.raw_paste_window(), None, "not for short code");
     let expected = (0..150).sum::<i32>();
     assert_eq!(
         repl.exec(&long_program()).await.unwrap(),
         format!("{expected}\n")
     );
-    assert_eq!(repl.raw_paste_window(), Some(64));
+    assert_eq!(repl.raw_paste_window(), Some(128), "a board's window");
     // Exceptions and empty programs, in raw-paste mode too.
     match repl.exec("raise KeyError('k')").await {
         Err(ReplError::Exception { traceback, .. }) => {
@@ -91,21 +103,54 @@ async fn refused_or_unknown_raw_paste_falls_back_to_the_raw_repl() {
 }
 
 #[tokio::test]
-async fn the_vms_own_raw_paste_stalls_so_it_stays_off_and_a_stall_is_bounded() {
-    // Emulator::start turns raw-paste off on the VM's own implementation.
-    let (_dev, mut repl) = Emulator::start(Firmware::V1_27, 0).await.unwrap();
-    assert_eq!(repl.exec("print(1)").await.unwrap(), "1\n");
+async fn the_vms_own_raw_paste_gets_stuck_without_spinning_and_a_ctrl_c_brings_the_device_back() {
+    // Emulator::start_with turns raw-paste off on the VM's own implementation.
+    let (mut dev, mut repl) = Emulator::start_with(options(PasteSupport::Native))
+        .await
+        .unwrap();
+    assert_eq!(repl.exec("x = 1\nprint(x)").await.unwrap(), "1\n");
     assert_eq!(repl.raw_paste_window(), None);
 
-    // Turned on, the VM answers R\x01 and then never runs the code: the
-    // wait ends with an error, not a hang.
-    let (_dev, mut repl) = Emulator::start(Firmware::V1_27, 0).await.unwrap();
+    // Turned on, the VM answers R\x01 and never runs the code: the wait ends
+    // with an error, not a hang.
     repl.set_raw_paste(RawPaste::Auto);
     repl.set_timeout(Duration::from_millis(500));
     let t = Instant::now();
-    let e = repl.exec("print(1)").await.unwrap_err();
+    let e = repl.exec(&long_program()).await.unwrap_err();
     assert!(matches!(e, ReplError::Timeout { .. }), "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(3));
+
+    // The launcher stops the stuck VM rather than spin with it.
+    let pid = dev.pid().expect("the launcher runs");
+    let busy = cache_tests::launcher::cpu_share(pid, Duration::from_secs(1));
+    assert!(
+        busy < 0.3,
+        "the launcher used {busy:.2} of a core while stuck"
+    );
+
+    // The device answers nothing until a Ctrl-C goes unanswered for 2 s and
+    // restarts it, as a hard reset: the boot banner, then the raw REPL, with
+    // what was defined gone.
+    repl.set_raw_paste(RawPaste::Off);
+    repl.set_timeout(Duration::from_secs(10));
+    let t = Instant::now();
+    match repl.exec("print(x)").await {
+        Err(ReplError::Exception { traceback, .. }) => {
+            assert!(traceback.contains("NameError"), "{traceback}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(repl.exec("print(2)").await.unwrap(), "2\n");
+
+    // Its input closed, the launcher exits.
+    drop(repl);
+    let status = dev.exited(Duration::from_secs(5)).await.unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
 #[tokio::test]
@@ -134,12 +179,11 @@ async fn a_reset_button_press_is_detected_and_the_next_call_redeploys() {
 
 #[tokio::test]
 async fn tcp_carries_the_repl_and_a_lost_connection_is_an_error_then_a_reconnect() {
-    let opts = options(PasteSupport::Native);
+    let opts = options(PasteSupport::Emulated);
     let (dev, addr) = Emulator::listen(opts).await.unwrap();
-    let mut repl = TcpRepl::connect_tcp(addr, Duration::from_secs(5))
+    let repl = TcpRepl::connect_tcp(addr, Duration::from_secs(5))
         .await
         .unwrap();
-    repl.set_raw_paste(RawPaste::Off);
     let c = cache("tcp");
     let mut s = DeviceSession::open(repl, c.clone()).await.unwrap();
     let code = || "def neg(x):\n    return -x\n".to_string();
@@ -163,10 +207,9 @@ async fn tcp_carries_the_repl_and_a_lost_connection_is_an_error_then_a_reconnect
     })
     .await
     .unwrap();
-    let mut repl = TcpRepl::connect_tcp(addr, Duration::from_secs(5))
+    let repl = TcpRepl::connect_tcp(addr, Duration::from_secs(5))
         .await
         .unwrap();
-    repl.set_raw_paste(RawPaste::Off);
     let before = s.capabilities().firmware.clone();
     s.reconnect(repl).await.unwrap();
     assert_ne!(
@@ -208,8 +251,13 @@ async fn a_serial_port_carries_the_repl() {
     let mut repl = SerialRepl::open_serial(&path, 115_200, Duration::from_secs(5))
         .await
         .unwrap();
-    repl.set_raw_paste(RawPaste::Off);
     assert_eq!(repl.exec("print(6 * 7)").await.unwrap(), "42\n");
+    let expected = (0..150).sum::<i32>();
+    assert_eq!(
+        repl.exec(&long_program()).await.unwrap(),
+        format!("{expected}\n")
+    );
+    assert_eq!(repl.raw_paste_window(), Some(128), "raw-paste over the pty");
     let mut s = DeviceSession::open(repl, cache("serial")).await.unwrap();
     let v: String = s
         .call(
@@ -233,53 +281,4 @@ async fn a_missing_serial_port_is_a_clear_error() {
         Ok(_) => panic!("opened a missing port"),
     };
     assert!(e.contains("/dev/does-not-exist"), "{e}");
-}
-
-/// A soft reset prints the banner boards print since MicroPython 1.20, on
-/// both emulated firmwares: clients such as mpremote wait for it.
-#[test]
-fn a_soft_reset_prints_the_boards_banner() {
-    use std::io::{Read, Write};
-    let launcher = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../cache-device/emulator/launcher.mjs"
-    );
-    for firmware in ["1.27", "1.29"] {
-        let mut child = std::process::Command::new("node")
-            .args([launcher, "--firmware", firmware, "--baud", "0"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("node runs the launcher (scripts/test installs nodejs)");
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 256];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.extend_from_slice(&buf[..n]);
-                if String::from_utf8_lossy(&seen).contains("soft reboot\r\n") {
-                    break;
-                }
-            }
-            let _ = tx.send(seen);
-        });
-        // Raw REPL (its banner), then Ctrl-D on an empty line.
-        let stdin = child.stdin.as_mut().unwrap();
-        stdin.write_all(b"\x01").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        stdin.write_all(b"\x04").unwrap();
-        stdin.flush().unwrap();
-        let seen = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = String::from_utf8_lossy(&seen);
-        assert!(
-            text.contains("MPY: soft reboot\r\n"),
-            "firmware {firmware}: {text:?}"
-        );
-    }
 }
