@@ -13,6 +13,12 @@
 //!   persistent hit — and, after a device reset as well, redeploys from the
 //!   cache without generating the code.
 //!
+//! Then the cost of raw-paste: 100 consecutive deploys of the 8 KB driver
+//! (each after a soft reset and with the cache emptied) on two devices at
+//! once, one taking the code in raw-paste mode as a board does (128-byte
+//! windows, each acknowledged) and one in the plain raw REPL, interleaved,
+//! with every failure counted.
+//!
 //! Run: `cargo bench -p cache-bench --bench device`.
 
 use std::path::{Path, PathBuf};
@@ -20,12 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_device::{
-    DeployCache, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware, deploy_cached,
+    DeployCache, DeviceError, DeviceHandle, DeviceSession, Emulator, Firmware, RawPaste,
+    deploy_cached,
 };
 use tokio::process::{ChildStdin, ChildStdout};
 
 const BAUD: u32 = 115_200;
 const ROUNDS: usize = 5;
+/// Deploys of each kind in the raw-paste comparison.
+const DEPLOYS: usize = 100;
 
 struct Board(DeviceSession<ChildStdout, ChildStdin>);
 
@@ -168,6 +177,67 @@ async fn run(kb: usize, arg_len: u8, dir: PathBuf) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One deploy + call of the 8 KB driver after a soft reset, with the cache
+/// emptied: its time, or the error.
+async fn deploy_8k(board: &mut Board, cache: &DeployCache) -> Result<Duration, String> {
+    board.0.soft_reset().await.map_err(|e| e.to_string())?;
+    cache.clear();
+    let t = Instant::now();
+    board
+        .checksum_8k(vec![7; 16])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(t.elapsed())
+}
+
+async fn paste_against_raw(dir: PathBuf) {
+    let mut boards = Vec::new();
+    for (i, paste) in [RawPaste::Auto, RawPaste::Off].into_iter().enumerate() {
+        let d = dir.join(i.to_string());
+        let _ = std::fs::remove_dir_all(&d);
+        let (device, mut repl) = Emulator::start(Firmware::V1_27, BAUD)
+            .await
+            .expect("the emulator starts");
+        repl.set_raw_paste(paste);
+        let cache = open_cache(&d);
+        let board = Board(DeviceSession::open(repl, cache.clone()).await.unwrap());
+        boards.push((device, board, cache, Vec::new(), 0usize));
+    }
+    for _ in 0..DEPLOYS {
+        for (_, board, cache, times, failures) in boards.iter_mut() {
+            match deploy_8k(board, cache).await {
+                Ok(t) => times.push(t),
+                Err(e) => {
+                    eprintln!("a deploy failed: {e}");
+                    *failures += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        boards[0].1.0.repl().raw_paste_window(),
+        Some(128),
+        "raw-paste was used"
+    );
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len().max(1) as u32;
+    let (paste, raw) = (&boards[0], &boards[1]);
+    println!("8 KB driver, {DEPLOYS} consecutive deploys + calls each, at {BAUD} baud:");
+    for (name, b) in [("raw-paste (emulated)", paste), ("plain raw REPL", raw)] {
+        println!(
+            "  {name:22} median {:7.1} ms, mean {:7.1} ms, {} failures",
+            ms(median(b.3.clone())),
+            ms(mean(&b.3)),
+            b.4
+        );
+    }
+    println!(
+        "  raw-paste / plain raw REPL: {:.3}x (medians), {:.3}x (means)",
+        median(paste.3.clone()).as_secs_f64() / median(raw.3.clone()).as_secs_f64(),
+        mean(&paste.3).as_secs_f64() / mean(&raw.3).as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once too.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,5 +249,6 @@ fn main() {
         for (kb, arg_len) in [(2, 16), (8, 16), (8, 1)] {
             run(kb, arg_len, base.join(format!("{kb}k-{arg_len}"))).await;
         }
+        paste_against_raw(base.join("paste")).await;
     });
 }
