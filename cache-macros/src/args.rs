@@ -285,7 +285,7 @@ fn value<T: syn::parse::Parse>(
 }
 
 /// `= ["...", ...]`: string literals, each an error at its token otherwise.
-fn templates(
+pub(crate) fn templates(
     meta: &ParseNestedMeta,
     name: &str,
     expected: &str,

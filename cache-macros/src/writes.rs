@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, ExprArray, FnArg, Ident, ImplItemFn, Lit, LitStr, Meta, Pat, Type};
+use syn::{Attribute, FnArg, Ident, ImplItemFn, LitStr, Meta, Pat, Type};
 
 use crate::template::{self, Segment};
 
@@ -36,24 +36,17 @@ pub(crate) struct PutArgs {
 }
 
 fn lit_list(meta: &ParseNestedMeta, what: &str) -> syn::Result<Vec<LitStr>> {
-    let arr: ExprArray = meta.value()?.parse().map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("`{what}` takes a list of strings, such as `{what} = [\"get_user:{{id}}\"]`"),
-        )
-    })?;
-    arr.elems
-        .into_iter()
-        .map(|e| match e {
-            Expr::Lit(syn::ExprLit {
-                lit: Lit::Str(s), ..
-            }) => Ok(s),
-            other => Err(syn::Error::new_spanned(
-                other,
-                format!("each of `{what}` is a string template"),
-            )),
-        })
-        .collect()
+    let example = match what {
+        "patterns" => "get_user:*",
+        "tags" => "user:{id}",
+        _ => "get_user:{id}",
+    };
+    crate::args::templates(
+        meta,
+        what,
+        &format!("a list of string templates, such as `{what} = [\"{example}\"]`"),
+        &format!("each of `{what}` is a string template, such as \"{example}\""),
+    )
 }
 
 pub(crate) fn parse_evict(attr: &Attribute) -> syn::Result<EvictArgs> {

@@ -1,0 +1,11 @@
+use cache_core::{cache_evict, cache_service};
+
+struct Svc;
+
+#[cache_service(name = "svc")]
+impl Svc {
+    #[cache_evict(tags)]
+    fn retag(&self) {}
+}
+
+fn main() {}
