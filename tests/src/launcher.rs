@@ -143,6 +143,20 @@ impl Launcher {
         }
         None
     }
+
+    /// Runs `code` in the raw REPL: sends it and Ctrl-D, and returns what
+    /// the device answers up to its next prompt (`OK…\x04…\x04>`).
+    pub fn run(&mut self, code: &str) -> String {
+        self.send(format!("{code}\x04").as_bytes());
+        self.expect("\x04>", Duration::from_secs(5))
+    }
+
+    /// Closes the device's input and asserts that the launcher exits with
+    /// status 0 within `within`; `what` names the case in the failure.
+    pub fn exits_cleanly(&mut self, within: Duration, what: &str) {
+        let status = self.close_and_wait(within);
+        assert!(status.is_some_and(|s| s.success()), "{what}: {status:?}");
+    }
 }
 
 impl Drop for Launcher {

@@ -12,8 +12,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[test]
 fn a_missing_file_is_errno_2() {
     let mut l = Launcher::raw(&[]);
-    l.send(b"import os, errno\ntry:\n    os.stat('nope')\nexcept OSError as e:\n    print(e.errno == errno.ENOENT, e.errno)\n\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OKTrue 2\n\x04\x04>");
+    assert_eq!(l.run("import os, errno\ntry:\n    os.stat('nope')\nexcept OSError as e:\n    print(e.errno == errno.ENOENT, e.errno)\n"), "OKTrue 2\n\x04\x04>");
 }
 
 /// sys.exit() leaves the raw REPL as on a board: a soft reset, not a
@@ -24,8 +23,7 @@ fn sys_exit_in_the_raw_repl_soft_resets() {
     l.send(b"y = 1\nimport sys\nsys.exit()\x04");
     let said = l.expect(RAW_BANNER, 5 * SECOND);
     assert_eq!(said, format!("OK\x04\x04MPY: soft reboot\r\n{RAW_BANNER}"));
-    l.send(b"print(2)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OK2\n\x04\x04>");
+    assert_eq!(l.run("print(2)"), "OK2\n\x04\x04>");
 }
 
 /// A Ctrl-C clears the raw REPL's line: a Ctrl-D after it is a soft reset,
@@ -42,8 +40,7 @@ fn after_a_ctrl_c_the_raw_line_is_empty() {
     l.send(b"junk\x03\x05A\x01");
     assert_eq!(l.read_until(b"\x01", 5 * SECOND).unwrap(), b"R\x01");
     l.read_until(b"\x80\x00\x01", 5 * SECOND).unwrap();
-    l.send(b"print(1)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "\x041\n\x04\x04>");
+    assert_eq!(l.run("print(1)"), "\x041\n\x04\x04>");
 }
 
 /// A device printing faster than the line waits for it, as on a board: no
@@ -93,8 +90,7 @@ fn with_interrupts_off_a_ctrl_c_restarts_nothing() {
 #[test]
 fn files_outlive_hard_resets() {
     let mut l = Launcher::raw(&[]);
-    l.send(b"open('kept.txt', 'w').write('flash')\x04");
-    l.expect("\x04>", 5 * SECOND);
+    l.run("open('kept.txt', 'w').write('flash')");
     let status = std::process::Command::new("sh")
         .args(["-c", &format!("kill -USR1 {}", l.pid())])
         .status()
@@ -107,8 +103,10 @@ fn files_outlive_hard_resets() {
     l.expect("flash\n", 5 * SECOND);
     l.send(b"\x03\r\x01");
     l.expect(RAW_BANNER, 6 * SECOND);
-    l.send(b"print(open('kept.txt').read())\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OKflash\n\x04\x04>");
+    assert_eq!(
+        l.run("print(open('kept.txt').read())"),
+        "OKflash\n\x04\x04>"
+    );
 }
 
 /// A Ctrl-C reaches a busy device whose input is full (other bytes are
@@ -136,8 +134,7 @@ fn a_ctrl_c_gets_through_a_full_input() {
     );
     l.send(b"\r\x01");
     l.expect(RAW_BANNER, 5 * SECOND);
-    l.send(b"print(8)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OK8\n\x04\x04>");
+    assert_eq!(l.run("print(8)"), "OK8\n\x04\x04>");
 }
 
 /// Bad options are refused with the usage, not half taken.

@@ -19,8 +19,7 @@ fn raw(firmware: &str, paste: &str) -> Launcher {
 fn a_soft_reset_prints_what_a_board_prints() {
     for firmware in FIRMWARES {
         let mut l = raw(firmware, "emulate");
-        l.send(b"x = 1\x04");
-        l.expect("\x04>", 5 * SECOND);
+        l.run("x = 1");
         l.send(b"\x04");
         let said = l.expect(RAW_BANNER, 5 * SECOND);
         assert_eq!(
@@ -28,9 +27,8 @@ fn a_soft_reset_prints_what_a_board_prints() {
             format!("OK\r\nMPY: soft reboot\r\n{RAW_BANNER}"),
             "{firmware}"
         );
-        l.send(b"print(x)\x04");
         assert!(
-            l.expect("\x04>", 5 * SECOND).contains("NameError"),
+            l.run("print(x)").contains("NameError"),
             "{firmware}: x is gone"
         );
     }
@@ -50,8 +48,7 @@ fn ctrl_c_interrupts_a_sleep_with_keyboard_interrupt() {
         let said = l.expect("\x04>", 2 * SECOND);
         assert!(t.elapsed() < 2 * SECOND, "{firmware}: {:?}", t.elapsed());
         assert_eq!(said, "\x04KeyboardInterrupt: \r\n\x04>", "{firmware}");
-        l.send(b"print(time.ticks_diff(time.ticks_ms(), t))\x04");
-        let said = l.expect("\x04>", 5 * SECOND);
+        let said = l.run("print(time.ticks_diff(time.ticks_ms(), t))");
         let ms: i64 = said
             .trim_start_matches("OK")
             .split('\n')
@@ -96,13 +93,10 @@ fn ctrl_c_interrupts_a_sleep_with_keyboard_interrupt() {
 #[test]
 fn ctrl_c_with_nothing_running_clears_the_line_and_restarts_nothing() {
     let mut l = raw("1.27", "emulate");
-    l.send(b"x = 7\x04");
-    l.expect("\x04>", 5 * SECOND);
-    l.send(b"print(1\x03print(x)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OK7\n\x04\x04>");
+    l.run("x = 7");
+    assert_eq!(l.run("print(1\x03print(x)"), "OK7\n\x04\x04>");
     assert_eq!(l.collect_for(3 * SECOND), "", "no restart, no banner");
-    l.send(b"print(x)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OK7\n\x04\x04>");
+    assert_eq!(l.run("print(x)"), "OK7\n\x04\x04>");
 }
 
 /// A busy loop never reads the clock, so the VM cannot be reached: a Ctrl-C
@@ -112,8 +106,7 @@ fn ctrl_c_with_nothing_running_clears_the_line_and_restarts_nothing() {
 fn a_busy_loop_ends_in_a_restart_2_s_after_a_ctrl_c() {
     for firmware in FIRMWARES {
         let mut l = raw(firmware, "emulate");
-        l.send(b"x = 1\x04");
-        l.expect("\x04>", 5 * SECOND);
+        l.run("x = 1");
         l.send(b"while True:\n    pass\n\x04");
         l.expect("OK", 5 * SECOND);
         std::thread::sleep(SECOND / 2);
@@ -130,13 +123,8 @@ fn a_busy_loop_ends_in_a_restart_2_s_after_a_ctrl_c() {
             said.starts_with(&format!("\r\nMicroPython v{firmware}")),
             "{firmware}: the boot banner: {said:?}"
         );
-        l.send(b"print(x)\x04");
-        assert!(
-            l.expect("\x04>", 5 * SECOND).contains("NameError"),
-            "{firmware}"
-        );
-        l.send(b"print(3)\x04");
-        assert_eq!(l.expect("\x04>", 5 * SECOND), "OK3\n\x04\x04>");
+        assert!(l.run("print(x)").contains("NameError"), "{firmware}");
+        assert_eq!(l.run("print(3)"), "OK3\n\x04\x04>");
     }
 }
 
@@ -149,20 +137,12 @@ fn the_launcher_exits_when_its_input_ends_and_idles_without_spinning() {
     assert!(idle < 0.1, "an idle device used {idle:.2} of a core");
     l.send(b"while True:\n    pass\n\x04");
     l.expect("OK", 5 * SECOND);
-    let status = l.close_and_wait(3 * SECOND);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "in a busy loop: {status:?}"
-    );
+    l.exits_cleanly(3 * SECOND, "in a busy loop");
 
     let mut l = raw("1.27", "emulate");
     l.send(b"import time\ntime.sleep(30)\x04");
     l.expect("OK", 5 * SECOND);
-    let status = l.close_and_wait(3 * SECOND);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "in a sleep: {status:?}"
-    );
+    l.exits_cleanly(3 * SECOND, "in a sleep");
 }
 
 /// The VM's own raw-paste (`native`) gets stuck where no input reaches it:
@@ -183,17 +163,12 @@ fn the_vms_own_raw_paste_does_not_spin_and_does_not_hold_the_launcher() {
         assert!(busy < 0.3, "{firmware}: stuck, it used {busy:.2} of a core");
         l.send(b"\r\x03\r\x01");
         l.expect(RAW_BANNER, 6 * SECOND);
-        l.send(b"print(5)\x04");
-        assert_eq!(l.expect("\x04>", 5 * SECOND), "OK5\n\x04\x04>");
+        assert_eq!(l.run("print(5)"), "OK5\n\x04\x04>");
 
         // Stuck again, and the input ends.
         l.send(b"\x05A\x01");
         l.expect("\x04", 5 * SECOND);
-        let status = l.close_and_wait(3 * SECOND);
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{firmware}: {status:?}"
-        );
+        l.exits_cleanly(3 * SECOND, firmware);
     }
 }
 
@@ -236,18 +211,21 @@ fn a_device_whose_code_ends_its_thread_boots_again() {
     assert!(said.contains("MicroPython v1.27"), "{said:?}");
     l.send(b"\r\x01");
     l.expect(RAW_BANNER, 5 * SECOND);
-    l.send(b"print(4)\x04");
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OK4\n\x04\x04>");
+    assert_eq!(l.run("print(4)"), "OK4\n\x04\x04>");
 }
 
 /// Bytes beyond ASCII arrive whole, in the raw REPL and in a raw paste.
 #[test]
 fn utf8_code_and_output_arrive_whole() {
     let mut l = raw("1.29", "emulate");
-    l.send("print('héllo €', len('héllo €'))\x04".as_bytes());
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "OKhéllo € 7\n\x04\x04>");
+    assert_eq!(
+        l.run("print('héllo €', len('héllo €'))"),
+        "OKhéllo € 7\n\x04\x04>"
+    );
     l.send(b"\x05A\x01");
     l.read_until(b"\x80\x00\x01", 5 * SECOND).unwrap();
-    l.send("s = 'ünïcødé ✓'\nprint(s, len(s))\n\x04".as_bytes());
-    assert_eq!(l.expect("\x04>", 5 * SECOND), "\x04ünïcødé ✓ 9\n\x04\x04>");
+    assert_eq!(
+        l.run("s = 'ünïcødé ✓'\nprint(s, len(s))\n"),
+        "\x04ünïcødé ✓ 9\n\x04\x04>"
+    );
 }
